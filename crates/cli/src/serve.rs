@@ -1,0 +1,94 @@
+//! `ssehub serve`: builds the hub and its HTTP server from the flags and runs until a signal.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ssehub_auth::{Algorithm, Authorizer, KeyConfig};
+use ssehub_hub::Hub;
+use ssehub_server::{MERCURE_PATH, MercureConfig, MercureServer};
+
+use crate::UsageError;
+use crate::cli::ServeArgs;
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let algorithm: Algorithm = args
+        .jwt_algorithm
+        .parse()
+        .map_err(|_| UsageError(format!("unknown --jwt-algorithm {:?}", args.jwt_algorithm)))?;
+    let mut generated = None;
+    let shared = match (&args.jwt_key, &args.publisher_jwt_key, &args.subscriber_jwt_key) {
+        (None, None, None) => {
+            if !algorithm.to_string().starts_with("HS") {
+                return Err(UsageError(format!("--jwt-algorithm {algorithm} needs --jwt-key")).into());
+            }
+            let secret = random_secret();
+            generated = Some(secret.clone());
+            Some(secret)
+        }
+        (key, _, _) => key.clone(),
+    };
+    let key = |k: Option<&String>| k.map(|k| KeyConfig { algorithm, key: k.clone() });
+    let publisher = key(args.publisher_jwt_key.as_ref().or(shared.as_ref()));
+    let subscriber = key(args.subscriber_jwt_key.as_ref().or(shared.as_ref()));
+    let authorizer = Authorizer::new(publisher.clone(), subscriber)
+        .map_err(|e| UsageError(format!("invalid JWT key: {e}")))?;
+
+    let heartbeat = (!args.heartbeat.is_zero()).then_some(args.heartbeat);
+    let hub = Hub::builder().history_size(args.history_size).heartbeat(heartbeat).build();
+    let mut config = MercureConfig::new(authorizer);
+    config.anonymous = !args.no_anonymous;
+    config.cors_origins = args.cors_origins.clone();
+    config.max_body = args.max_body;
+
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, "ssehub listening; hub at http://{local}{MERCURE_PATH}");
+    if let (Some(secret), Some(publisher)) = (generated, publisher) {
+        let token = ssehub_auth::encode_token(&publisher, Some(&["*"]), Some(&["*"]), None)
+            .context("cannot sign the demo token")?;
+        tracing::warn!(
+            "no JWT key given: generated one for this run only (pass --jwt-key to keep tokens valid across restarts)\n  \
+             key:       {secret}\n  \
+             subscribe: curl -N 'http://{local}{MERCURE_PATH}?topic=demo'\n  \
+             publish:   curl -d topic=demo -d data=hello -H 'Authorization: Bearer {token}' http://{local}{MERCURE_PATH}"
+        );
+    }
+
+    let server = MercureServer::new(hub, config);
+    let router = server.router();
+    server.serve(listener, router, shutdown_signal()).await.context("server failed")?;
+    tracing::info!("ssehub stopped");
+    Ok(())
+}
+
+fn random_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: closing streams so clients reconnect");
+    // Give the log line a moment to be ordered before connection-close noise.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}

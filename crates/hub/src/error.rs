@@ -1,0 +1,63 @@
+//! Typed errors of the hub core. Each `Display` is a one-line reason fit for an HTTP body.
+
+use thiserror::Error;
+
+/// Why a publish was refused. Nothing was stored or delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// No topic.
+    #[error("an update needs at least one topic")]
+    NoTopic,
+    /// An empty topic string.
+    #[error("a topic must not be empty")]
+    EmptyTopic,
+    /// More topics than [`crate::MAX_TOPICS_PER_UPDATE`].
+    #[error("too many topics in one update (at most {max})")]
+    TooManyTopics {
+        /// The limit.
+        max: usize,
+    },
+    /// The event type contains CR or LF.
+    #[error("type must not contain CR or LF")]
+    InvalidEventType,
+    /// The id contains CR, LF or NUL.
+    #[error("id must not contain CR, LF or NUL")]
+    InvalidId,
+    /// An empty id: it would reset the subscriber's last event id.
+    #[error("id must not be empty")]
+    EmptyId,
+    /// `earliest` is the replay keyword, or the id has the shape of a hub-assigned id.
+    #[error("id is reserved by the hub")]
+    ReservedId,
+    /// The id is already used by a retained update, so replay from it would be ambiguous.
+    #[error("id is already used by a retained update")]
+    DuplicateId,
+    /// The hub is shutting down.
+    #[error("the hub is shutting down")]
+    Closed,
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SubscribeError {
+    /// No topic selector.
+    #[error("a subscription needs at least one topic selector")]
+    NoTopic,
+    /// More selectors than the hub allows.
+    #[error("too many topic selectors (at most {max})")]
+    TooManyTopics {
+        /// The limit.
+        max: usize,
+    },
+    /// More subscribers than the hub allows.
+    #[error("too many subscribers (at most {max})")]
+    TooManySubscribers {
+        /// The limit.
+        max: usize,
+    },
+    /// The hub is shutting down.
+    #[error("the hub is shutting down")]
+    Closed,
+}

@@ -1,0 +1,215 @@
+//! The in-memory history ring: the retained tail of the hub's total order, and id resolution.
+//!
+//! Every update gets a sequence number (`seq`) in publish order. Hub-assigned ids are
+//! `{epoch}-{seq}`, where `epoch` is fixed for the life of this history (the boot time in
+//! milliseconds), so resolving a hub id is arithmetic and replay is an index into the ring, not a
+//! scan. Ids from another epoch (an earlier run of a RAM-only hub) are unknown, never mistaken for
+//! ours. Publisher-chosen ids are kept in a map for as long as their update is retained.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// One retained update, already encoded.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) seq: u64,
+    pub(crate) id: Arc<str>,
+    pub(crate) topics: Box<[String]>,
+    pub(crate) private: bool,
+    pub(crate) frame: Bytes,
+}
+
+/// Where a replay starts for a given `Last-Event-ID`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resolved {
+    /// Replay every retained entry with `seq >= from`; nothing was missed before it.
+    From(u64),
+    /// The id is known to be ours but older than the oldest retained update.
+    Expired,
+    /// The id is not one this hub knows.
+    Unknown,
+}
+
+#[derive(Debug)]
+pub(crate) struct History {
+    entries: VecDeque<Entry>,
+    capacity: usize,
+    next_seq: u64,
+    epoch: u64,
+    /// Publisher-chosen id -> seq, only for retained entries.
+    by_id: HashMap<Arc<str>, u64>,
+}
+
+impl History {
+    pub(crate) fn new(capacity: usize, epoch: u64) -> Self {
+        History {
+            entries: VecDeque::with_capacity(capacity.min(4096)),
+            capacity,
+            next_seq: 1,
+            epoch,
+            by_id: HashMap::new(),
+        }
+    }
+
+    /// The seq of the oldest retained entry (== `next_seq` when nothing is retained).
+    pub(crate) fn first_seq(&self) -> u64 {
+        self.entries.front().map_or(self.next_seq, |e| e.seq)
+    }
+
+    /// Takes the next seq and returns it with the id the update will carry.
+    pub(crate) fn allocate(&mut self, publisher_id: Option<&str>) -> (u64, Arc<str>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let id: Arc<str> = match publisher_id {
+            Some(id) => Arc::from(id),
+            None => Arc::from(format!("{}-{}", self.epoch, seq)),
+        };
+        (seq, id)
+    }
+
+    /// Whether a publisher-chosen id can be used: not retained already and not shaped like ours.
+    pub(crate) fn check_publisher_id(&self, id: &str) -> Result<(), crate::PublishError> {
+        if self.parse_hub_id(id).is_some() {
+            return Err(crate::PublishError::ReservedId);
+        }
+        if self.by_id.contains_key(id) {
+            return Err(crate::PublishError::DuplicateId);
+        }
+        Ok(())
+    }
+
+    /// Retains an entry (allocated by [`History::allocate`]), evicting the oldest beyond capacity.
+    pub(crate) fn push(&mut self, entry: Entry, publisher_id: bool) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.entries.len() == self.capacity {
+            self.evict_oldest();
+        }
+        if publisher_id {
+            self.by_id.insert(entry.id.clone(), entry.seq);
+        }
+        self.entries.push_back(entry);
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some(old) = self.entries.pop_front() {
+            if self.by_id.get(&old.id) == Some(&old.seq) {
+                self.by_id.remove(&old.id);
+            }
+        }
+    }
+
+    fn parse_hub_id(&self, id: &str) -> Option<u64> {
+        let (epoch, seq) = id.split_once('-')?;
+        if epoch.parse::<u64>().ok()? != self.epoch {
+            return None;
+        }
+        // Reject "+5" and similar that `parse` would accept: ids are compared as text by clients.
+        if !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        seq.parse().ok()
+    }
+
+    /// Where replay after `last_event_id` starts.
+    pub(crate) fn resolve(&self, last_event_id: &str) -> Resolved {
+        if last_event_id == crate::EARLIEST {
+            return Resolved::From(self.first_seq());
+        }
+        if let Some(&seq) = self.by_id.get(last_event_id) {
+            return Resolved::From(seq + 1);
+        }
+        match self.parse_hub_id(last_event_id) {
+            Some(seq) if seq >= self.next_seq || seq == 0 => Resolved::Unknown,
+            // The subscriber saw `seq`; it missed nothing if `seq + 1` is still retained (or is
+            // the next one to be published).
+            Some(seq) if seq + 1 >= self.first_seq() => Resolved::From(seq + 1),
+            Some(_) => Resolved::Expired,
+            None => Resolved::Unknown,
+        }
+    }
+
+    /// Retained entries with `seq >= from`, oldest first. A seek, not a scan.
+    pub(crate) fn range_from(&self, from: u64) -> impl Iterator<Item = &Entry> {
+        let skip = from.saturating_sub(self.first_seq()) as usize;
+        self.entries.range(skip.min(self.entries.len())..)
+    }
+
+    /// The id of the newest retained entry.
+    pub(crate) fn last_id(&self) -> Option<&str> {
+        self.entries.back().map(|e| &*e.id)
+    }
+
+    /// The id of the oldest retained entry.
+    pub(crate) fn first_id(&self) -> Option<&str> {
+        self.entries.front().map(|e| &*e.id)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(h: &mut History, pid: Option<&str>) -> u64 {
+        let (seq, id) = h.allocate(pid);
+        let e = Entry {
+            seq,
+            id,
+            topics: Box::new(["t".to_owned()]),
+            private: false,
+            frame: Bytes::new(),
+        };
+        h.push(e, pid.is_some());
+        seq
+    }
+
+    #[test]
+    fn hub_ids_resolve_by_arithmetic() {
+        let mut h = History::new(3, 7);
+        for _ in 0..5 {
+            entry(&mut h, None);
+        }
+        // Retained: seq 3, 4, 5.
+        assert_eq!(h.first_seq(), 3);
+        assert_eq!(h.resolve("7-5"), Resolved::From(6));
+        assert_eq!(h.resolve("7-2"), Resolved::From(3), "seq 3 is retained, nothing missed");
+        assert_eq!(h.resolve("7-1"), Resolved::Expired);
+        assert_eq!(h.resolve("7-6"), Resolved::Unknown, "from the future");
+        assert_eq!(h.resolve("8-4"), Resolved::Unknown, "other epoch");
+        assert_eq!(h.resolve("7-+4"), Resolved::Unknown);
+        assert_eq!(h.resolve("earliest"), Resolved::From(3));
+        let ids: Vec<_> = h.range_from(4).map(|e| e.seq).collect();
+        assert_eq!(ids, [4, 5]);
+        assert_eq!(h.range_from(1).count(), 3);
+        assert_eq!(h.range_from(9).count(), 0);
+    }
+
+    #[test]
+    fn publisher_ids_live_as_long_as_their_entry() {
+        let mut h = History::new(2, 1);
+        entry(&mut h, Some("a"));
+        assert_eq!(h.check_publisher_id("a"), Err(crate::PublishError::DuplicateId));
+        assert_eq!(h.check_publisher_id("1-9"), Err(crate::PublishError::ReservedId));
+        assert_eq!(h.resolve("a"), Resolved::From(2));
+        entry(&mut h, None);
+        entry(&mut h, None);
+        assert_eq!(h.resolve("a"), Resolved::Unknown);
+        assert!(h.check_publisher_id("a").is_ok());
+    }
+
+    #[test]
+    fn zero_capacity_retains_nothing() {
+        let mut h = History::new(0, 1);
+        entry(&mut h, None);
+        assert_eq!(h.len(), 0);
+        assert_eq!(h.resolve("1-1"), Resolved::From(2));
+        assert_eq!(h.resolve("earliest"), Resolved::From(2));
+    }
+}

@@ -1,0 +1,649 @@
+//! The [`Hub`]: one total order of updates, fan-out to matching subscribers, replay, presence.
+//!
+//! All mutable state sits behind one short-lived lock (`State`). Publishing takes it once to
+//! assign the sequence number, encode the frame (once), retain it and offer it to every matching
+//! subscriber's queue; subscribing takes it once to replay history and register. Because both
+//! happen under the same lock, a subscriber sees every update exactly once and in the hub's order,
+//! with no gap between replay and live delivery. Lock order is always `State` then a subscriber's
+//! `Queue`; a writer holding its `Queue` never takes `State`.
+//!
+//! Subscribers with only exact-topic selectors are indexed by topic, so a publish touches only
+//! the subscribers of its topics; subscribers with `*` or URI-template selectors are checked one
+//! by one.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use parking_lot::Mutex;
+use slab::Slab;
+use ssehub_codec::Event;
+use ssehub_selector::Selector;
+
+use crate::error::{PublishError, SubscribeError};
+use crate::history::{Entry, History, Resolved};
+use crate::presence::{PresenceEvent, PresenceHook, PresenceKind};
+use crate::queue::{Mode, Queue};
+use crate::{Subscription, Update};
+
+/// Event type of the in-band notice sent when a `Last-Event-ID` is unknown or no longer
+/// retained; its data is JSON: `{"reason":"unknown"|"expired","lastEventID":..,"oldest":..}`.
+pub const HISTORY_GAP_EVENT: &str = "ssehub.history-gap";
+/// Event type of the last event sent to a subscriber that fell so far behind that the updates it
+/// missed are no longer retained; the stream ends after it. Its data is a one-line reason.
+pub const LAGGED_EVENT: &str = "ssehub.lagged";
+
+static HEARTBEAT: Bytes = Bytes::from_static(b":\n\n");
+
+/// Configures and builds a [`Hub`].
+#[derive(Clone)]
+pub struct HubBuilder {
+    history_size: usize,
+    heartbeat: Option<Duration>,
+    max_queued_frames: usize,
+    max_queued_bytes: usize,
+    max_subscribers: usize,
+    max_selectors: usize,
+    on_join: Vec<PresenceHook>,
+    on_leave: Vec<PresenceHook>,
+}
+
+impl std::fmt::Debug for HubBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubBuilder")
+            .field("history_size", &self.history_size)
+            .field("heartbeat", &self.heartbeat)
+            .field("max_queued_frames", &self.max_queued_frames)
+            .field("max_queued_bytes", &self.max_queued_bytes)
+            .field("max_subscribers", &self.max_subscribers)
+            .field("max_selectors", &self.max_selectors)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for HubBuilder {
+    fn default() -> Self {
+        HubBuilder {
+            history_size: 10_000,
+            heartbeat: Some(Duration::from_secs(15)),
+            max_queued_frames: 1024,
+            max_queued_bytes: 4 * 1024 * 1024,
+            max_subscribers: usize::MAX,
+            max_selectors: 128,
+            on_join: Vec::new(),
+            on_leave: Vec::new(),
+        }
+    }
+}
+
+impl HubBuilder {
+    /// How many updates the history ring retains for replay (default 10,000; 0 disables replay).
+    pub fn history_size(mut self, n: usize) -> Self {
+        self.history_size = n;
+        self
+    }
+
+    /// Interval of the heartbeat comment sent to idle subscribers (default 15 s; `None`: off).
+    /// One shared timer serves all subscribers; it needs a Tokio runtime when `build` runs.
+    pub fn heartbeat(mut self, every: Option<Duration>) -> Self {
+        self.heartbeat = every.filter(|d| !d.is_zero());
+        self
+    }
+
+    /// Bounds of one subscriber's queue (defaults 1,024 frames, 4 MiB). Past them the subscriber
+    /// is lagged and catches up from history; see the crate docs for the lag policy.
+    pub fn max_queued(mut self, frames: usize, bytes: usize) -> Self {
+        self.max_queued_frames = frames.max(1);
+        self.max_queued_bytes = bytes.max(1);
+        self
+    }
+
+    /// Most concurrent subscribers (default unlimited).
+    pub fn max_subscribers(mut self, n: usize) -> Self {
+        self.max_subscribers = n;
+        self
+    }
+
+    /// Most topic selectors in one subscription (default 128).
+    pub fn max_selectors(mut self, n: usize) -> Self {
+        self.max_selectors = n;
+        self
+    }
+
+    /// Calls `hook` after each subscription starts.
+    pub fn on_join(mut self, hook: impl Fn(&PresenceEvent) + Send + Sync + 'static) -> Self {
+        self.on_join.push(Arc::new(hook));
+        self
+    }
+
+    /// Calls `hook` after each subscription ends.
+    pub fn on_leave(mut self, hook: impl Fn(&PresenceEvent) + Send + Sync + 'static) -> Self {
+        self.on_leave.push(Arc::new(hook));
+        self
+    }
+
+    /// Builds the hub and, when a heartbeat is set and a Tokio runtime is current, starts its
+    /// shared heartbeat timer.
+    pub fn build(self) -> Hub {
+        let epoch = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                history: History::new(self.history_size, epoch),
+                subs: Slab::new(),
+                exact: HashMap::new(),
+                wildcard: Vec::new(),
+                selector_counts: HashMap::new(),
+                closed: false,
+                next_sub_id: 1,
+                stats: HubStats::default(),
+            }),
+            max_queued_frames: self.max_queued_frames,
+            max_queued_bytes: self.max_queued_bytes,
+            max_subscribers: self.max_subscribers,
+            max_selectors: self.max_selectors,
+            on_join: self.on_join,
+            on_leave: self.on_leave,
+        });
+        if let Some(every) = self.heartbeat {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(heartbeat(Arc::downgrade(&inner), every));
+                }
+                Err(_) => tracing::warn!("Hub built outside a Tokio runtime: no heartbeats"),
+            }
+        }
+        Hub { inner }
+    }
+}
+
+/// Counters since the hub started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubStats {
+    /// Updates published.
+    pub publishes: u64,
+    /// Update frames queued to subscribers (live and catch-up; not replay on connect).
+    pub deliveries: u64,
+    /// Update frames replayed to subscribers on connect.
+    pub replayed: u64,
+    /// Times a subscriber overflowed its queue and went to catch up from history.
+    pub lagged: u64,
+    /// Subscribers closed because what they missed was no longer retained.
+    pub lag_closes: u64,
+    /// Subscribers connected now.
+    pub subscribers: usize,
+    /// Updates retained in history now.
+    pub retained: usize,
+}
+
+/// The hub handle: cheap to clone (an `Arc`), shared by publishers and subscribers.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("stats", &self.stats()).finish()
+    }
+}
+
+struct Inner {
+    state: Mutex<State>,
+    max_queued_frames: usize,
+    max_queued_bytes: usize,
+    max_subscribers: usize,
+    max_selectors: usize,
+    on_join: Vec<PresenceHook>,
+    on_leave: Vec<PresenceHook>,
+}
+
+struct State {
+    history: History,
+    subs: Slab<Sub>,
+    /// Exact topic -> subscribers whose selectors are all exact and include it.
+    exact: HashMap<Box<str>, Vec<usize>>,
+    /// Subscribers with at least one `*` or template selector.
+    wildcard: Vec<usize>,
+    /// Selector text -> subscribers that asked for it.
+    selector_counts: HashMap<Box<str>, usize>,
+    closed: bool,
+    next_sub_id: u64,
+    stats: HubStats,
+}
+
+struct Sub {
+    id: u64,
+    queue: Arc<Mutex<Queue>>,
+    selectors: Box<[Selector]>,
+    authorized: Option<Arc<[Selector]>>,
+    /// Seq of the last update this subscriber was considered for: dedupes multi-topic matches.
+    mark: u64,
+}
+
+impl Sub {
+    fn indexed_exactly(&self) -> bool {
+        self.selectors.iter().all(|s| s.exact().is_some())
+    }
+
+    fn wants(&self, topics: &[String], private: bool) -> bool {
+        let matches = |sels: &[Selector]| sels.iter().any(|s| topics.iter().any(|t| s.matches(t)));
+        matches(&self.selectors) && (!private || self.authorized.as_deref().is_some_and(matches))
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::builder().build()
+    }
+}
+
+impl Hub {
+    /// A builder with the defaults.
+    pub fn builder() -> HubBuilder {
+        HubBuilder::default()
+    }
+
+    /// A hub with the defaults (needs a Tokio runtime for heartbeats).
+    pub fn new() -> Self {
+        Hub::default()
+    }
+
+    /// Publishes an update to every matching subscriber and retains it for replay; returns its
+    /// id (the publisher's, or one the hub assigned).
+    pub async fn publish(&self, update: Update) -> Result<String, PublishError> {
+        self.publish_now(update)
+    }
+
+    /// [`Hub::publish`] without `async`, for synchronous contexts such as presence hooks. Valid
+    /// for this RAM-only hub, where a publish never waits.
+    pub fn publish_now(&self, update: Update) -> Result<String, PublishError> {
+        update.validate()?;
+        let Update { topics, data, event_type, id: publisher_id, retry, private } = update;
+        let mut guard = self.inner.state.lock();
+        let st = &mut *guard;
+        if st.closed {
+            return Err(PublishError::Closed);
+        }
+        if let Some(id) = &publisher_id {
+            st.history.check_publisher_id(id)?;
+        }
+        let (seq, id) = st.history.allocate(publisher_id.as_deref());
+        let frame = encode_update(&id, event_type, retry, data)?;
+        let topics = topics.into_boxed_slice();
+
+        let State { subs, exact, wildcard, stats, .. } = st;
+        let mut offer = |key: usize| {
+            let sub = &mut subs[key];
+            if sub.mark == seq {
+                return;
+            }
+            sub.mark = seq;
+            if !sub.wants(&topics, private) {
+                return;
+            }
+            let mut q = sub.queue.lock();
+            if q.offer(seq, &frame) {
+                stats.deliveries += 1;
+            } else if q.mode == (Mode::Lagged { resume_from: seq }) {
+                stats.lagged += 1;
+            }
+        };
+        for topic in topics.iter() {
+            if let Some(keys) = exact.get(topic.as_str()) {
+                keys.iter().for_each(|&k| offer(k));
+            }
+        }
+        wildcard.iter().for_each(|&k| offer(k));
+        stats.publishes += 1;
+
+        let out = id.to_string();
+        st.history.push(Entry { seq, id, topics, private, frame }, publisher_id.is_some());
+        Ok(out)
+    }
+
+    /// Starts a subscription: replays what it asked for, then streams live updates. The stream
+    /// yields ready-to-write `text/event-stream` bytes (possibly several frames per item) and
+    /// ends when the hub closes or the subscriber is closed for lagging.
+    pub fn subscribe(&self, subscription: Subscription) -> Result<SubscriberStream, SubscribeError> {
+        let Subscription { selectors, last_event_id, authorized, preamble, payload } = subscription;
+        if selectors.is_empty() {
+            return Err(SubscribeError::NoTopic);
+        }
+        if selectors.len() > self.inner.max_selectors {
+            return Err(SubscribeError::TooManyTopics { max: self.inner.max_selectors });
+        }
+        let queue = Arc::new(Mutex::new(Queue::new(
+            self.inner.max_queued_frames,
+            self.inner.max_queued_bytes,
+        )));
+        let mut sub = Sub {
+            id: 0,
+            queue: queue.clone(),
+            selectors: selectors.into_boxed_slice(),
+            authorized,
+            mark: 0,
+        };
+        let topics: Arc<[String]> = sub.selectors.iter().map(|s| s.as_str().to_owned()).collect();
+
+        let mut guard = self.inner.state.lock();
+        let st = &mut *guard;
+        if st.closed {
+            return Err(SubscribeError::Closed);
+        }
+        if st.subs.len() >= self.inner.max_subscribers {
+            return Err(SubscribeError::TooManySubscribers { max: self.inner.max_subscribers });
+        }
+        sub.id = st.next_sub_id;
+        st.next_sub_id += 1;
+        {
+            let mut q = queue.lock();
+            if let Some(p) = preamble {
+                q.push_unbounded(p);
+            }
+            if let Some(last) = last_event_id {
+                let from = match st.history.resolve(&last) {
+                    Resolved::From(seq) => seq,
+                    gap @ (Resolved::Expired | Resolved::Unknown) => {
+                        q.push_unbounded(gap_frame(&last, gap, st.history.first_id()));
+                        st.history.first_seq()
+                    }
+                };
+                st.stats.replayed += replay(&st.history, &sub, &mut q, from);
+            }
+        }
+        let id = sub.id;
+        let exact_only = sub.indexed_exactly();
+        for s in sub.selectors.iter() {
+            *st.selector_counts.entry(s.as_str().into()).or_default() += 1;
+        }
+        let selectors: Vec<Box<str>> = if exact_only {
+            let mut v: Vec<Box<str>> = sub.selectors.iter().filter_map(|s| s.exact()).map(Into::into).collect();
+            v.sort();
+            v.dedup();
+            v
+        } else {
+            Vec::new()
+        };
+        let key = st.subs.insert(sub);
+        if exact_only {
+            for topic in selectors {
+                st.exact.entry(topic).or_default().push(key);
+            }
+        } else {
+            st.wildcard.push(key);
+        }
+        let total = st.subs.len();
+        let head_id = st.history.last_id().map(str::to_owned);
+        drop(guard);
+
+        let payload = payload.map(Arc::new);
+        self.notify(&self.inner.on_join, PresenceKind::Join, id, &topics, &payload, total);
+        Ok(SubscriberStream { hub: self.clone(), key, id, queue, topics, payload, head_id })
+    }
+
+    fn notify(
+        &self,
+        hooks: &[PresenceHook],
+        kind: PresenceKind,
+        subscriber: u64,
+        topics: &Arc<[String]>,
+        payload: &Option<Arc<serde_json::Value>>,
+        total: usize,
+    ) {
+        if hooks.is_empty() {
+            return;
+        }
+        let event = PresenceEvent { kind, subscriber, topics: topics.clone(), payload: payload.clone(), total };
+        for hook in hooks {
+            hook(&event);
+        }
+    }
+
+    /// Refills a lagged subscriber's queue from history, or closes it when what it missed is no
+    /// longer retained.
+    fn catch_up(&self, key: usize, queue: &Mutex<Queue>) {
+        let mut guard = self.inner.state.lock();
+        let st = &mut *guard;
+        let Some(sub) = st.subs.get(key) else { return };
+        let mut q = queue.lock();
+        let Mode::Lagged { resume_from } = q.mode else { return };
+        if resume_from < st.history.first_seq() {
+            q.push_unbounded(lagged_frame());
+            q.close();
+            st.stats.lag_closes += 1;
+            return;
+        }
+        q.mode = Mode::Live;
+        st.stats.deliveries += replay(&st.history, sub, &mut q, resume_from);
+    }
+
+    fn unsubscribe(&self, key: usize, id: u64) -> Option<usize> {
+        let mut guard = self.inner.state.lock();
+        let st = &mut *guard;
+        if st.subs.get(key).map(|s| s.id) != Some(id) {
+            return None;
+        }
+        let sub = st.subs.remove(key);
+        for s in sub.selectors.iter() {
+            if let Some(n) = st.selector_counts.get_mut(s.as_str()) {
+                *n -= 1;
+                if *n == 0 {
+                    st.selector_counts.remove(s.as_str());
+                }
+            }
+        }
+        let remove = |v: &mut Vec<usize>| {
+            if let Some(pos) = v.iter().position(|&k| k == key) {
+                v.swap_remove(pos);
+            }
+        };
+        if sub.indexed_exactly() {
+            for s in sub.selectors.iter() {
+                let Some(topic) = s.exact() else { continue };
+                if let Some(v) = st.exact.get_mut(topic) {
+                    remove(v);
+                    if v.is_empty() {
+                        st.exact.remove(topic);
+                    }
+                }
+            }
+        } else {
+            remove(&mut st.wildcard);
+        }
+        Some(st.subs.len())
+    }
+
+    /// Ends every subscription cleanly (queued frames are still sent) and refuses new publishes
+    /// and subscriptions. Idempotent.
+    pub fn close(&self) {
+        let mut st = self.inner.state.lock();
+        st.closed = true;
+        for (_, sub) in st.subs.iter() {
+            sub.queue.lock().close();
+        }
+    }
+
+    /// Whether [`Hub::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.state.lock().closed
+    }
+
+    /// Subscribers connected now.
+    pub fn subscriber_count(&self) -> usize {
+        self.inner.state.lock().subs.len()
+    }
+
+    /// Subscribers whose selectors include exactly this selector text (a topic, a template, `*`).
+    pub fn topic_subscribers(&self, selector: &str) -> usize {
+        self.inner.state.lock().selector_counts.get(selector).copied().unwrap_or(0)
+    }
+
+    /// Subscriber count per selector text, sorted by selector.
+    pub fn presence(&self) -> Vec<(String, usize)> {
+        let st = self.inner.state.lock();
+        let mut v: Vec<_> = st.selector_counts.iter().map(|(k, &n)| (k.to_string(), n)).collect();
+        drop(st);
+        v.sort();
+        v
+    }
+
+    /// Subscribers that would receive a public update on `topic` now.
+    pub fn subscribers_matching(&self, topic: &str) -> usize {
+        let st = self.inner.state.lock();
+        let topics = [topic.to_owned()];
+        st.subs.iter().filter(|(_, s)| s.wants(&topics, false)).count()
+    }
+
+    /// The id of the newest retained update, if any.
+    pub fn last_event_id(&self) -> Option<String> {
+        self.inner.state.lock().history.last_id().map(str::to_owned)
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> HubStats {
+        let st = self.inner.state.lock();
+        HubStats { subscribers: st.subs.len(), retained: st.history.len(), ..st.stats }
+    }
+}
+
+/// Offers retained entries from `from` on that `sub` wants; stops at the first that does not fit
+/// (the queue is then `Lagged` at it). Returns how many were queued.
+fn replay(history: &History, sub: &Sub, q: &mut Queue, from: u64) -> u64 {
+    let mut n = 0;
+    for e in history.range_from(from) {
+        if !sub.wants(&e.topics, e.private) {
+            continue;
+        }
+        if !q.offer(e.seq, &e.frame) {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+fn encode_update(
+    id: &str,
+    event_type: Option<String>,
+    retry: Option<Duration>,
+    data: String,
+) -> Result<Bytes, PublishError> {
+    let mut event = Event::new().id(id).map_err(|_| PublishError::InvalidId)?.data(data);
+    if let Some(t) = event_type {
+        event = event.event(t).map_err(|_| PublishError::InvalidEventType)?;
+    }
+    if let Some(r) = retry {
+        event = event.retry(r);
+    }
+    Ok(event.encode())
+}
+
+fn gap_frame(requested: &str, gap: Resolved, oldest: Option<&str>) -> Bytes {
+    let reason = if gap == Resolved::Expired { "expired" } else { "unknown" };
+    let data = serde_json::json!({ "reason": reason, "lastEventID": requested, "oldest": oldest });
+    // The event type is a constant without CR/LF, so this cannot fail.
+    match Event::new().event(HISTORY_GAP_EVENT) {
+        Ok(e) => e.data(data.to_string()).encode(),
+        Err(_) => Bytes::new(),
+    }
+}
+
+fn lagged_frame() -> Bytes {
+    let reason = "subscriber fell behind and the updates it missed are no longer retained; \
+                  reconnect with Last-Event-ID to resume";
+    match Event::new().event(LAGGED_EVENT) {
+        Ok(e) => e.data(reason).encode(),
+        Err(_) => Bytes::new(),
+    }
+}
+
+async fn heartbeat(hub: Weak<Inner>, every: Duration) {
+    let start = tokio::time::Instant::now() + every;
+    let mut tick = tokio::time::interval_at(start, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = hub.upgrade() else { return };
+        let st = inner.state.lock();
+        if st.closed {
+            return;
+        }
+        for (_, sub) in st.subs.iter() {
+            let mut q = sub.queue.lock();
+            let was_active = std::mem::replace(&mut q.active, false);
+            if !was_active && q.mode == Mode::Live && q.is_empty() {
+                q.push_unbounded(HEARTBEAT.clone());
+                q.active = false;
+            }
+        }
+    }
+}
+
+/// A subscriber's stream of ready-to-write `text/event-stream` bytes. Dropping it unsubscribes.
+pub struct SubscriberStream {
+    hub: Hub,
+    key: usize,
+    id: u64,
+    queue: Arc<Mutex<Queue>>,
+    topics: Arc<[String]>,
+    payload: Option<Arc<serde_json::Value>>,
+    head_id: Option<String>,
+}
+
+impl std::fmt::Debug for SubscriberStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscriberStream").field("id", &self.id).field("topics", &self.topics).finish()
+    }
+}
+
+impl SubscriberStream {
+    /// The hub-local subscriber id (also given to presence hooks).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The id of the newest retained update when the subscription started (what Mercure sends
+    /// as the `Last-Event-ID` response header), `None` when nothing was retained.
+    pub fn head_event_id(&self) -> Option<&str> {
+        self.head_id.as_deref()
+    }
+}
+
+impl Stream for SubscriberStream {
+    type Item = Bytes;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let this = self.get_mut();
+        loop {
+            let mut q = this.queue.lock();
+            if let Some(batch) = q.take_batch() {
+                return Poll::Ready(Some(batch));
+            }
+            match q.mode {
+                Mode::Closing => return Poll::Ready(None),
+                Mode::Live => {
+                    q.register(cx.waker());
+                    return Poll::Pending;
+                }
+                Mode::Lagged { .. } => {
+                    drop(q);
+                    this.hub.catch_up(this.key, &this.queue);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SubscriberStream {
+    fn drop(&mut self) {
+        if let Some(total) = self.hub.unsubscribe(self.key, self.id) {
+            let hooks = &self.hub.inner.on_leave;
+            self.hub.notify(hooks, PresenceKind::Leave, self.id, &self.topics, &self.payload, total);
+        }
+    }
+}

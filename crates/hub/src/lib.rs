@@ -1,0 +1,65 @@
+//! The ssehub core: topics and selectors, fan-out, history and replay, presence.
+//!
+//! A [`Hub`] is a cheap-to-clone handle. Publishers call [`Hub::publish`]; each subscriber gets a
+//! [`SubscriberStream`] of ready-to-write `text/event-stream` bytes from [`Hub::subscribe`]. The
+//! HTTP faces (the Mercure API, your own axum routes) live in `ssehub-server`; this crate does
+//! no I/O.
+//!
+//! ```
+//! use futures_util::StreamExt;
+//! use ssehub_hub::{Hub, Subscription, Update};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let hub = Hub::builder().history_size(1000).build();
+//! let mut stream = hub.subscribe(Subscription::new().topic("https://example.com/books/{id}")?)?;
+//! let id = hub.publish(Update::new("https://example.com/books/1", "Dune")).await?;
+//! let bytes = stream.next().await.unwrap();
+//! assert_eq!(bytes, format!("id: {id}\ndata: Dune\n\n"));
+//! # Ok(()) }
+//! ```
+//!
+//! # Guarantees
+//!
+//! - **One order.** Every update gets the next position in one total order; every subscriber
+//!   receives the updates it matches in that order, each once, with replay and live delivery
+//!   joined without gap or duplicate.
+//! - **Encode once.** An update is encoded to `Bytes` once; subscribers get refcounted clones.
+//!   A subscriber's stream yields everything queued since its last poll as one buffer, so a busy
+//!   subscriber costs one write per wake-up.
+//! - **Replay.** [`Subscription::last_event_id`] resumes after an id, or from the oldest
+//!   retained update with `earliest`. An id that is unknown (not from this hub, or from an
+//!   earlier run of a RAM-only hub) or no longer retained gets an in-band
+//!   [`HISTORY_GAP_EVENT`] first, then every retained update it matches, then live ones.
+//!
+//! # Lag policy
+//!
+//! Memory per subscriber is bounded ([`HubBuilder::max_queued`]: frames and bytes). A subscriber
+//! whose queue is full is not slowed down for others and does not lose updates silently: it
+//! stops receiving pushes and, once its writer has flushed the queue, catches up from the history
+//! ring where it left off. If the history no longer holds the first update it missed, it gets
+//! one [`LAGGED_EVENT`] saying so and its stream ends; a client reconnecting with its
+//! `Last-Event-ID` then gets a [`HISTORY_GAP_EVENT`]. [`HubStats`] counts both.
+//!
+//! # Heartbeats
+//!
+//! One shared timer per hub (not one per subscriber) sends a `:` comment to every subscriber
+//! that received nothing during the last interval, so proxies keep idle streams open.
+
+mod error;
+mod history;
+mod hub;
+mod presence;
+mod queue;
+mod subscription;
+mod update;
+
+pub use error::{PublishError, SubscribeError};
+pub use hub::{HISTORY_GAP_EVENT, Hub, HubBuilder, HubStats, LAGGED_EVENT, SubscriberStream};
+pub use presence::{PresenceEvent, PresenceHook, PresenceKind};
+pub use ssehub_selector::{Selector, SelectorError};
+pub use subscription::Subscription;
+pub use update::{MAX_TOPICS_PER_UPDATE, Update};
+
+/// The `Last-Event-ID` value that asks for every retained update.
+pub const EARLIEST: &str = "earliest";

@@ -1,0 +1,168 @@
+//! A subscriber's bounded outbound queue, shared by the publishers (producers) and the
+//! subscriber's writer task (the consumer), and the lag policy that bounds it.
+//!
+//! Producers push refcounted clones of frames that were encoded once. The writer drains the whole
+//! queue per wake-up into one buffer, so a busy subscriber costs one write per wake-up, not one
+//! per event. When a push would exceed the bounds the subscriber turns `Lagged`: producers stop
+//! pushing to it, and its writer later catches up from the history ring (see `hub.rs`). If the
+//! history no longer holds what it missed, it is closed with a final event saying why.
+
+use std::collections::VecDeque;
+use std::task::Waker;
+
+use bytes::{Bytes, BytesMut};
+
+/// A writer never takes more than this in one batch, so one wake-up cannot build a huge buffer.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Producers push frames.
+    Live,
+    /// The queue overflowed; the writer must catch up from history starting at this seq.
+    Lagged { resume_from: u64 },
+    /// No more pushes; the writer sends what is queued, then ends the stream.
+    Closing,
+}
+
+#[derive(Debug)]
+pub(crate) struct Queue {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+    max_frames: usize,
+    max_bytes: usize,
+    waker: Option<Waker>,
+    pub(crate) mode: Mode,
+    /// Something was queued since the last heartbeat tick, so no heartbeat is needed.
+    pub(crate) active: bool,
+}
+
+impl Queue {
+    pub(crate) fn new(max_frames: usize, max_bytes: usize) -> Self {
+        Queue {
+            frames: VecDeque::new(),
+            bytes: 0,
+            max_frames,
+            max_bytes,
+            waker: None,
+            mode: Mode::Live,
+            active: false,
+        }
+    }
+
+    /// Whether `len` more bytes fit. An empty queue takes any one frame, so an update larger
+    /// than the byte bound still makes progress instead of lagging forever.
+    pub(crate) fn has_room(&self, len: usize) -> bool {
+        self.frames.is_empty()
+            || (self.frames.len() < self.max_frames && self.bytes + len <= self.max_bytes)
+    }
+
+    /// Queues a frame regardless of bounds (small control frames), and wakes the writer.
+    pub(crate) fn push_unbounded(&mut self, frame: Bytes) {
+        self.bytes += frame.len();
+        self.frames.push_back(frame);
+        self.active = true;
+        self.wake();
+    }
+
+    /// Queues an update frame of sequence `seq` for a live subscriber, or turns it `Lagged` at
+    /// `seq` when it does not fit. Returns whether it was queued.
+    pub(crate) fn offer(&mut self, seq: u64, frame: &Bytes) -> bool {
+        if self.mode != Mode::Live {
+            return false;
+        }
+        if self.has_room(frame.len()) {
+            self.push_unbounded(frame.clone());
+            true
+        } else {
+            self.mode = Mode::Lagged { resume_from: seq };
+            self.wake();
+            false
+        }
+    }
+
+    pub(crate) fn close(&mut self) {
+        self.mode = Mode::Closing;
+        self.wake();
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn register(&mut self, waker: &Waker) {
+        match &self.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => self.waker = Some(waker.clone()),
+        }
+    }
+
+    /// Takes everything queued (up to [`MAX_BATCH_BYTES`], at least one frame) as one buffer.
+    pub(crate) fn take_batch(&mut self) -> Option<Bytes> {
+        let first = self.frames.pop_front()?;
+        self.bytes -= first.len();
+        if self.frames.is_empty() || first.len() >= MAX_BATCH_BYTES {
+            return Some(first);
+        }
+        let mut total = first.len();
+        let mut n = 0;
+        for f in &self.frames {
+            if total + f.len() > MAX_BATCH_BYTES {
+                break;
+            }
+            total += f.len();
+            n += 1;
+        }
+        let mut buf = BytesMut::with_capacity(total);
+        buf.extend_from_slice(&first);
+        for f in self.frames.drain(..n) {
+            self.bytes -= f.len();
+            buf.extend_from_slice(&f);
+        }
+        if self.frames.is_empty() {
+            // Give back the ring's memory: idle subscribers should cost almost nothing.
+            self.frames.shrink_to(4);
+        }
+        Some(buf.freeze())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_everything_queued_into_one_buffer() {
+        let mut q = Queue::new(10, 1000);
+        for i in 0..3 {
+            assert!(q.offer(i, &Bytes::from(format!("data: {i}\n\n"))));
+        }
+        assert_eq!(q.take_batch().unwrap(), &b"data: 0\n\ndata: 1\n\ndata: 2\n\n"[..]);
+        assert!(q.take_batch().is_none());
+    }
+
+    #[test]
+    fn overflow_turns_lagged_at_the_first_frame_that_did_not_fit() {
+        let mut q = Queue::new(2, 1000);
+        let f = Bytes::from_static(b"data: x\n\n");
+        assert!(q.offer(1, &f));
+        assert!(q.offer(2, &f));
+        assert!(!q.offer(3, &f));
+        assert_eq!(q.mode, Mode::Lagged { resume_from: 3 });
+        assert!(!q.offer(4, &f), "a lagged queue takes nothing until it caught up");
+        assert_eq!(q.mode, Mode::Lagged { resume_from: 3 });
+    }
+
+    #[test]
+    fn byte_bound_applies() {
+        let mut q = Queue::new(100, 10);
+        assert!(q.offer(1, &Bytes::from_static(b"0123456789")));
+        assert!(!q.offer(2, &Bytes::from_static(b"x")));
+    }
+}

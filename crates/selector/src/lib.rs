@@ -1,0 +1,277 @@
+//! Mercure topic selectors: `*`, exact topics, and RFC 6570 URI templates.
+//!
+//! This crate owns one question: *does this selector match this topic?* The hub uses it to route
+//! updates to subscriptions, and the auth crate uses it to check the `mercure.publish` and
+//! `mercure.subscribe` claims of a JWT.
+//!
+//! ```
+//! use ssehub_selector::Selector;
+//!
+//! let any = Selector::parse("*").unwrap();
+//! assert!(any.is_any() && any.matches("urn:whatever"));
+//!
+//! let exact = Selector::parse("https://example.com/books/1").unwrap();
+//! assert_eq!(exact.exact(), Some("https://example.com/books/1"));
+//! assert!(exact.matches("https://example.com/books/1"));
+//!
+//! let template = Selector::parse("https://example.com/books/{id}").unwrap();
+//! assert!(template.matches("https://example.com/books/1"));
+//! assert!(!template.matches("https://example.com/books/1/reviews"));
+//! ```
+//!
+//! # Semantics
+//!
+//! A selector matches a topic when it is `*`, when it is byte-for-byte equal to the topic, or
+//! when it is a URI template of which the topic could be an expansion (see [`template`] for the
+//! exact rules, including where matching is deliberately more permissive than RFC 6570).
+//!
+//! A selector without `{` is an exact topic. A selector with `{` is compiled as a URI template;
+//! if it is *not* a valid template (an unclosed brace, an empty expression, a bad variable name,
+//! a reserved operator such as `{=x}`, ...) it is treated as an exact topic instead of being
+//! rejected. This mirrors the Mercure reference hub, which compares every selector to the topic
+//! for equality before trying it as a template, so tokens and subscriptions written for it keep
+//! working here. [`Selector::parse`] still rejects the empty string, selectors longer than
+//! [`MAX_SELECTOR_LEN`], and valid templates too large to compile within our bounds.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::str::FromStr;
+use std::sync::Arc;
+
+pub mod template;
+
+use template::Template;
+
+/// Longest selector, in bytes, that [`Selector::parse`] accepts.
+///
+/// Selectors arrive from untrusted query strings and JWT claims; the cap bounds the work done to
+/// compile one.
+pub const MAX_SELECTOR_LEN: usize = 2048;
+
+/// Why a selector was rejected. The `Display` form is a one-line reason, suitable for a 400 body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SelectorError {
+    /// The selector is longer than [`MAX_SELECTOR_LEN`] bytes.
+    #[error("selector is longer than {max} bytes")]
+    TooLong {
+        /// The limit that was exceeded.
+        max: usize,
+    },
+    /// The selector is the empty string.
+    #[error("selector is empty")]
+    Empty,
+    /// The URI template has more expressions than [`template::MAX_EXPRESSIONS`].
+    #[error("URI template has more than {max} expressions")]
+    TooManyExpressions {
+        /// The limit that was exceeded.
+        max: usize,
+    },
+    /// One expression of the URI template has more variables than
+    /// [`template::MAX_VARIABLES_PER_EXPRESSION`].
+    #[error("URI template expression has more than {max} variables")]
+    TooManyVariables {
+        /// The limit that was exceeded.
+        max: usize,
+    },
+    /// The URI template is valid but its matcher would exceed our compiled-size budget.
+    #[error("URI template is too complex to match")]
+    TooComplex,
+}
+
+/// A parsed topic selector. Cheap to clone (one `Arc`); equality and hashing use the source text.
+#[derive(Clone)]
+pub struct Selector {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    source: Box<str>,
+    kind: Kind,
+}
+
+enum Kind {
+    Any,
+    Exact,
+    Template(Template),
+}
+
+impl Selector {
+    /// Parses a selector: `*` matches any topic, text without `{` is an exact topic, and text
+    /// with `{` is an RFC 6570 URI template (or, if it is not a valid one, an exact topic).
+    pub fn parse(s: &str) -> Result<Selector, SelectorError> {
+        if s.is_empty() {
+            return Err(SelectorError::Empty);
+        }
+        if s.len() > MAX_SELECTOR_LEN {
+            return Err(SelectorError::TooLong {
+                max: MAX_SELECTOR_LEN,
+            });
+        }
+        let kind = if s == "*" {
+            Kind::Any
+        } else if !s.contains('{') {
+            Kind::Exact
+        } else {
+            match Template::compile(s) {
+                Ok(Some(t)) => Kind::Template(t),
+                // Not a valid template: compatibility with the reference hub says exact topic.
+                Ok(None) => Kind::Exact,
+                Err(e) => return Err(e),
+            }
+        };
+        Ok(Selector {
+            inner: Arc::new(Inner {
+                source: s.into(),
+                kind,
+            }),
+        })
+    }
+
+    /// Whether `topic` is selected: `*`, byte-for-byte equality, or a template expansion.
+    pub fn matches(&self, topic: &str) -> bool {
+        match &self.inner.kind {
+            Kind::Any => true,
+            Kind::Exact => *self.inner.source == *topic,
+            // Equality first, like the reference hub: a template also selects the topic that is
+            // literally its own text.
+            Kind::Template(t) => *self.inner.source == *topic || t.matches(topic),
+        }
+    }
+
+    /// The source text of the selector.
+    pub fn as_str(&self) -> &str {
+        &self.inner.source
+    }
+
+    /// `Some(topic)` for an exact selector, so the hub can index it in a hash map.
+    /// `None` for `*` and for templates.
+    pub fn exact(&self) -> Option<&str> {
+        match self.inner.kind {
+            Kind::Exact => Some(&self.inner.source),
+            _ => None,
+        }
+    }
+
+    /// Whether this is the `*` selector.
+    pub fn is_any(&self) -> bool {
+        matches!(self.inner.kind, Kind::Any)
+    }
+
+    /// Whether this selector was compiled as a URI template.
+    pub fn is_template(&self) -> bool {
+        matches!(self.inner.kind, Kind::Template(_))
+    }
+}
+
+impl fmt::Debug for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.inner.kind {
+            Kind::Any => "Any",
+            Kind::Exact => "Exact",
+            Kind::Template(_) => "Template",
+        };
+        f.debug_struct("Selector")
+            .field("kind", &kind)
+            .field("source", &&*self.inner.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.source)
+    }
+}
+
+impl PartialEq for Selector {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.source == other.inner.source
+    }
+}
+
+impl Eq for Selector {}
+
+impl Hash for Selector {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.inner.source.hash(state);
+    }
+}
+
+impl FromStr for Selector {
+    type Err = SelectorError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Selector::parse(s)
+    }
+}
+
+impl AsRef<str> for Selector {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_too_long_are_errors() {
+        assert_eq!(Selector::parse(""), Err(SelectorError::Empty));
+        let long = "a".repeat(MAX_SELECTOR_LEN + 1);
+        assert_eq!(
+            Selector::parse(&long),
+            Err(SelectorError::TooLong {
+                max: MAX_SELECTOR_LEN
+            })
+        );
+        assert!(Selector::parse(&"a".repeat(MAX_SELECTOR_LEN)).is_ok());
+    }
+
+    #[test]
+    fn star_is_any() {
+        let s = Selector::parse("*").unwrap();
+        assert!(s.is_any());
+        assert_eq!(s.exact(), None);
+        assert!(s.matches(""));
+        assert!(s.matches("anything at all"));
+    }
+
+    #[test]
+    fn equality_and_hash_follow_source() {
+        use std::collections::HashSet;
+        let a = Selector::parse("https://x/{id}").unwrap();
+        let b = Selector::parse("https://x/{id}").unwrap();
+        let c = Selector::parse("https://x/{ id}").unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let set: HashSet<Selector> = [a, b, c].into_iter().collect();
+        assert_eq!(set.len(), 2);
+    }
+
+    #[test]
+    fn display_debug_and_from_str() {
+        let s: Selector = "https://x/{id}".parse().unwrap();
+        assert_eq!(s.to_string(), "https://x/{id}");
+        assert_eq!(s.as_ref(), "https://x/{id}");
+        assert!(format!("{s:?}").contains("Template"));
+    }
+
+    #[test]
+    fn errors_display_on_one_line() {
+        let errors = [
+            SelectorError::Empty,
+            SelectorError::TooLong { max: 1 },
+            SelectorError::TooManyExpressions { max: 1 },
+            SelectorError::TooManyVariables { max: 1 },
+            SelectorError::TooComplex,
+        ];
+        for e in errors {
+            let text = e.to_string();
+            assert!(!text.is_empty() && !text.contains('\n'), "{text:?}");
+        }
+    }
+}

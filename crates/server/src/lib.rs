@@ -1,0 +1,53 @@
+//! ssehub over HTTP: the Mercure protocol endpoint on axum, JWT auth, CORS, limits, and the
+//! pieces to serve SSE from your own axum app.
+//!
+//! Two ways to use it:
+//!
+//! - **A hub server**: [`MercureServer`] serves `GET`/`POST /.well-known/mercure` (subscribe and
+//!   publish, per IETF draft-dunglas-mercure) and `GET /healthz`. `ssehub serve` is this.
+//! - **Inside your app**: publish from your handlers with [`ssehub_hub::Hub::publish`] and answer
+//!   subscribe requests with [`Sse`]; or merge [`MercureServer::router`] into your `Router`.
+//!
+//! ```no_run
+//! use axum::{Router, extract::State, routing::{get, post}};
+//! use ssehub_auth::{Authorizer, Algorithm, KeyConfig};
+//! use ssehub_hub::{Hub, Subscription, Update};
+//! use ssehub_server::{ApiError, MercureConfig, MercureServer, Sse, preamble};
+//!
+//! async fn events(State(hub): State<Hub>) -> Result<Sse, ApiError> {
+//!     let sub = Subscription::new()
+//!         .topic("counter").map_err(|e| ApiError::bad_request(e.to_string()))?
+//!         .preamble(preamble(std::time::Duration::from_secs(3)));
+//!     Ok(Sse::new(hub.subscribe(sub).map_err(|e| ApiError::bad_request(e.to_string()))?))
+//! }
+//!
+//! async fn bump(State(hub): State<Hub>) -> Result<String, ApiError> {
+//!     hub.publish(Update::new("counter", "1")).await.map_err(|e| ApiError::bad_request(e.to_string()))
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let hub = Hub::new();
+//! let key = KeyConfig { algorithm: Algorithm::HS256, key: "secret".into() };
+//! let server = MercureServer::new(hub.clone(), MercureConfig::new(Authorizer::new(Some(key.clone()), Some(key))?));
+//! let app = Router::new()
+//!     .route("/events", get(events))
+//!     .route("/bump", post(bump))
+//!     .with_state(hub)
+//!     .merge(server.router());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! server.serve(listener, app, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod error;
+pub mod form;
+mod mercure;
+mod serve;
+mod sse;
+
+pub use config::MercureConfig;
+pub use error::ApiError;
+pub use mercure::MERCURE_PATH;
+pub use serve::MercureServer;
+pub use sse::{Sse, preamble};

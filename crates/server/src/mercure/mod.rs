@@ -1,0 +1,46 @@
+//! The Mercure protocol endpoint (IETF draft-dunglas-mercure) at `/.well-known/mercure`:
+//! `GET` subscribes, `POST` publishes.
+
+mod publish;
+mod subscribe;
+
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+use ssehub_auth::{Claims, Role, TokenSource};
+use ssehub_hub::Hub;
+use tokio_util::task::TaskTracker;
+
+use crate::{ApiError, MercureConfig};
+
+pub(crate) use publish::publish;
+pub(crate) use subscribe::subscribe;
+
+/// The path of the Mercure endpoint.
+pub const MERCURE_PATH: &str = "/.well-known/mercure";
+
+/// What the Mercure handlers share.
+#[derive(Debug, Clone)]
+pub(crate) struct MercureState {
+    pub(crate) hub: Hub,
+    pub(crate) config: Arc<MercureConfig>,
+    /// Publishes in flight, so shutdown can let them finish before closing the hub.
+    pub(crate) publishes: TaskTracker,
+}
+
+/// Finds and verifies the request's token, if it has one.
+pub(crate) fn authenticate(
+    config: &MercureConfig,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    role: Role,
+) -> Result<Option<(Arc<Claims>, TokenSource)>, ApiError> {
+    let found = ssehub_auth::extract_token(headers, query)
+        .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
+    let Some((token, source)) = found else { return Ok(None) };
+    let claims = config
+        .authorizer
+        .verify(&token, role)
+        .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
+    Ok(Some((claims, source)))
+}

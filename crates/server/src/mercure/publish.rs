@@ -1,0 +1,193 @@
+//! `POST /.well-known/mercure`: publish an update from an `application/x-www-form-urlencoded`
+//! body with `topic` (1+), `data`, `private`, `id`, `type` and `retry`.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ssehub_auth::{Role, TokenSource};
+use ssehub_hub::{PublishError, Update};
+
+use super::{MercureState, authenticate};
+use crate::form::decode_pairs;
+use crate::{ApiError, MercureConfig};
+
+pub(crate) async fn publish(
+    State(state): State<MercureState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let config = &state.config;
+    check_content_type(&parts.headers)?;
+
+    let claims = match authenticate(config, &parts.headers, parts.uri.query(), Role::Publisher)? {
+        Some((claims, source)) => {
+            if source == TokenSource::Cookie {
+                check_cookie_origin(config, &parts.headers)?;
+            }
+            claims
+        }
+        None => return Err(ApiError::unauthorized("a publisher token is required")),
+    };
+
+    let body = read_body(body, config.max_body).await?;
+    let update = parse_update(&body)?;
+    if claims.publish.is_none() || !claims.can_publish_all(update.topics().iter().map(String::as_str)) {
+        return Err(ApiError::forbidden("the token may not publish to every topic of this update"));
+    }
+
+    let hub = state.hub.clone();
+    let id = state.publishes.track_future(async move { hub.publish(update).await }).await;
+    match id {
+        Ok(id) => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], id).into_response()),
+        Err(e @ PublishError::Closed) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        Err(e @ PublishError::DuplicateId) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
+        Err(e) => Err(ApiError::bad_request(e.to_string())),
+    }
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/x-www-form-urlencoded",
+        ))
+    }
+}
+
+/// A browser sends cookies with cross-site form posts, so a cookie-authenticated publish must come
+/// from an origin the operator allowed (CSRF protection, as the Mercure draft requires).
+fn check_cookie_origin(config: &MercureConfig, headers: &HeaderMap) -> Result<(), ApiError> {
+    let origin = headers.get(header::ORIGIN).or_else(|| headers.get(header::REFERER));
+    let origin = origin.and_then(|v| v.to_str().ok()).map(origin_of);
+    match origin {
+        Some(o) if config.origin_allowed(o) => Ok(()),
+        Some(_) => Err(ApiError::forbidden("cookie-authenticated publish from an origin that is not allowed")),
+        None => Err(ApiError::forbidden("cookie-authenticated publish needs an Origin header")),
+    }
+}
+
+/// `scheme://host[:port]` of an Origin or Referer value.
+fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(i) => &url[..after_scheme + i],
+        None => url,
+    }
+}
+
+async fn read_body(body: Body, max: usize) -> Result<bytes::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body larger than {max} bytes"))
+    };
+    match axum::body::to_bytes(body, max).await {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(err) = source {
+                if err.is::<http_body_util_limited::LengthLimitError>() {
+                    return Err(too_large());
+                }
+                source = err.source();
+            }
+            Err(ApiError::bad_request(format!("could not read the request body: {e}")))
+        }
+    }
+}
+
+mod http_body_util_limited {
+    pub(crate) use http_body_util::LengthLimitError;
+}
+
+fn parse_update(body: &[u8]) -> Result<Update, ApiError> {
+    let pairs = decode_pairs(body).map_err(|e| ApiError::bad_request(format!("invalid form: {e}")))?;
+    let mut update = Update::empty();
+    let mut seen = [false; 5];
+    let mut once = |i: usize, name: &str| {
+        if std::mem::replace(&mut seen[i], true) {
+            Err(ApiError::bad_request(format!("{name} given more than once")))
+        } else {
+            Ok(())
+        }
+    };
+    for (key, value) in pairs {
+        update = match key.as_str() {
+            "topic" => update.topic(value),
+            "data" => {
+                once(0, "data")?;
+                update.data(value)
+            }
+            "id" => {
+                once(1, "id")?;
+                update.id(value)
+            }
+            "type" => {
+                once(2, "type")?;
+                update.event_type(value)
+            }
+            "retry" => {
+                once(3, "retry")?;
+                let ms: u64 = value
+                    .parse()
+                    .ok()
+                    .filter(|_| value.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or_else(|| ApiError::bad_request("retry must be a non-negative integer (milliseconds)"))?;
+                update.retry(Duration::from_millis(ms))
+            }
+            "private" => {
+                once(4, "private")?;
+                update.private(true)
+            }
+            _ => update,
+        };
+    }
+    update.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(update)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_of_strips_the_path() {
+        assert_eq!(origin_of("https://a.example:8443/page?x"), "https://a.example:8443");
+        assert_eq!(origin_of("https://a.example"), "https://a.example");
+    }
+
+    #[test]
+    fn parse_update_reads_every_field() {
+        let u = parse_update(b"topic=a&topic=b&data=x&id=i1&type=t&retry=50&private=on").unwrap();
+        assert_eq!(u.topics(), ["a", "b"]);
+        assert_eq!(u.data_str(), "x");
+        assert_eq!(u.id_str(), Some("i1"));
+        assert_eq!(u.event_type_str(), Some("t"));
+        assert!(u.is_private());
+    }
+
+    #[test]
+    fn parse_update_refuses_bad_fields() {
+        for (body, reason) in [
+            (&b"data=x"[..], "topic"),
+            (b"topic=a&retry=1.5", "retry"),
+            (b"topic=a&retry=-1", "retry"),
+            (b"topic=a&id=a%0Ab", "id"),
+            (b"topic=a&type=a%0Db", "type"),
+            (b"topic=a&data=1&data=2", "data given more than once"),
+            (b"topic=a&data=%C3%28", "not valid UTF-8"),
+        ] {
+            let err = parse_update(body).unwrap_err();
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+            assert!(err.reason().contains(reason), "{body:?}: {}", err.reason());
+        }
+    }
+}

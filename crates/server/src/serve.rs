@@ -1,0 +1,115 @@
+//! Running the HTTP server: routes, CORS, and graceful shutdown.
+//!
+//! Shape borrowed from mini-redis: [`MercureServer::serve`] takes an already bound listener (so
+//! tests bind port 0) and a shutdown future. On shutdown it stops accepting, lets in-flight
+//! publishes finish, then closes the hub, which ends every stream cleanly (so clients reconnect
+//! elsewhere) and lets the connections drain.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::routing::get;
+use ssehub_hub::Hub;
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::MercureConfig;
+use crate::mercure::{self, MERCURE_PATH, MercureState};
+
+/// The hub's HTTP face: the Mercure endpoint plus `/healthz`.
+#[derive(Debug, Clone)]
+pub struct MercureServer {
+    state: MercureState,
+}
+
+impl MercureServer {
+    /// A server for `hub` with `config`.
+    pub fn new(hub: Hub, config: MercureConfig) -> Self {
+        MercureServer {
+            state: MercureState { hub, config: Arc::new(config), publishes: TaskTracker::new() },
+        }
+    }
+
+    /// The hub it serves.
+    pub fn hub(&self) -> &Hub {
+        &self.state.hub
+    }
+
+    /// The routes: `GET`/`POST /.well-known/mercure` and `GET /healthz`, with CORS when origins
+    /// are configured. Merge it into your own `Router` to serve both from one app.
+    pub fn router(&self) -> Router {
+        let router = Router::new()
+            .route(MERCURE_PATH, get(mercure::subscribe).post(mercure::publish))
+            .route("/healthz", get(healthz))
+            .with_state(self.state.clone());
+        match cors_layer(&self.state.config.cors_origins) {
+            Some(cors) => router.layer(cors),
+            None => router,
+        }
+    }
+
+    /// Serves `router` (usually [`MercureServer::router`], maybe merged with more routes) on
+    /// `listener` until `shutdown` completes, then shuts down gracefully.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        router: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        use axum::serve::ListenerExt;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let state = self.state.clone();
+        let closer = tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+            state.publishes.close();
+            state.publishes.wait().await;
+            state.hub.close();
+        });
+        let listener = listener.tap_io(|tcp| {
+            // Events are small and latency matters more than packet count; batching happens
+            // above, in the subscriber's writer.
+            let _ = tcp.set_nodelay(true);
+        });
+        let mut rx2 = rx.clone();
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx2.wait_for(|v| *v).await;
+            })
+            .await;
+        if !*rx.borrow() {
+            // The server stopped on its own (I/O error): close the hub too.
+            self.state.hub.close();
+        }
+        closer.abort();
+        result
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::CACHE_CONTROL,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([HeaderName::from_static("last-event-id")]);
+    if origins.iter().any(|o| o == "*") {
+        // A wildcard cannot be combined with credentials, so cookie auth needs listed origins.
+        return Some(layer.allow_origin(AllowOrigin::any()));
+    }
+    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    Some(layer.allow_origin(AllowOrigin::list(list)).allow_credentials(true))
+}

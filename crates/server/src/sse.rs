@@ -1,0 +1,63 @@
+//! Turning a [`SubscriberStream`] into an HTTP response with the headers SSE needs.
+//!
+//! Use it in your own axum handlers:
+//!
+//! ```
+//! use axum::{Router, extract::State, routing::get};
+//! use ssehub_hub::{Hub, Subscription};
+//! use ssehub_server::{ApiError, Sse};
+//!
+//! async fn events(State(hub): State<Hub>) -> Result<Sse, ApiError> {
+//!     let sub = Subscription::new().topic("counter").map_err(|e| ApiError::bad_request(e.to_string()))?;
+//!     let stream = hub.subscribe(sub).map_err(|e| ApiError::bad_request(e.to_string()))?;
+//!     Ok(Sse::new(stream))
+//! }
+//!
+//! # fn app(hub: Hub) -> Router {
+//! Router::new().route("/events", get(events)).with_state(hub)
+//! # }
+//! ```
+
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use ssehub_hub::SubscriberStream;
+
+/// An SSE response: `Content-Type: text/event-stream`, `Cache-Control: no-cache`,
+/// `X-Accel-Buffering: no` (so nginx does not buffer), no `Content-Length`, body streamed from
+/// the hub as it comes.
+#[derive(Debug)]
+pub struct Sse {
+    stream: SubscriberStream,
+}
+
+impl Sse {
+    /// Wraps a subscriber stream. Give the subscription a preamble (see
+    /// [`crate::preamble`]) so the response head and first bytes go out at once.
+    pub fn new(stream: SubscriberStream) -> Self {
+        Sse { stream }
+    }
+}
+
+static X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+
+impl IntoResponse for Sse {
+    fn into_response(self) -> Response {
+        let body = Body::from_stream(self.stream.map(Ok::<_, Infallible>));
+        let mut res = Response::new(body);
+        let h = res.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert(X_ACCEL_BUFFERING.clone(), HeaderValue::from_static("no"));
+        res
+    }
+}
+
+/// The first bytes of a stream: an empty comment and the reconnection-time advice, so browsers
+/// fire `open` at once and learn how long to wait before reconnecting.
+pub fn preamble(retry: std::time::Duration) -> bytes::Bytes {
+    ssehub_codec::Event::new().comment("").retry(retry).encode()
+}
