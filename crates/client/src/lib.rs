@@ -1,0 +1,81 @@
+//! A Server-Sent Events client that behaves like a browser's `EventSource`, to the letter of the
+//! WHATWG HTML specification ("Server-sent events", the `EventSource` processing model and
+//! "Interpreting an event stream").
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use ssehub_client::{Client, ClientEvent, ReconnectPolicy};
+//!
+//! # async fn run() -> Result<(), ssehub_client::ClientError> {
+//! let client = Client::builder("http://127.0.0.1:3000/.well-known/mercure?topic=a")
+//!     .header("Authorization", "Bearer eyJ...")?
+//!     .last_event_id("42")
+//!     .connect_timeout(Duration::from_secs(5))
+//!     .read_timeout(Duration::from_secs(60))
+//!     .reconnect(ReconnectPolicy {
+//!         max_attempts: Some(10),
+//!         ..ReconnectPolicy::default()
+//!     })
+//!     .build()?;
+//!
+//! let mut stream = client.stream(); // also a `futures::Stream`
+//! while let Some(item) = stream.next().await {
+//!     match item? {
+//!         ClientEvent::Open { url, .. } => eprintln!("connected to {url}"),
+//!         ClientEvent::Message(event) => {
+//!             println!("{} {} {}", event.last_event_id, event.event_type, event.data)
+//!         }
+//!         ClientEvent::Reconnecting { delay, reason, .. } => {
+//!             eprintln!("{reason:?}; reconnecting in {delay:?}")
+//!         }
+//!         ClientEvent::Closed(reason) => eprintln!("closed: {reason:?}"),
+//!         _ => {} // `retry:` changes and comments
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Behaviour
+//!
+//! - Every request sends `Accept: text/event-stream` and `Cache-Control: no-cache`, plus
+//!   `Last-Event-ID` when the last event ID is not empty (an empty id sends no header).
+//! - A response opens the stream only with status 200 and a `Content-Type` whose media type
+//!   is `text/event-stream` (any case, any parameters). `204 No Content` ends the stream
+//!   cleanly with [`ClientEvent::Closed`]; any other status, or another content type, ends it
+//!   with an error and no reconnection. Redirects are followed (up to 10); reconnections go
+//!   back to the original URL.
+//! - The body is parsed by [`ssehub_codec::Parser`]: UTF-8 with U+FFFD for invalid bytes, one
+//!   leading BOM stripped per connection, CR / LF / CRLF line ends even when split across
+//!   reads, and so on.
+//! - A clean end of the body, a network error, or the optional read timeout (no byte for that
+//!   long) make the client reconnect: it drops the event that was being received, waits the
+//!   reconnection time (the latest valid `retry:` field, applied as soon as it is read, even in
+//!   a block that dispatches nothing) plus jitter, and sends the last event ID. Attempts that
+//!   fail in a row back off exponentially; see [`ReconnectPolicy`].
+//! - HTTP/1.1 and HTTP/2 (negotiated by ALPN over TLS, or with
+//!   [`ClientBuilder::http2_prior_knowledge`] over plain HTTP); TLS with rustls and the
+//!   Mozilla root certificates.
+//! - No server input makes it panic. Memory grows with what the server sends between two
+//!   complete frames; bound it with [`ClientBuilder::max_pending_bytes`] when the server is not
+//!   trusted.
+//! - Every [`MessageEvent`] carries the last event ID in force when it was dispatched (`""` when
+//!   none), as the browser's `lastEventId` does.
+//!
+//! An `Err` item always ends the stream; recoverable trouble is reported as
+//! [`ClientEvent::Reconnecting`] while the client keeps going.
+
+mod client;
+mod error;
+mod policy;
+mod stream;
+
+pub use client::{Client, ClientBuilder};
+pub use error::ClientError;
+pub use policy::ReconnectPolicy;
+pub use ssehub_codec::MessageEvent;
+pub use stream::{ClientEvent, CloseReason, EventStream, ReconnectReason};
+
+/// The HTTP version of a connection, as reported in [`ClientEvent::Open`].
+pub use reqwest::Version;

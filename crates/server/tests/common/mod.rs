@@ -1,0 +1,154 @@
+//! A hub served over real TCP on 127.0.0.1:0, and helpers to talk to it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use ssehub_auth::{Algorithm, Authorizer, KeyConfig};
+use ssehub_codec::{Frame, MessageEvent, Parser};
+use ssehub_hub::Hub;
+use ssehub_server::{MercureConfig, MercureServer};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret";
+
+pub fn key() -> KeyConfig {
+    KeyConfig { algorithm: Algorithm::HS256, key: SECRET.into() }
+}
+
+/// A HS256 token with these Mercure claims.
+pub fn token(publish: &[&str], subscribe: &[&str]) -> String {
+    ssehub_auth::encode_token(&key(), Some(publish), Some(subscribe), None).unwrap()
+}
+
+pub fn publisher() -> String {
+    token(&["*"], &[])
+}
+
+pub struct TestHub {
+    pub addr: SocketAddr,
+    pub hub: Hub,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestHub {
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{}", self.addr, path_and_query)
+    }
+
+    pub fn hub_url(&self) -> String {
+        self.url("/.well-known/mercure")
+    }
+
+    /// Triggers graceful shutdown and waits for `serve` to return.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        let _ = self.shutdown.take().unwrap().send(());
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), task).await.expect("shutdown hangs").unwrap()
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}
+
+pub async fn start() -> TestHub {
+    start_with(Hub::builder().heartbeat(None).build(), |_| {}).await
+}
+
+pub async fn start_with(hub: Hub, configure: impl FnOnce(&mut MercureConfig)) -> TestHub {
+    let authorizer = Authorizer::new(Some(key()), Some(key())).unwrap();
+    let mut config = MercureConfig::new(authorizer);
+    configure(&mut config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = MercureServer::new(hub.clone(), config);
+    let router = server.router();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(listener, router, async move {
+        let _ = rx.await;
+    }));
+    TestHub { addr, hub, shutdown: Some(tx), task: Some(task) }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
+}
+
+/// POSTs a form to the hub with a publisher token.
+pub async fn publish(hub: &TestHub, form: &[(&str, &str)]) -> reqwest::Response {
+    client()
+        .post(hub.hub_url())
+        .bearer_auth(publisher())
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// An open SSE response and a parser over it.
+pub struct Events {
+    pub response: reqwest::Response,
+    stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    parser: Parser,
+}
+
+impl Events {
+    pub async fn open(request: reqwest::RequestBuilder) -> Events {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "subscribe failed");
+        // Keep the head for assertions; stream the body separately.
+        let (head, stream) = split(response);
+        Events { response: head, stream, parser: Parser::new() }
+    }
+
+    /// The next frame, or `None` when the stream ended; fails the test after 5 s.
+    pub async fn frame(&mut self) -> Option<Frame> {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Some(f) = self.parser.next_frame() {
+                    return Some(f);
+                }
+                match self.stream.next().await {
+                    Some(Ok(b)) => self.parser.feed(&b),
+                    Some(Err(e)) => panic!("stream error: {e}"),
+                    None => return None,
+                }
+            }
+        })
+        .await
+        .expect("no frame within 5 s")
+    }
+
+    /// The next dispatched message event (skips comments and retry).
+    pub async fn event(&mut self) -> MessageEvent {
+        loop {
+            match self.frame().await {
+                Some(Frame::Event(e)) => return e,
+                Some(_) => continue,
+                None => panic!("stream ended"),
+            }
+        }
+    }
+}
+
+fn split(
+    response: reqwest::Response,
+) -> (
+    reqwest::Response,
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+) {
+    let mut head = http::Response::builder().status(response.status());
+    for (k, v) in response.headers() {
+        head = head.header(k, v);
+    }
+    let head: reqwest::Response = head.body(Vec::<u8>::new()).unwrap().into();
+    (head, Box::pin(response.bytes_stream()))
+}
