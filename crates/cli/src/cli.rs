@@ -18,6 +18,16 @@ pub enum Command {
     /// Run the hub: the Mercure protocol at /.well-known/mercure (GET subscribes, POST
     /// publishes) and /healthz.
     Serve(ServeArgs),
+
+    /// Subscribe to an event stream and print its events, one per line with --json. Reconnects
+    /// like a browser's EventSource (resuming from the last event id) unless --no-reconnect.
+    Subscribe(SubscribeArgs),
+
+    /// Publish an update to a hub and print the id the hub gives it.
+    Publish(PublishArgs),
+
+    /// Print a signed Mercure JWT for a hub's key.
+    Token(TokenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -48,7 +58,11 @@ pub struct ServeArgs {
     /// Origin allowed to use the hub from a browser on another origin (CORS), with credentials
     /// so cookie auth works; repeat it, or give `*` for any origin (then without credentials).
     /// In the variable, separate origins with commas.
-    #[arg(long = "cors-origin", env = "SSEHUB_CORS_ORIGIN", value_delimiter = ',')]
+    #[arg(
+        long = "cors-origin",
+        env = "SSEHUB_CORS_ORIGIN",
+        value_delimiter = ','
+    )]
     pub cors_origins: Vec<String>,
 
     /// Interval of the heartbeat comment sent to idle subscribers (e.g. 15s, 500ms); 0 disables.
@@ -68,11 +82,144 @@ pub struct ServeArgs {
     pub max_body: usize,
 }
 
+#[derive(Debug, Args)]
+pub struct SubscribeArgs {
+    /// The event stream URL; with --topic, the hub's base URL (e.g. http://127.0.0.1:3000), to
+    /// which /.well-known/mercure and the topic parameters are added.
+    #[arg(env = "SSEHUB_HUB")]
+    pub url: String,
+
+    /// Topic selector to subscribe to (exact topic, `*` or URI template); repeat for more.
+    #[arg(long = "topic", value_name = "SELECTOR")]
+    pub topics: Vec<String>,
+
+    /// Resume after this event id (sent as Last-Event-ID; `earliest` replays all the hub
+    /// retains).
+    #[arg(long, value_name = "ID")]
+    pub last_event_id: Option<String>,
+
+    /// Extra request header, as 'Name: value'; repeat for more.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
+    /// Subscriber JWT, sent as `Authorization: Bearer TOKEN`.
+    #[arg(long, env = "SSEHUB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Print each event as one JSON object per line: {"type":..,"data":..,"id":..}, where id is
+    /// the last event id in force ("" when none).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Exit (with status 0) after this many events.
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub count: Option<u64>,
+
+    /// Give up after this long (e.g. 30s, 2m), with exit status 1.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub timeout: Option<Duration>,
+
+    /// Do not reconnect when the stream ends or the connection fails: exit instead.
+    #[arg(long)]
+    pub no_reconnect: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The hub's base URL (e.g. http://127.0.0.1:3000); /.well-known/mercure is added unless
+    /// the URL already ends with it.
+    #[arg(long, env = "SSEHUB_HUB")]
+    pub hub: String,
+
+    /// Topic of the update (the first is its canonical topic); repeat for more.
+    #[arg(long = "topic", value_name = "TOPIC", required = true)]
+    pub topics: Vec<String>,
+
+    /// Event type (the SSE `event` field); subscribers receive `message` without it.
+    #[arg(long = "type", value_name = "NAME")]
+    pub event_type: Option<String>,
+
+    /// Id of the update; by default the hub assigns one.
+    #[arg(long)]
+    pub id: Option<String>,
+
+    /// Reconnection time to advise subscribers, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub retry: Option<u64>,
+
+    /// Deliver the update only to subscribers whose token allows one of its topics.
+    #[arg(long)]
+    pub private: bool,
+
+    /// Publisher JWT, sent as `Authorization: Bearer TOKEN`. Takes precedence over --jwt-key.
+    #[arg(long, env = "SSEHUB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// The hub's publisher key, to sign a short-lived token allowing exactly these topics
+    /// (instead of --token): the HS* secret, or for RS*/ES*/PS* a PEM private key (text or
+    /// file path).
+    #[arg(long, env = "SSEHUB_JWT_KEY", hide_env_values = true)]
+    pub jwt_key: Option<String>,
+
+    /// Algorithm to sign with when --jwt-key is given.
+    #[arg(long, env = "SSEHUB_JWT_ALGORITHM", default_value = "HS256")]
+    pub jwt_algorithm: String,
+
+    /// The update's data; `-` reads it from standard input (byte for byte, a trailing newline
+    /// included). Without it the update has no data.
+    #[arg(value_name = "DATA")]
+    pub data: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("claims").args(["publish", "subscribe"]).required(true).multiple(true)
+))]
+pub struct TokenArgs {
+    /// The key to sign with: the HS* secret, or for RS*/ES*/PS* a PEM private key (text or file
+    /// path).
+    #[arg(long, env = "SSEHUB_JWT_KEY", hide_env_values = true)]
+    pub jwt_key: String,
+
+    /// Signing algorithm: HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, PS256, PS384
+    /// or PS512.
+    #[arg(long, env = "SSEHUB_JWT_ALGORITHM", default_value = "HS256")]
+    pub jwt_algorithm: String,
+
+    /// Topic selector the token may publish to (`*` for all); repeat for more.
+    #[arg(long, value_name = "SELECTOR")]
+    pub publish: Vec<String>,
+
+    /// Topic selector whose private updates the token may receive (`*` for all); repeat for
+    /// more.
+    #[arg(long, value_name = "SELECTOR")]
+    pub subscribe: Vec<String>,
+
+    /// How long the token stays valid (e.g. 1h, 30d); without it, it never expires.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub ttl: Option<Duration>,
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 15s, 500ms, 1m)"))
+}
+
+fn parse_count(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be more than zero".to_owned()),
+        d => Ok(d),
+    }
 }
 
 #[cfg(test)]
@@ -90,5 +237,11 @@ mod tests {
         assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert!(parse_duration("soon").is_err());
+        assert_eq!(
+            parse_positive_duration("300ms"),
+            Ok(Duration::from_millis(300))
+        );
+        assert!(parse_positive_duration("0").is_err());
+        assert!(parse_positive_duration("0s").is_err());
     }
 }

@@ -1,7 +1,11 @@
 //! The `ssehub` binary: parses the command line and hands over to the subcommand.
 
 mod cli;
+mod endpoint;
+mod publish;
 mod serve;
+mod subscribe;
+mod token;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -9,7 +13,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-/// A mistake in how the command was invoked: reported on stderr with exit code 2.
+/// A mistake in how the command was invoked, or in what it points at (a bad flag or URL, a
+/// host that cannot be reached): reported on stderr in one line, with exit code 2.
 #[derive(Debug)]
 pub struct UsageError(pub String);
 
@@ -22,13 +27,28 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            e.exit()
+        }
+        Err(e) => {
+            eprintln!("ssehub: {}", one_line(&e));
+            return ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ssehub: cannot start the runtime: {e}");
@@ -38,6 +58,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             cli::Command::Serve(args) => serve::run(args).await,
+            cli::Command::Subscribe(args) => subscribe::run(args).await,
+            cli::Command::Publish(args) => publish::run(args).await,
+            cli::Command::Token(args) => token::run(args),
         }
     });
     match result {
@@ -50,5 +73,26 @@ fn main() -> ExitCode {
             eprintln!("ssehub: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Clap's error message (which spans several lines: the error, tips, usage) as one line: the
+/// error itself, then where to find help.
+fn one_line(error: &clap::Error) -> String {
+    let text = error.to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.is_empty())
+        .collect();
+    let message = message.join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    // There are no options before the subcommand other than --help and --version.
+    let subcommand = std::env::args()
+        .nth(1)
+        .filter(|arg| ["serve", "subscribe", "publish", "token"].contains(&arg.as_str()));
+    match subcommand {
+        Some(sub) => format!("{message} (see 'ssehub {sub} --help')"),
+        None => format!("{message} (see 'ssehub --help')"),
     }
 }

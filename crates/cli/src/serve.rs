@@ -16,10 +16,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .parse()
         .map_err(|_| UsageError(format!("unknown --jwt-algorithm {:?}", args.jwt_algorithm)))?;
     let mut generated = None;
-    let shared = match (&args.jwt_key, &args.publisher_jwt_key, &args.subscriber_jwt_key) {
+    let shared = match (
+        &args.jwt_key,
+        &args.publisher_jwt_key,
+        &args.subscriber_jwt_key,
+    ) {
         (None, None, None) => {
             if !algorithm.to_string().starts_with("HS") {
-                return Err(UsageError(format!("--jwt-algorithm {algorithm} needs --jwt-key")).into());
+                return Err(
+                    UsageError(format!("--jwt-algorithm {algorithm} needs --jwt-key")).into(),
+                );
             }
             let secret = random_secret();
             generated = Some(secret.clone());
@@ -27,18 +33,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         (key, _, _) => key.clone(),
     };
-    let key = |k: Option<&String>| k.map(|k| KeyConfig { algorithm, key: k.clone() });
+    let key = |k: Option<&String>| {
+        k.map(|k| KeyConfig {
+            algorithm,
+            key: k.clone(),
+        })
+    };
     let publisher = key(args.publisher_jwt_key.as_ref().or(shared.as_ref()));
     let subscriber = key(args.subscriber_jwt_key.as_ref().or(shared.as_ref()));
     let authorizer = Authorizer::new(publisher.clone(), subscriber)
         .map_err(|e| UsageError(format!("invalid JWT key: {e}")))?;
 
     let heartbeat = (!args.heartbeat.is_zero()).then_some(args.heartbeat);
-    let hub = Hub::builder().history_size(args.history_size).heartbeat(heartbeat).build();
+    let hub = Hub::builder()
+        .history_size(args.history_size)
+        .heartbeat(heartbeat)
+        .build();
     let mut config = MercureConfig::new(authorizer);
     config.anonymous = !args.no_anonymous;
     config.cors_origins = args.cors_origins.clone();
     config.max_body = args.max_body;
+    config.console = true;
 
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -58,7 +73,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let server = MercureServer::new(hub, config);
     let router = server.router();
-    server.serve(listener, router, shutdown_signal()).await.context("server failed")?;
+    server
+        .serve(listener, router, shutdown_signal())
+        .await
+        .context("server failed")?;
     tracing::info!("ssehub stopped");
     Ok(())
 }

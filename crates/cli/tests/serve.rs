@@ -48,7 +48,10 @@ impl Served {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
             if line.contains(needle) {
                 return line;
             }
@@ -57,20 +60,32 @@ impl Served {
 
     fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "ssehub did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "ssehub did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
 
 fn after<'a>(line: &'a str, marker: &str) -> &'a str {
-    let start = line.find(marker).unwrap_or_else(|| panic!("{marker:?} not in {line:?}")) + marker.len();
+    let start = line
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} not in {line:?}"))
+        + marker.len();
     line[start..].split_whitespace().next().unwrap()
 }
 
@@ -80,10 +95,19 @@ async fn generated_key_curl_line_works_and_sigterm_exits_zero() {
     let listening = served.wait_line("hub at http://");
     let hub_url = after(&listening, "hub at ").to_owned();
     let publish_line = served.wait_line("publish:   curl");
-    let token = after(&publish_line, "Authorization: Bearer ").trim_end_matches('\'').to_owned();
+    let token = after(&publish_line, "Authorization: Bearer ")
+        .trim_end_matches('\'')
+        .to_owned();
 
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    let mut sub = client.get(format!("{hub_url}?topic=demo")).send().await.unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut sub = client
+        .get(format!("{hub_url}?topic=demo"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(sub.status(), 200);
     let first = sub.chunk().await.unwrap().unwrap();
     assert_eq!(&first[..], b":\nretry: 3000\n\n");
@@ -100,7 +124,9 @@ async fn generated_key_curl_line_works_and_sigterm_exits_zero() {
     let event = sub.chunk().await.unwrap().unwrap();
     assert_eq!(event, format!("id: {id}\ndata: hello\n\n"));
 
-    let status = tokio::task::spawn_blocking(move || served.terminate()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || served.terminate())
+        .await
+        .unwrap();
     assert_eq!(status.code(), Some(0));
     // The stream ended cleanly rather than being cut.
     assert_eq!(sub.chunk().await.unwrap(), None);
@@ -127,14 +153,27 @@ async fn flags_also_come_from_the_environment() {
     let hub_url = after(&listening, "hub at ").to_owned();
     let client = reqwest::Client::new();
     // --no-anonymous from the environment: a subscriber without a token is refused.
-    let res = client.get(format!("{hub_url}?topic=a")).send().await.unwrap();
+    let res = client
+        .get(format!("{hub_url}?topic=a"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
-    assert_eq!(tokio::task::spawn_blocking(move || served.terminate()).await.unwrap().code(), Some(0));
+    assert_eq!(
+        tokio::task::spawn_blocking(move || served.terminate())
+            .await
+            .unwrap()
+            .code(),
+        Some(0)
+    );
 }
 
 #[test]
 fn help_lists_every_flag() {
-    let out = Command::new(BIN).args(["serve", "--help"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     for flag in [
@@ -165,11 +204,26 @@ fn bad_flags_exit_2_with_one_clear_line() {
         &["serve", "--addr", "nowhere"],
         &["serve", "--jwt-algorithm", "XX999"],
         &["serve", "--jwt-algorithm", "RS256"],
-        &["serve", "--jwt-algorithm", "RS256", "--jwt-key", "not a pem"],
+        &[
+            "serve",
+            "--jwt-algorithm",
+            "RS256",
+            "--jwt-key",
+            "not a pem",
+        ],
         &["serve", "--bogus"],
     ] {
-        let out = Command::new(BIN).args(args).env("RUST_LOG", "off").output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }

@@ -48,12 +48,19 @@ pub enum ClientError {
     Http(reqwest::Error),
     /// The server answered with a status other than 200 (and other than 204, which closes the
     /// stream cleanly). Fatal: the client does not reconnect.
-    #[error("{url} answered HTTP {status}, expected 200")]
+    #[error(
+        "{url} answered HTTP {status}, expected 200{}",
+        reason.as_deref().map_or_else(String::new, |r| format!(": {r}"))
+    )]
     Status {
         /// The status code.
         status: u16,
         /// The URL that answered, after redirects.
         url: String,
+        /// The server's explanation, when the body is `text/plain`: its first non-empty line
+        /// (control characters removed, at most 200 characters), from at most the first KiB
+        /// read within a second. Servers such as ssehub say there why they refused.
+        reason: Option<String>,
     },
     /// The server answered 200 with a `Content-Type` other than `text/event-stream`. Fatal: the
     /// client does not reconnect.

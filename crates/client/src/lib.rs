@@ -44,7 +44,8 @@
 //! - A response opens the stream only with status 200 and a `Content-Type` whose media type
 //!   is `text/event-stream` (any case, any parameters). `204 No Content` ends the stream
 //!   cleanly with [`ClientEvent::Closed`]; any other status, or another content type, ends it
-//!   with an error and no reconnection. Redirects are followed (up to 10); reconnections go
+//!   with an error and no reconnection (for a status, the error carries the first line of a
+//!   `text/plain` body, where servers say why they refused). Redirects are followed (up to 10); reconnections go
 //!   back to the original URL.
 //! - The body is parsed by [`ssehub_codec::Parser`]: UTF-8 with U+FFFD for invalid bytes, one
 //!   leading BOM stripped per connection, CR / LF / CRLF line ends even when split across

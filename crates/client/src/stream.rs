@@ -307,9 +307,11 @@ impl Driver {
             return Err(Refused::NoContent);
         }
         if status != StatusCode::OK {
+            let url = response.url().to_string();
             return Err(Refused::Fatal(ClientError::Status {
                 status: status.as_u16(),
-                url: response.url().to_string(),
+                url,
+                reason: refusal_reason(response).await,
             }));
         }
         let content_type = response.headers().get(CONTENT_TYPE);
@@ -326,15 +328,86 @@ impl Driver {
 
 /// Whether a `Content-Type` value is `text/event-stream`, with any parameters, in any case.
 fn is_event_stream(value: &[u8]) -> bool {
+    media_type_is(value, b"text/event-stream")
+}
+
+/// Whether the media type of a `Content-Type` value (parameters ignored) is `want`, in any case.
+fn media_type_is(value: &[u8], want: &[u8]) -> bool {
     let essence = value.split(|&b| b == b';').next().unwrap_or_default();
-    essence
-        .trim_ascii()
-        .eq_ignore_ascii_case(b"text/event-stream")
+    essence.trim_ascii().eq_ignore_ascii_case(want)
+}
+
+/// The most bytes of a refusal's body read to find its reason.
+const REASON_MAX_BYTES: usize = 1024;
+/// The longest the client waits for a refusal's body.
+const REASON_WAIT: Duration = Duration::from_secs(1);
+/// The longest reason kept, in characters.
+const REASON_MAX_CHARS: usize = 200;
+
+/// The first non-empty line of a `text/plain` error body, where servers (ssehub among them)
+/// say why they refused; bounded in bytes read, time and length.
+async fn refusal_reason(mut response: reqwest::Response) -> Option<String> {
+    let content_type = response.headers().get(CONTENT_TYPE)?;
+    if !media_type_is(content_type.as_bytes(), b"text/plain") {
+        return None;
+    }
+    let mut body = Vec::new();
+    let read = async {
+        while body.len() < REASON_MAX_BYTES && !has_complete_line(&body) {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) | Err(_) => break,
+            }
+        }
+    };
+    // Whatever arrived in time is used.
+    let _ = tokio::time::timeout(REASON_WAIT, read).await;
+    body.truncate(REASON_MAX_BYTES);
+    reason_from(&body)
+}
+
+/// Whether `body` holds a non-blank line followed by a line end.
+fn has_complete_line(body: &[u8]) -> bool {
+    body.iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .is_some_and(|start| body[start..].iter().any(|&b| b == b'\n' || b == b'\r'))
+}
+
+fn reason_from(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let line = text.lines().map(str::trim).find(|line| !line.is_empty())?;
+    let reason: String = line
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(REASON_MAX_CHARS)
+        .collect();
+    (!reason.is_empty()).then_some(reason)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::is_event_stream;
+    use super::{has_complete_line, is_event_stream, reason_from};
+
+    #[test]
+    fn a_refusal_reason_is_the_first_non_blank_line_cleaned_and_bounded() {
+        assert_eq!(
+            reason_from(b"invalid token: expired\nmore"),
+            Some("invalid token: expired".into())
+        );
+        assert_eq!(
+            reason_from(b"\r\n  \n  missing topic \r\n"),
+            Some("missing topic".into())
+        );
+        assert_eq!(reason_from(b"a\x1b[31mb\tc"), Some("a[31mbc".into()));
+        assert_eq!(reason_from(b" \n\n"), None);
+        assert_eq!(reason_from(b""), None);
+        assert_eq!(reason_from(b"\xff ok"), Some("\u{fffd} ok".into()));
+        let long = "x".repeat(1000);
+        assert_eq!(reason_from(long.as_bytes()).unwrap().len(), 200);
+        assert!(!has_complete_line(b"\n\n  "));
+        assert!(!has_complete_line(b"\nabc"));
+        assert!(has_complete_line(b"\nabc\n"));
+    }
 
     #[test]
     fn content_type_essence_is_matched_case_insensitively_with_any_parameters() {

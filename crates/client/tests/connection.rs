@@ -181,7 +181,14 @@ async fn error_statuses_fail_without_reconnecting() {
         let items = collect_all(&mut client.stream()).await;
         assert_eq!(items.len(), 1, "{status}: {items:?}");
         match &items[0] {
-            Err(error @ ClientError::Status { status: got, url }) => {
+            Err(
+                error @ ClientError::Status {
+                    status: got,
+                    url,
+                    reason,
+                },
+            ) => {
+                assert_eq!(reason, &None);
                 assert_eq!(*got, status);
                 assert_eq!(url, &server.url("/x"));
                 assert!(!error.to_string().contains('\n'));
@@ -191,6 +198,59 @@ async fn error_statuses_fail_without_reconnecting() {
         server.request().await;
         assert_no_more_requests(&mut server).await;
     }
+}
+
+#[tokio::test]
+async fn a_refusal_carries_the_first_line_of_a_text_plain_body() {
+    let refusal = Reply {
+        status: 401,
+        ..Reply::sse(["\r\ninvalid token: ", "ExpiredSignature\nsecond line\n"])
+            .content_type(Some("Text/Plain; charset=utf-8"))
+    };
+    let server = TestServer::start(vec![refusal]).await;
+    let client = fast(server.url("/x")).build().unwrap();
+    let items = collect_all(&mut client.stream()).await;
+    match &items[..] {
+        [
+            Err(
+                error @ ClientError::Status {
+                    status: 401,
+                    reason,
+                    ..
+                },
+            ),
+        ] => {
+            assert_eq!(reason.as_deref(), Some("invalid token: ExpiredSignature"));
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "{} answered HTTP 401, expected 200: invalid token: ExpiredSignature",
+                    server.url("/x")
+                )
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Another media type is not read for a reason.
+    let html = Reply {
+        status: 500,
+        ..Reply::sse(["<html>oops</html>\n"]).content_type(Some("text/html"))
+    };
+    let server = TestServer::start(vec![html]).await;
+    let client = fast(server.url("/")).build().unwrap();
+    let items = collect_all(&mut client.stream()).await;
+    assert!(
+        matches!(
+            &items[..],
+            [Err(ClientError::Status {
+                status: 500,
+                reason: None,
+                ..
+            })]
+        ),
+        "{items:?}"
+    );
 }
 
 #[tokio::test]

@@ -95,10 +95,10 @@ impl History {
     }
 
     fn evict_oldest(&mut self) {
-        if let Some(old) = self.entries.pop_front() {
-            if self.by_id.get(&old.id) == Some(&old.seq) {
-                self.by_id.remove(&old.id);
-            }
+        if let Some(old) = self.entries.pop_front()
+            && self.by_id.get(&old.id) == Some(&old.seq)
+        {
+            self.by_id.remove(&old.id);
         }
     }
 
@@ -179,7 +179,11 @@ mod tests {
         // Retained: seq 3, 4, 5.
         assert_eq!(h.first_seq(), 3);
         assert_eq!(h.resolve("7-5"), Resolved::From(6));
-        assert_eq!(h.resolve("7-2"), Resolved::From(3), "seq 3 is retained, nothing missed");
+        assert_eq!(
+            h.resolve("7-2"),
+            Resolved::From(3),
+            "seq 3 is retained, nothing missed"
+        );
         assert_eq!(h.resolve("7-1"), Resolved::Expired);
         assert_eq!(h.resolve("7-6"), Resolved::Unknown, "from the future");
         assert_eq!(h.resolve("8-4"), Resolved::Unknown, "other epoch");
@@ -195,8 +199,14 @@ mod tests {
     fn publisher_ids_live_as_long_as_their_entry() {
         let mut h = History::new(2, 1);
         entry(&mut h, Some("a"));
-        assert_eq!(h.check_publisher_id("a"), Err(crate::PublishError::DuplicateId));
-        assert_eq!(h.check_publisher_id("1-9"), Err(crate::PublishError::ReservedId));
+        assert_eq!(
+            h.check_publisher_id("a"),
+            Err(crate::PublishError::DuplicateId)
+        );
+        assert_eq!(
+            h.check_publisher_id("1-9"),
+            Err(crate::PublishError::ReservedId)
+        );
         assert_eq!(h.resolve("a"), Resolved::From(2));
         entry(&mut h, None);
         entry(&mut h, None);

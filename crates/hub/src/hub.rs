@@ -129,7 +129,9 @@ impl HubBuilder {
     /// Builds the hub and, when a heartbeat is set and a Tokio runtime is current, starts its
     /// shared heartbeat timer.
     pub fn build(self) -> Hub {
-        let epoch = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 history: History::new(self.history_size, epoch),
@@ -263,7 +265,14 @@ impl Hub {
     /// for this RAM-only hub, where a publish never waits.
     pub fn publish_now(&self, update: Update) -> Result<String, PublishError> {
         update.validate()?;
-        let Update { topics, data, event_type, id: publisher_id, retry, private } = update;
+        let Update {
+            topics,
+            data,
+            event_type,
+            id: publisher_id,
+            retry,
+            private,
+        } = update;
         let mut guard = self.inner.state.lock();
         let st = &mut *guard;
         if st.closed {
@@ -276,7 +285,13 @@ impl Hub {
         let frame = encode_update(&id, event_type, retry, data)?;
         let topics = topics.into_boxed_slice();
 
-        let State { subs, exact, wildcard, stats, .. } = st;
+        let State {
+            subs,
+            exact,
+            wildcard,
+            stats,
+            ..
+        } = st;
         let mut offer = |key: usize| {
             let sub = &mut subs[key];
             if sub.mark == seq {
@@ -302,20 +317,40 @@ impl Hub {
         stats.publishes += 1;
 
         let out = id.to_string();
-        st.history.push(Entry { seq, id, topics, private, frame }, publisher_id.is_some());
+        st.history.push(
+            Entry {
+                seq,
+                id,
+                topics,
+                private,
+                frame,
+            },
+            publisher_id.is_some(),
+        );
         Ok(out)
     }
 
     /// Starts a subscription: replays what it asked for, then streams live updates. The stream
     /// yields ready-to-write `text/event-stream` bytes (possibly several frames per item) and
     /// ends when the hub closes or the subscriber is closed for lagging.
-    pub fn subscribe(&self, subscription: Subscription) -> Result<SubscriberStream, SubscribeError> {
-        let Subscription { selectors, last_event_id, authorized, preamble, payload } = subscription;
+    pub fn subscribe(
+        &self,
+        subscription: Subscription,
+    ) -> Result<SubscriberStream, SubscribeError> {
+        let Subscription {
+            selectors,
+            last_event_id,
+            authorized,
+            preamble,
+            payload,
+        } = subscription;
         if selectors.is_empty() {
             return Err(SubscribeError::NoTopic);
         }
         if selectors.len() > self.inner.max_selectors {
-            return Err(SubscribeError::TooManyTopics { max: self.inner.max_selectors });
+            return Err(SubscribeError::TooManyTopics {
+                max: self.inner.max_selectors,
+            });
         }
         let queue = Arc::new(Mutex::new(Queue::new(
             self.inner.max_queued_frames,
@@ -328,7 +363,11 @@ impl Hub {
             authorized,
             mark: 0,
         };
-        let topics: Arc<[String]> = sub.selectors.iter().map(|s| s.as_str().to_owned()).collect();
+        let topics: Arc<[String]> = sub
+            .selectors
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect();
 
         let mut guard = self.inner.state.lock();
         let st = &mut *guard;
@@ -336,7 +375,9 @@ impl Hub {
             return Err(SubscribeError::Closed);
         }
         if st.subs.len() >= self.inner.max_subscribers {
-            return Err(SubscribeError::TooManySubscribers { max: self.inner.max_subscribers });
+            return Err(SubscribeError::TooManySubscribers {
+                max: self.inner.max_subscribers,
+            });
         }
         sub.id = st.next_sub_id;
         st.next_sub_id += 1;
@@ -362,7 +403,12 @@ impl Hub {
             *st.selector_counts.entry(s.as_str().into()).or_default() += 1;
         }
         let selectors: Vec<Box<str>> = if exact_only {
-            let mut v: Vec<Box<str>> = sub.selectors.iter().filter_map(|s| s.exact()).map(Into::into).collect();
+            let mut v: Vec<Box<str>> = sub
+                .selectors
+                .iter()
+                .filter_map(|s| s.exact())
+                .map(Into::into)
+                .collect();
             v.sort();
             v.dedup();
             v
@@ -382,8 +428,23 @@ impl Hub {
         drop(guard);
 
         let payload = payload.map(Arc::new);
-        self.notify(&self.inner.on_join, PresenceKind::Join, id, &topics, &payload, total);
-        Ok(SubscriberStream { hub: self.clone(), key, id, queue, topics, payload, head_id })
+        self.notify(
+            &self.inner.on_join,
+            PresenceKind::Join,
+            id,
+            &topics,
+            &payload,
+            total,
+        );
+        Ok(SubscriberStream {
+            hub: self.clone(),
+            key,
+            id,
+            queue,
+            topics,
+            payload,
+            head_id,
+        })
     }
 
     fn notify(
@@ -398,7 +459,13 @@ impl Hub {
         if hooks.is_empty() {
             return;
         }
-        let event = PresenceEvent { kind, subscriber, topics: topics.clone(), payload: payload.clone(), total };
+        let event = PresenceEvent {
+            kind,
+            subscriber,
+            topics: topics.clone(),
+            payload: payload.clone(),
+            total,
+        };
         for hook in hooks {
             hook(&event);
         }
@@ -411,7 +478,9 @@ impl Hub {
         let st = &mut *guard;
         let Some(sub) = st.subs.get(key) else { return };
         let mut q = queue.lock();
-        let Mode::Lagged { resume_from } = q.mode else { return };
+        let Mode::Lagged { resume_from } = q.mode else {
+            return;
+        };
         if resume_from < st.history.first_seq() {
             q.push_unbounded(lagged_frame());
             q.close();
@@ -480,13 +549,23 @@ impl Hub {
 
     /// Subscribers whose selectors include exactly this selector text (a topic, a template, `*`).
     pub fn topic_subscribers(&self, selector: &str) -> usize {
-        self.inner.state.lock().selector_counts.get(selector).copied().unwrap_or(0)
+        self.inner
+            .state
+            .lock()
+            .selector_counts
+            .get(selector)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Subscriber count per selector text, sorted by selector.
     pub fn presence(&self) -> Vec<(String, usize)> {
         let st = self.inner.state.lock();
-        let mut v: Vec<_> = st.selector_counts.iter().map(|(k, &n)| (k.to_string(), n)).collect();
+        let mut v: Vec<_> = st
+            .selector_counts
+            .iter()
+            .map(|(k, &n)| (k.to_string(), n))
+            .collect();
         drop(st);
         v.sort();
         v
@@ -496,7 +575,10 @@ impl Hub {
     pub fn subscribers_matching(&self, topic: &str) -> usize {
         let st = self.inner.state.lock();
         let topics = [topic.to_owned()];
-        st.subs.iter().filter(|(_, s)| s.wants(&topics, false)).count()
+        st.subs
+            .iter()
+            .filter(|(_, s)| s.wants(&topics, false))
+            .count()
     }
 
     /// The id of the newest retained update, if any.
@@ -507,7 +589,11 @@ impl Hub {
     /// Counters since start.
     pub fn stats(&self) -> HubStats {
         let st = self.inner.state.lock();
-        HubStats { subscribers: st.subs.len(), retained: st.history.len(), ..st.stats }
+        HubStats {
+            subscribers: st.subs.len(),
+            retained: st.history.len(),
+            ..st.stats
+        }
     }
 }
 
@@ -533,7 +619,10 @@ fn encode_update(
     retry: Option<Duration>,
     data: String,
 ) -> Result<Bytes, PublishError> {
-    let mut event = Event::new().id(id).map_err(|_| PublishError::InvalidId)?.data(data);
+    let mut event = Event::new()
+        .id(id)
+        .map_err(|_| PublishError::InvalidId)?
+        .data(data);
     if let Some(t) = event_type {
         event = event.event(t).map_err(|_| PublishError::InvalidEventType)?;
     }
@@ -544,7 +633,11 @@ fn encode_update(
 }
 
 fn gap_frame(requested: &str, gap: Resolved, oldest: Option<&str>) -> Bytes {
-    let reason = if gap == Resolved::Expired { "expired" } else { "unknown" };
+    let reason = if gap == Resolved::Expired {
+        "expired"
+    } else {
+        "unknown"
+    };
     let data = serde_json::json!({ "reason": reason, "lastEventID": requested, "oldest": oldest });
     // The event type is a constant without CR/LF, so this cannot fail.
     match Event::new().event(HISTORY_GAP_EVENT) {
@@ -597,7 +690,10 @@ pub struct SubscriberStream {
 
 impl std::fmt::Debug for SubscriberStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SubscriberStream").field("id", &self.id).field("topics", &self.topics).finish()
+        f.debug_struct("SubscriberStream")
+            .field("id", &self.id)
+            .field("topics", &self.topics)
+            .finish()
     }
 }
 
@@ -643,7 +739,14 @@ impl Drop for SubscriberStream {
     fn drop(&mut self) {
         if let Some(total) = self.hub.unsubscribe(self.key, self.id) {
             let hooks = &self.hub.inner.on_leave;
-            self.hub.notify(hooks, PresenceKind::Leave, self.id, &self.topics, &self.payload, total);
+            self.hub.notify(
+                hooks,
+                PresenceKind::Leave,
+                self.id,
+                &self.topics,
+                &self.payload,
+                total,
+            );
         }
     }
 }

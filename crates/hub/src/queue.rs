@@ -143,7 +143,10 @@ mod tests {
         for i in 0..3 {
             assert!(q.offer(i, &Bytes::from(format!("data: {i}\n\n"))));
         }
-        assert_eq!(q.take_batch().unwrap(), &b"data: 0\n\ndata: 1\n\ndata: 2\n\n"[..]);
+        assert_eq!(
+            q.take_batch().unwrap(),
+            &b"data: 0\n\ndata: 1\n\ndata: 2\n\n"[..]
+        );
         assert!(q.take_batch().is_none());
     }
 
@@ -155,7 +158,10 @@ mod tests {
         assert!(q.offer(2, &f));
         assert!(!q.offer(3, &f));
         assert_eq!(q.mode, Mode::Lagged { resume_from: 3 });
-        assert!(!q.offer(4, &f), "a lagged queue takes nothing until it caught up");
+        assert!(
+            !q.offer(4, &f),
+            "a lagged queue takes nothing until it caught up"
+        );
         assert_eq!(q.mode, Mode::Lagged { resume_from: 3 });
     }
 

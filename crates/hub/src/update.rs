@@ -38,7 +38,11 @@ pub struct Update {
 impl Update {
     /// An update of `data` for one topic.
     pub fn new(topic: impl Into<String>, data: impl Into<String>) -> Self {
-        Update { topics: vec![topic.into()], data: data.into(), ..Update::default() }
+        Update {
+            topics: vec![topic.into()],
+            data: data.into(),
+            ..Update::default()
+        }
     }
 
     /// An update with no topic yet (add them with [`Update::topic`]); publishing it as is fails.
@@ -113,7 +117,9 @@ impl Update {
             return Err(PublishError::NoTopic);
         }
         if self.topics.len() > MAX_TOPICS_PER_UPDATE {
-            return Err(PublishError::TooManyTopics { max: MAX_TOPICS_PER_UPDATE });
+            return Err(PublishError::TooManyTopics {
+                max: MAX_TOPICS_PER_UPDATE,
+            });
         }
         if self.topics.iter().any(|t| t.is_empty()) {
             return Err(PublishError::EmptyTopic);

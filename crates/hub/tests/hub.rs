@@ -14,7 +14,9 @@ use ssehub_hub::{
 };
 
 fn sub(topics: &[&str]) -> Subscription {
-    topics.iter().fold(Subscription::new(), |s, t| s.topic(t).unwrap())
+    topics
+        .iter()
+        .fold(Subscription::new(), |s, t| s.topic(t).unwrap())
 }
 
 /// Everything the stream has ready now, parsed into message events.
@@ -41,9 +43,21 @@ fn datas(events: &[MessageEvent]) -> Vec<&str> {
 async fn frame_is_encoded_once_with_hub_id() {
     let hub = Hub::builder().heartbeat(None).build();
     let mut s = hub.subscribe(sub(&["a"])).unwrap();
-    let id = hub.publish(Update::new("a", "x\ny").event_type("t").retry(Duration::from_millis(50))).await.unwrap();
+    let id = hub
+        .publish(
+            Update::new("a", "x\ny")
+                .event_type("t")
+                .retry(Duration::from_millis(50)),
+        )
+        .await
+        .unwrap();
     let bytes = s.next().await.unwrap();
-    assert_eq!(bytes, Bytes::from(format!("event: t\nid: {id}\nretry: 50\ndata: x\ndata: y\n\n")));
+    assert_eq!(
+        bytes,
+        Bytes::from(format!(
+            "event: t\nid: {id}\nretry: 50\ndata: x\ndata: y\n\n"
+        ))
+    );
 }
 
 #[tokio::test]
@@ -53,13 +67,24 @@ async fn exact_any_and_template_selectors_route_updates() {
     let mut any = hub.subscribe(sub(&["*"])).unwrap();
     let mut tpl = hub.subscribe(sub(&["https://ex.com/books/{id}"])).unwrap();
     let mut other = hub.subscribe(sub(&["https://ex.com/authors/1"])).unwrap();
-    for t in ["https://ex.com/books/1", "https://ex.com/books/2", "https://ex.com/books/2/x"] {
+    for t in [
+        "https://ex.com/books/1",
+        "https://ex.com/books/2",
+        "https://ex.com/books/2/x",
+    ] {
         hub.publish(Update::new(t, t)).await.unwrap();
     }
-    let (mut p1, mut p2, mut p3, mut p4) = (Parser::new(), Parser::new(), Parser::new(), Parser::new());
-    assert_eq!(datas(&drain(&mut exact, &mut p1)), ["https://ex.com/books/1"]);
+    let (mut p1, mut p2, mut p3, mut p4) =
+        (Parser::new(), Parser::new(), Parser::new(), Parser::new());
+    assert_eq!(
+        datas(&drain(&mut exact, &mut p1)),
+        ["https://ex.com/books/1"]
+    );
     assert_eq!(drain(&mut any, &mut p2).len(), 3);
-    assert_eq!(datas(&drain(&mut tpl, &mut p3)), ["https://ex.com/books/1", "https://ex.com/books/2"]);
+    assert_eq!(
+        datas(&drain(&mut tpl, &mut p3)),
+        ["https://ex.com/books/1", "https://ex.com/books/2"]
+    );
     assert!(drain(&mut other, &mut p4).is_empty());
 }
 
@@ -77,17 +102,27 @@ async fn multi_topic_update_is_delivered_once() {
 async fn private_updates_reach_only_authorized_subscribers() {
     let hub = Hub::builder().heartbeat(None).build();
     let mut anon = hub.subscribe(sub(&["*"])).unwrap();
-    let allowed: Arc<[Selector]> = vec![Selector::parse("https://ex.com/users/{id}").unwrap()].into();
+    let allowed: Arc<[Selector]> =
+        vec![Selector::parse("https://ex.com/users/{id}").unwrap()].into();
     let mut authed = hub.subscribe(sub(&["*"]).authorized(allowed)).unwrap();
     let other: Arc<[Selector]> = vec![Selector::parse("https://ex.com/admins").unwrap()].into();
     let mut wrong = hub.subscribe(sub(&["*"]).authorized(other)).unwrap();
-    hub.publish(Update::new("https://ex.com/users/7", "secret").private(true)).await.unwrap();
-    hub.publish(Update::new("https://ex.com/users/7", "public")).await.unwrap();
+    hub.publish(Update::new("https://ex.com/users/7", "secret").private(true))
+        .await
+        .unwrap();
+    hub.publish(Update::new("https://ex.com/users/7", "public"))
+        .await
+        .unwrap();
     assert_eq!(datas(&drain(&mut anon, &mut Parser::new())), ["public"]);
-    assert_eq!(datas(&drain(&mut authed, &mut Parser::new())), ["secret", "public"]);
+    assert_eq!(
+        datas(&drain(&mut authed, &mut Parser::new())),
+        ["secret", "public"]
+    );
     assert_eq!(datas(&drain(&mut wrong, &mut Parser::new())), ["public"]);
     // Replay obeys the same rule.
-    let mut late = hub.subscribe(sub(&["*"]).last_event_id("earliest")).unwrap();
+    let mut late = hub
+        .subscribe(sub(&["*"]).last_event_id("earliest"))
+        .unwrap();
     assert_eq!(datas(&drain(&mut late, &mut Parser::new())), ["public"]);
 }
 
@@ -98,22 +133,35 @@ async fn replay_after_id_then_live_without_gap_or_duplicate() {
     for i in 0..5 {
         ids.push(hub.publish(Update::new("a", i.to_string())).await.unwrap());
     }
-    let mut s = hub.subscribe(sub(&["a"]).last_event_id(ids[1].clone())).unwrap();
+    let mut s = hub
+        .subscribe(sub(&["a"]).last_event_id(ids[1].clone()))
+        .unwrap();
     hub.publish(Update::new("a", "5")).await.unwrap();
     let events = drain(&mut s, &mut Parser::new());
     assert_eq!(datas(&events), ["2", "3", "4", "5"]);
     assert_eq!(events[0].last_event_id, ids[2]);
-    let mut all = hub.subscribe(sub(&["a"]).last_event_id("earliest")).unwrap();
+    let mut all = hub
+        .subscribe(sub(&["a"]).last_event_id("earliest"))
+        .unwrap();
     assert_eq!(drain(&mut all, &mut Parser::new()).len(), 6);
 }
 
 #[tokio::test]
 async fn publisher_ids_replay_and_duplicates_are_refused() {
     let hub = Hub::builder().heartbeat(None).build();
-    assert_eq!(hub.publish(Update::new("a", "1").id("one")).await.unwrap(), "one");
+    assert_eq!(
+        hub.publish(Update::new("a", "1").id("one")).await.unwrap(),
+        "one"
+    );
     hub.publish(Update::new("a", "2").id("two")).await.unwrap();
-    assert_eq!(hub.publish(Update::new("a", "x").id("one")).await, Err(PublishError::DuplicateId));
-    assert_eq!(hub.publish(Update::new("a", "x").id("earliest")).await, Err(PublishError::ReservedId));
+    assert_eq!(
+        hub.publish(Update::new("a", "x").id("one")).await,
+        Err(PublishError::DuplicateId)
+    );
+    assert_eq!(
+        hub.publish(Update::new("a", "x").id("earliest")).await,
+        Err(PublishError::ReservedId)
+    );
     let mut s = hub.subscribe(sub(&["a"]).last_event_id("one")).unwrap();
     assert_eq!(datas(&drain(&mut s, &mut Parser::new())), ["2"]);
 }
@@ -125,7 +173,9 @@ async fn unknown_and_expired_ids_get_an_in_band_gap_event_then_everything_retain
     for i in 1..4 {
         hub.publish(Update::new("a", i.to_string())).await.unwrap();
     }
-    let mut s = hub.subscribe(sub(&["a"]).last_event_id(first.clone())).unwrap();
+    let mut s = hub
+        .subscribe(sub(&["a"]).last_event_id(first.clone()))
+        .unwrap();
     let events = drain(&mut s, &mut Parser::new());
     assert_eq!(events[0].event_type, HISTORY_GAP_EVENT);
     let gap: serde_json::Value = serde_json::from_str(&events[0].data).unwrap();
@@ -145,14 +195,32 @@ async fn unknown_and_expired_ids_get_an_in_band_gap_event_then_everything_retain
 async fn invalid_updates_are_refused_without_side_effects() {
     let hub = Hub::builder().heartbeat(None).build();
     let mut s = hub.subscribe(sub(&["*"])).unwrap();
-    assert_eq!(hub.publish(Update::empty().data("x")).await, Err(PublishError::NoTopic));
-    assert_eq!(hub.publish(Update::new("a", "x").id("a\nb")).await, Err(PublishError::InvalidId));
-    assert_eq!(hub.publish(Update::new("a", "x").id("a\0b")).await, Err(PublishError::InvalidId));
-    assert_eq!(hub.publish(Update::new("a", "x").event_type("a\rb")).await, Err(PublishError::InvalidEventType));
-    assert_eq!(hub.publish(Update::new("", "x")).await, Err(PublishError::EmptyTopic));
+    assert_eq!(
+        hub.publish(Update::empty().data("x")).await,
+        Err(PublishError::NoTopic)
+    );
+    assert_eq!(
+        hub.publish(Update::new("a", "x").id("a\nb")).await,
+        Err(PublishError::InvalidId)
+    );
+    assert_eq!(
+        hub.publish(Update::new("a", "x").id("a\0b")).await,
+        Err(PublishError::InvalidId)
+    );
+    assert_eq!(
+        hub.publish(Update::new("a", "x").event_type("a\rb")).await,
+        Err(PublishError::InvalidEventType)
+    );
+    assert_eq!(
+        hub.publish(Update::new("", "x")).await,
+        Err(PublishError::EmptyTopic)
+    );
     assert!(drain(&mut s, &mut Parser::new()).is_empty());
     assert_eq!(hub.stats().publishes, 0);
-    assert_eq!(hub.subscribe(Subscription::new()).unwrap_err(), SubscribeError::NoTopic);
+    assert_eq!(
+        hub.subscribe(Subscription::new()).unwrap_err(),
+        SubscribeError::NoTopic
+    );
 }
 
 #[tokio::test]
@@ -177,13 +245,19 @@ async fn presence_counts_and_hooks() {
     assert_eq!(hub.topic_subscribers("a"), 2);
     assert_eq!(hub.topic_subscribers("b/{x}"), 1);
     assert_eq!(hub.subscribers_matching("b/1"), 1);
-    assert_eq!(hub.presence(), [("a".to_owned(), 2), ("b/{x}".to_owned(), 1)]);
+    assert_eq!(
+        hub.presence(),
+        [("a".to_owned(), 2), ("b/{x}".to_owned(), 1)]
+    );
     drop(b);
     assert_eq!(hub.topic_subscribers("b/{x}"), 0);
     assert_eq!(hub.subscriber_count(), 1);
     drop(a);
     assert_eq!(hub.subscriber_count(), 0);
-    assert_eq!((joins.load(Ordering::SeqCst), leaves.load(Ordering::SeqCst)), (2, 2));
+    assert_eq!(
+        (joins.load(Ordering::SeqCst), leaves.load(Ordering::SeqCst)),
+        (2, 2)
+    );
     // Nothing left in the indexes: a publish reaches nobody.
     hub.publish(Update::new("a", "x")).await.unwrap();
     assert_eq!(hub.stats().deliveries, 0);
@@ -191,27 +265,42 @@ async fn presence_counts_and_hooks() {
 
 #[tokio::test]
 async fn a_slow_subscriber_catches_up_from_history_without_slowing_others() {
-    let hub = Hub::builder().heartbeat(None).max_queued(4, 1 << 20).history_size(100).build();
+    let hub = Hub::builder()
+        .heartbeat(None)
+        .max_queued(4, 1 << 20)
+        .history_size(100)
+        .build();
     let mut slow = hub.subscribe(sub(&["a"])).unwrap();
     let mut fast = hub.subscribe(sub(&["a"])).unwrap();
     let mut fast_parser = Parser::new();
     let mut fast_seen = Vec::new();
     for i in 0..50 {
         hub.publish(Update::new("a", i.to_string())).await.unwrap();
-        fast_seen.extend(drain(&mut fast, &mut fast_parser).into_iter().map(|e| e.data));
+        fast_seen.extend(
+            drain(&mut fast, &mut fast_parser)
+                .into_iter()
+                .map(|e| e.data),
+        );
     }
     assert_eq!(fast_seen.len(), 50);
     assert!(hub.stats().lagged >= 1);
     // The slow one reads only now, and still gets all 50, in order.
     let got = drain(&mut slow, &mut Parser::new());
     let want: Vec<String> = (0..50).map(|i| i.to_string()).collect();
-    assert_eq!(datas(&got), want.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        datas(&got),
+        want.iter().map(String::as_str).collect::<Vec<_>>()
+    );
     assert_eq!(hub.stats().lag_closes, 0);
 }
 
 #[tokio::test]
 async fn a_subscriber_lagging_past_history_is_closed_with_a_reason() {
-    let hub = Hub::builder().heartbeat(None).max_queued(4, 1 << 20).history_size(8).build();
+    let hub = Hub::builder()
+        .heartbeat(None)
+        .max_queued(4, 1 << 20)
+        .history_size(8)
+        .build();
     let mut slow = hub.subscribe(sub(&["a"])).unwrap();
     for i in 0..50 {
         hub.publish(Update::new("a", i.to_string())).await.unwrap();
@@ -219,13 +308,19 @@ async fn a_subscriber_lagging_past_history_is_closed_with_a_reason() {
     let got = drain(&mut slow, &mut Parser::new());
     assert_eq!(datas(&got[..4]), ["0", "1", "2", "3"]);
     assert_eq!(got.last().unwrap().event_type, LAGGED_EVENT);
-    assert_eq!(slow.next().await, None, "the stream ends after the lagged event");
+    assert_eq!(
+        slow.next().await,
+        None,
+        "the stream ends after the lagged event"
+    );
     assert_eq!(hub.stats().lag_closes, 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn heartbeats_go_only_to_idle_subscribers_from_one_timer() {
-    let hub = Hub::builder().heartbeat(Some(Duration::from_secs(15))).build();
+    let hub = Hub::builder()
+        .heartbeat(Some(Duration::from_secs(15)))
+        .build();
     let mut idle = hub.subscribe(sub(&["a"])).unwrap();
     let mut busy = hub.subscribe(sub(&["b"])).unwrap();
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -235,7 +330,10 @@ async fn heartbeats_go_only_to_idle_subscribers_from_one_timer() {
     assert_eq!(idle.next().await.unwrap(), &b":\n\n"[..]);
     let waker = futures_util::task::noop_waker();
     let mut cx = std::task::Context::from_waker(&waker);
-    assert!(busy.poll_next_unpin(&mut cx).is_pending(), "busy subscriber got no heartbeat");
+    assert!(
+        busy.poll_next_unpin(&mut cx).is_pending(),
+        "busy subscriber got no heartbeat"
+    );
     tokio::time::sleep(Duration::from_secs(15)).await; // t = 31 s
     assert_eq!(busy.next().await.unwrap(), &b":\n\n"[..]);
     assert_eq!(idle.next().await.unwrap(), &b":\n\n"[..]);
@@ -244,7 +342,9 @@ async fn heartbeats_go_only_to_idle_subscribers_from_one_timer() {
 #[tokio::test]
 async fn close_sends_what_is_queued_then_ends_every_stream() {
     let hub = Hub::builder().heartbeat(None).build();
-    let mut s = hub.subscribe(sub(&["a"]).preamble(Bytes::from_static(b":hi\n\n"))).unwrap();
+    let mut s = hub
+        .subscribe(sub(&["a"]).preamble(Bytes::from_static(b":hi\n\n")))
+        .unwrap();
     hub.publish(Update::new("a", "last")).await.unwrap();
     hub.close();
     let mut all = Vec::new();
@@ -253,20 +353,30 @@ async fn close_sends_what_is_queued_then_ends_every_stream() {
     }
     assert!(all.starts_with(b":hi\n\n"));
     assert!(all.ends_with(b"data: last\n\n"));
-    assert_eq!(hub.publish(Update::new("a", "x")).await, Err(PublishError::Closed));
-    assert_eq!(hub.subscribe(sub(&["a"])).unwrap_err(), SubscribeError::Closed);
+    assert_eq!(
+        hub.publish(Update::new("a", "x")).await,
+        Err(PublishError::Closed)
+    );
+    assert_eq!(
+        hub.subscribe(sub(&["a"])).unwrap_err(),
+        SubscribeError::Closed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_publishers_give_every_subscriber_the_same_order() {
     let hub = Hub::builder().heartbeat(None).history_size(10_000).build();
-    let mut subs: Vec<_> = (0..4).map(|_| hub.subscribe(sub(&["t/{n}"])).unwrap()).collect();
+    let mut subs: Vec<_> = (0..4)
+        .map(|_| hub.subscribe(sub(&["t/{n}"])).unwrap())
+        .collect();
     let tasks: Vec<_> = (0..4)
         .map(|p| {
             let hub = hub.clone();
             tokio::spawn(async move {
                 for i in 0..250 {
-                    hub.publish(Update::new(format!("t/{p}"), format!("{p}-{i}"))).await.unwrap();
+                    hub.publish(Update::new(format!("t/{p}"), format!("{p}-{i}")))
+                        .await
+                        .unwrap();
                 }
             })
         })

@@ -69,9 +69,8 @@ pub enum SelectorError {
         /// The limit that was exceeded.
         max: usize,
     },
-    /// One expression of the URI template has more variables than
-    /// [`template::MAX_VARIABLES_PER_EXPRESSION`].
-    #[error("URI template expression has more than {max} variables")]
+    /// The URI template has more variables than [`template::MAX_VARIABLES`].
+    #[error("URI template has more than {max} variables")]
     TooManyVariables {
         /// The limit that was exceeded.
         max: usize,

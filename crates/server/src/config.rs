@@ -21,11 +21,14 @@ pub struct MercureConfig {
     pub max_topics: usize,
     /// Reconnection time advised to subscribers in the first bytes of each stream.
     pub retry: Duration,
+    /// Serve the web console at `/` (on for `ssehub serve`; off by default so a library user's
+    /// own `/` route does not collide when merging the router).
+    pub console: bool,
 }
 
 impl MercureConfig {
     /// Defaults around an authorizer: anonymous subscribers allowed, no CORS, 1 MiB bodies,
-    /// 16 KiB query strings, 128 topics, 3 s retry advice.
+    /// 16 KiB query strings, 128 topics, 3 s retry advice, no console.
     pub fn new(authorizer: Authorizer) -> Self {
         MercureConfig {
             authorizer,
@@ -35,11 +38,14 @@ impl MercureConfig {
             max_query: 16 * 1024,
             max_topics: 128,
             retry: Duration::from_secs(3),
+            console: false,
         }
     }
 
     /// Whether `origin` is allowed by the CORS settings (`*` allows any).
     pub fn origin_allowed(&self, origin: &str) -> bool {
-        self.cors_origins.iter().any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+        self.cors_origins
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
     }
 }

@@ -13,7 +13,10 @@ pub struct ApiError {
 impl ApiError {
     /// An error with this status and reason.
     pub fn new(status: StatusCode, reason: impl Into<String>) -> Self {
-        ApiError { status, reason: reason.into() }
+        ApiError {
+            status,
+            reason: reason.into(),
+        }
     }
 
     /// `400 Bad Request`.
@@ -48,10 +51,13 @@ impl IntoResponse for ApiError {
         let mut body = self.reason;
         body.push('\n');
         let mut res = (self.status, body).into_response();
-        res.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         if self.status == StatusCode::UNAUTHORIZED {
-            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         res
     }

@@ -35,7 +35,11 @@ pub fn decode_pairs(input: &[u8]) -> Result<Vec<(String, String)>, FormError> {
 
 fn decode(raw: &[u8]) -> Result<String, std::string::FromUtf8Error> {
     let plus_as_space: Cow<'_, [u8]> = if raw.contains(&b'+') {
-        Cow::Owned(raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect())
+        Cow::Owned(
+            raw.iter()
+                .map(|&b| if b == b'+' { b' ' } else { b })
+                .collect(),
+        )
     } else {
         Cow::Borrowed(raw)
     };
@@ -54,20 +58,35 @@ mod tests {
     #[test]
     fn decodes_pairs_in_order_with_repeats() {
         let pairs = decode_pairs(b"topic=a&data=x+y%2Bz&topic=b&private&&id=%E2%9C%93").unwrap();
-        let want = [("topic", "a"), ("data", "x y+z"), ("topic", "b"), ("private", ""), ("id", "✓")];
-        let got: Vec<_> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let want = [
+            ("topic", "a"),
+            ("data", "x y+z"),
+            ("topic", "b"),
+            ("private", ""),
+            ("id", "✓"),
+        ];
+        let got: Vec<_> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         assert_eq!(got, want);
     }
 
     #[test]
     fn refuses_invalid_utf8() {
-        assert_eq!(decode_pairs(b"topic=a&data=%FF%FE").unwrap_err().field, "data");
+        assert_eq!(
+            decode_pairs(b"topic=a&data=%FF%FE").unwrap_err().field,
+            "data"
+        );
         assert_eq!(decode_pairs(b"da%C3ta=1").unwrap_err().field, "da%C3ta");
         assert!(decode_pairs(b"data=\xff").is_err());
     }
 
     #[test]
     fn keeps_malformed_percent_sequences_literally() {
-        assert_eq!(decode_pairs(b"data=100%").unwrap(), [("data".into(), "100%".into())]);
+        assert_eq!(
+            decode_pairs(b"data=100%").unwrap(),
+            [("data".into(), "100%".into())]
+        );
     }
 }

@@ -40,6 +40,7 @@
 //! ```
 
 mod config;
+mod console;
 mod error;
 pub mod form;
 mod mercure;

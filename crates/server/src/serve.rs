@@ -29,7 +29,11 @@ impl MercureServer {
     /// A server for `hub` with `config`.
     pub fn new(hub: Hub, config: MercureConfig) -> Self {
         MercureServer {
-            state: MercureState { hub, config: Arc::new(config), publishes: TaskTracker::new() },
+            state: MercureState {
+                hub,
+                config: Arc::new(config),
+                publishes: TaskTracker::new(),
+            },
         }
     }
 
@@ -38,13 +42,16 @@ impl MercureServer {
         &self.state.hub
     }
 
-    /// The routes: `GET`/`POST /.well-known/mercure` and `GET /healthz`, with CORS when origins
-    /// are configured. Merge it into your own `Router` to serve both from one app.
+    /// The routes: `GET`/`POST /.well-known/mercure` and `GET /healthz` (plus the console at `/`
+    /// when [`MercureConfig::console`] is set), with CORS when origins are configured. Merge it into your own `Router` to serve both from one app.
     pub fn router(&self) -> Router {
-        let router = Router::new()
+        let mut router = Router::new()
             .route(MERCURE_PATH, get(mercure::subscribe).post(mercure::publish))
-            .route("/healthz", get(healthz))
-            .with_state(self.state.clone());
+            .route("/healthz", get(healthz));
+        if self.state.config.console {
+            router = router.merge(crate::console::router(self.state.hub.clone()));
+        }
+        let router = router.with_state(self.state.clone());
         match cors_layer(&self.state.config.cors_origins) {
             Some(cors) => router.layer(cors),
             None => router,
@@ -110,6 +117,13 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
         // A wildcard cannot be combined with credentials, so cookie auth needs listed origins.
         return Some(layer.allow_origin(AllowOrigin::any()));
     }
-    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
-    Some(layer.allow_origin(AllowOrigin::list(list)).allow_credentials(true))
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        layer
+            .allow_origin(AllowOrigin::list(list))
+            .allow_credentials(true),
+    )
 }

@@ -49,7 +49,10 @@ impl IntoResponse for Sse {
         let body = Body::from_stream(self.stream.map(Ok::<_, Infallible>));
         let mut res = Response::new(body);
         let h = res.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         h.insert(X_ACCEL_BUFFERING.clone(), HeaderValue::from_static("no"));
         res

@@ -37,7 +37,9 @@ pub(crate) fn authenticate(
 ) -> Result<Option<(Arc<Claims>, TokenSource)>, ApiError> {
     let found = ssehub_auth::extract_token(headers, query)
         .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
-    let Some((token, source)) = found else { return Ok(None) };
+    let Some((token, source)) = found else {
+        return Ok(None);
+    };
     let claims = config
         .authorizer
         .verify(&token, role)

@@ -34,16 +34,28 @@ pub(crate) async fn publish(
 
     let body = read_body(body, config.max_body).await?;
     let update = parse_update(&body)?;
-    if claims.publish.is_none() || !claims.can_publish_all(update.topics().iter().map(String::as_str)) {
-        return Err(ApiError::forbidden("the token may not publish to every topic of this update"));
+    if claims.publish.is_none()
+        || !claims.can_publish_all(update.topics().iter().map(String::as_str))
+    {
+        return Err(ApiError::forbidden(
+            "the token may not publish to every topic of this update",
+        ));
     }
 
     let hub = state.hub.clone();
-    let id = state.publishes.track_future(async move { hub.publish(update).await }).await;
+    let id = state
+        .publishes
+        .track_future(async move { hub.publish(update).await })
+        .await;
     match id {
         Ok(id) => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], id).into_response()),
-        Err(e @ PublishError::Closed) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
-        Err(e @ PublishError::DuplicateId) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
+        Err(e @ PublishError::Closed) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            e.to_string(),
+        )),
+        Err(e @ PublishError::DuplicateId) => {
+            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
+        }
         Err(e) => Err(ApiError::bad_request(e.to_string())),
     }
 }
@@ -53,7 +65,10 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
     if ok {
         Ok(())
     } else {
@@ -67,12 +82,18 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 /// A browser sends cookies with cross-site form posts, so a cookie-authenticated publish must come
 /// from an origin the operator allowed (CSRF protection, as the Mercure draft requires).
 fn check_cookie_origin(config: &MercureConfig, headers: &HeaderMap) -> Result<(), ApiError> {
-    let origin = headers.get(header::ORIGIN).or_else(|| headers.get(header::REFERER));
+    let origin = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER));
     let origin = origin.and_then(|v| v.to_str().ok()).map(origin_of);
     match origin {
         Some(o) if config.origin_allowed(o) => Ok(()),
-        Some(_) => Err(ApiError::forbidden("cookie-authenticated publish from an origin that is not allowed")),
-        None => Err(ApiError::forbidden("cookie-authenticated publish needs an Origin header")),
+        Some(_) => Err(ApiError::forbidden(
+            "cookie-authenticated publish from an origin that is not allowed",
+        )),
+        None => Err(ApiError::forbidden(
+            "cookie-authenticated publish needs an Origin header",
+        )),
     }
 }
 
@@ -87,7 +108,10 @@ fn origin_of(url: &str) -> &str {
 
 async fn read_body(body: Body, max: usize) -> Result<bytes::Bytes, ApiError> {
     let too_large = || {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body larger than {max} bytes"))
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {max} bytes"),
+        )
     };
     match axum::body::to_bytes(body, max).await {
         Ok(b) => Ok(b),
@@ -99,7 +123,9 @@ async fn read_body(body: Body, max: usize) -> Result<bytes::Bytes, ApiError> {
                 }
                 source = err.source();
             }
-            Err(ApiError::bad_request(format!("could not read the request body: {e}")))
+            Err(ApiError::bad_request(format!(
+                "could not read the request body: {e}"
+            )))
         }
     }
 }
@@ -109,12 +135,15 @@ mod http_body_util_limited {
 }
 
 fn parse_update(body: &[u8]) -> Result<Update, ApiError> {
-    let pairs = decode_pairs(body).map_err(|e| ApiError::bad_request(format!("invalid form: {e}")))?;
+    let pairs =
+        decode_pairs(body).map_err(|e| ApiError::bad_request(format!("invalid form: {e}")))?;
     let mut update = Update::empty();
     let mut seen = [false; 5];
     let mut once = |i: usize, name: &str| {
         if std::mem::replace(&mut seen[i], true) {
-            Err(ApiError::bad_request(format!("{name} given more than once")))
+            Err(ApiError::bad_request(format!(
+                "{name} given more than once"
+            )))
         } else {
             Ok(())
         }
@@ -140,7 +169,9 @@ fn parse_update(body: &[u8]) -> Result<Update, ApiError> {
                     .parse()
                     .ok()
                     .filter(|_| value.bytes().all(|b| b.is_ascii_digit()))
-                    .ok_or_else(|| ApiError::bad_request("retry must be a non-negative integer (milliseconds)"))?;
+                    .ok_or_else(|| {
+                        ApiError::bad_request("retry must be a non-negative integer (milliseconds)")
+                    })?;
                 update.retry(Duration::from_millis(ms))
             }
             "private" => {
@@ -150,7 +181,9 @@ fn parse_update(body: &[u8]) -> Result<Update, ApiError> {
             _ => update,
         };
     }
-    update.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    update
+        .validate()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(update)
 }
 
@@ -160,7 +193,10 @@ mod tests {
 
     #[test]
     fn origin_of_strips_the_path() {
-        assert_eq!(origin_of("https://a.example:8443/page?x"), "https://a.example:8443");
+        assert_eq!(
+            origin_of("https://a.example:8443/page?x"),
+            "https://a.example:8443"
+        );
         assert_eq!(origin_of("https://a.example"), "https://a.example");
     }
 

@@ -15,7 +15,10 @@ use tokio::task::JoinHandle;
 pub const SECRET: &str = "test-secret-test-secret-test-secret";
 
 pub fn key() -> KeyConfig {
-    KeyConfig { algorithm: Algorithm::HS256, key: SECRET.into() }
+    KeyConfig {
+        algorithm: Algorithm::HS256,
+        key: SECRET.into(),
+    }
 }
 
 /// A HS256 token with these Mercure claims.
@@ -47,7 +50,10 @@ impl TestHub {
     pub async fn shutdown(mut self) -> std::io::Result<()> {
         let _ = self.shutdown.take().unwrap().send(());
         let task = self.task.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(10), task).await.expect("shutdown hangs").unwrap()
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("shutdown hangs")
+            .unwrap()
     }
 }
 
@@ -75,11 +81,19 @@ pub async fn start_with(hub: Hub, configure: impl FnOnce(&mut MercureConfig)) ->
     let task = tokio::spawn(server.serve(listener, router, async move {
         let _ = rx.await;
     }));
-    TestHub { addr, hub, shutdown: Some(tx), task: Some(task) }
+    TestHub {
+        addr,
+        hub,
+        shutdown: Some(tx),
+        task: Some(task),
+    }
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
 }
 
 /// POSTs a form to the hub with a publisher token.
@@ -96,7 +110,8 @@ pub async fn publish(hub: &TestHub, form: &[(&str, &str)]) -> reqwest::Response 
 /// An open SSE response and a parser over it.
 pub struct Events {
     pub response: reqwest::Response,
-    stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     parser: Parser,
 }
 
@@ -106,7 +121,11 @@ impl Events {
         assert_eq!(response.status(), 200, "subscribe failed");
         // Keep the head for assertions; stream the body separately.
         let (head, stream) = split(response);
-        Events { response: head, stream, parser: Parser::new() }
+        Events {
+            response: head,
+            stream,
+            parser: Parser::new(),
+        }
     }
 
     /// The next frame, or `None` when the stream ended; fails the test after 5 s.

@@ -1,0 +1,175 @@
+//! Finding the token in a request: the `Authorization: Bearer` header, the `authorization`
+//! query parameter, or the `mercureAuthorization` cookie.
+//!
+//! # Precedence
+//!
+//! The Mercure draft (draft-dunglas-mercure, section "Authorization", in every revision that
+//! defines the query parameter) says: if an `Authorization` header is present, its token MUST be
+//! used and the query parameter and cookie MUST be ignored; otherwise, if the `authorization`
+//! query parameter is present, it MUST be used and the cookie MUST be ignored; otherwise the
+//! cookie is used. So presenting tokens through several mechanisms is *not* an error, and the
+//! order is header, then query, then cookie. A mechanism that is present but broken (a
+//! non-Bearer header, an empty query value) is an error; it never falls through to the next.
+//!
+//! The draft is silent on the same mechanism appearing twice. Two different tokens there are
+//! [`AuthError::AmbiguousToken`]: we cannot know which one the client meant, and picking one
+//! could authorize a request with the wrong identity. Identical duplicates are accepted.
+//!
+//! An empty `mercureAuthorization` cookie counts as no cookie: sites commonly "log out" by
+//! blanking the cookie, and such a browser should be anonymous rather than rejected.
+
+use http::HeaderMap;
+use http::header::{AUTHORIZATION, COOKIE};
+
+use crate::AuthError;
+
+/// The cookie name the Mercure draft recommends for the token.
+pub const COOKIE_NAME: &str = "mercureAuthorization";
+
+/// The query parameter the Mercure draft defines for the token.
+pub const QUERY_PARAMETER: &str = "authorization";
+
+/// Where a token was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenSource {
+    /// `Authorization: Bearer <token>`.
+    Header,
+    /// The `mercureAuthorization` cookie (or the configured cookie name).
+    Cookie,
+    /// The `authorization` query parameter.
+    Query,
+}
+
+/// Finds the request's token, following the draft's precedence (see the module docs), with the
+/// default cookie name [`COOKIE_NAME`]. `query` is the raw query string, without the `?`.
+///
+/// `Ok(None)` means no token at all (an anonymous request).
+pub fn extract_token(
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Option<(String, TokenSource)>, AuthError> {
+    extract_token_with_cookie(headers, query, COOKIE_NAME)
+}
+
+/// [`extract_token`] with another cookie name (the draft allows one, e.g. for several hubs on
+/// one domain).
+pub fn extract_token_with_cookie(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    cookie_name: &str,
+) -> Result<Option<(String, TokenSource)>, AuthError> {
+    if let Some(token) = from_header(headers)? {
+        return Ok(Some((token, TokenSource::Header)));
+    }
+    if let Some(token) = from_query(query)? {
+        return Ok(Some((token, TokenSource::Query)));
+    }
+    Ok(from_cookies(headers, cookie_name)?.map(|token| (token, TokenSource::Cookie)))
+}
+
+fn malformed(what: &str) -> AuthError {
+    AuthError::Malformed(what.to_string())
+}
+
+/// Keeps the one distinct value, or reports ambiguity.
+fn single(values: Vec<String>) -> Result<Option<String>, AuthError> {
+    let mut values = values.into_iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.any(|v| v != first) {
+        return Err(AuthError::AmbiguousToken);
+    }
+    Ok(Some(first))
+}
+
+fn from_header(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
+    let mut tokens = Vec::new();
+    for value in headers.get_all(AUTHORIZATION) {
+        let value = value
+            .to_str()
+            .map_err(|_| malformed("the Authorization header is not visible ASCII"))?;
+        tokens.push(bearer(value)?);
+    }
+    single(tokens)
+}
+
+/// Parses `Bearer <token>` (RFC 6750 section 2.1; the scheme name is case-insensitive per
+/// RFC 9110, and the token must be a `b64token`).
+fn bearer(value: &str) -> Result<String, AuthError> {
+    let value = value.trim_matches([' ', '\t']);
+    let (scheme, token) = value.split_once([' ', '\t']).unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(malformed(
+            "the Authorization header must use the Bearer scheme",
+        ));
+    }
+    let token = token.trim_start_matches([' ', '\t']);
+    if token.is_empty() {
+        return Err(malformed(
+            "the Authorization header has an empty Bearer token",
+        ));
+    }
+    let body = token.trim_end_matches('=');
+    let b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/".contains(c);
+    if body.is_empty() || !body.chars().all(b64token) {
+        return Err(malformed(
+            "the Bearer token has characters a token cannot contain",
+        ));
+    }
+    Ok(token.to_string())
+}
+
+fn from_query(query: Option<&str>) -> Result<Option<String>, AuthError> {
+    let Some(query) = query else {
+        return Ok(None);
+    };
+    let query = query.strip_prefix('?').unwrap_or(query);
+    let values: Vec<String> = form_urlencoded::parse(query.as_bytes())
+        .filter(|(name, _)| name == QUERY_PARAMETER)
+        .map(|(_, value)| value.into_owned())
+        .collect();
+    if values.iter().any(String::is_empty) {
+        return Err(malformed("the authorization query parameter is empty"));
+    }
+    single(values)
+}
+
+/// Finds `name` in the `Cookie` headers (RFC 6265 section 4.2; HTTP/2 may split them into
+/// several header lines).
+fn from_cookies(headers: &HeaderMap, name: &str) -> Result<Option<String>, AuthError> {
+    let mut values = Vec::new();
+    for header in headers.get_all(COOKIE) {
+        for pair in header.as_bytes().split(|&b| b == b';') {
+            let pair = trim_ows(pair);
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            if trim_ows(&pair[..eq]) != name.as_bytes() {
+                continue;
+            }
+            let mut value = trim_ows(&pair[eq + 1..]);
+            // cookie-value may be wrapped in DQUOTEs, which are not part of the value.
+            if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
+                value = &value[1..value.len() - 1];
+            }
+            if value.is_empty() {
+                continue;
+            }
+            let value = std::str::from_utf8(value)
+                .map_err(|_| malformed("the token cookie is not valid UTF-8"))?;
+            values.push(value.to_string());
+        }
+    }
+    single(values)
+}
+
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}

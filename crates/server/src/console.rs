@@ -1,0 +1,77 @@
+//! The web console served at `/`: a page to subscribe to topic selectors and watch events
+//! arrive, publish updates, and see subscriber counts per selector. Its assets are compiled into
+//! the binary, so `ssehub serve` needs no files on disk.
+//!
+//! Routes: `GET /` (the page), `GET /console/app.js`, `GET /console/style.css`, and
+//! `GET /console/presence`, the JSON the page polls for counts:
+//! `{"subscribers": N, "topics": [{"selector": "...", "subscribers": n}, ...]}`.
+//! Like Mercure's subscriptions API it tells which selectors are being watched (never who
+//! watches, nor any data); unlike it, it does not ask for a token yet, so a deployment whose
+//! topic names are secret should not expose the hub's `/console/` paths publicly.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ssehub_hub::Hub;
+
+const INDEX_HTML: &str = include_str!("../../../web/console/index.html");
+const APP_JS: &str = include_str!("../../../web/console/app.js");
+const STYLE_CSS: &str = include_str!("../../../web/console/style.css");
+
+/// The page only talks to its own origin and runs only its own script: a strict policy keeps a
+/// token pasted into it from leaking through injected content.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                   img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The console's routes, with their state already attached, so they merge into any router.
+pub(crate) fn router<S: Clone + Send + Sync + 'static>(hub: Hub) -> Router<S> {
+    Router::new()
+        .route(
+            "/",
+            get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/console/app.js",
+            get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/console/style.css",
+            get(|| async { asset(STYLE_CSS, "text/css; charset=utf-8") }),
+        )
+        .route("/console/presence", get(presence))
+        .with_state(hub)
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut res = body.into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Revalidate each time: the assets change with the binary and are a few KiB.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        HeaderName::from_static("content-security-policy"),
+        HeaderValue::from_static(CSP),
+    );
+    res
+}
+
+async fn presence(State(hub): State<Hub>) -> Response {
+    let topics: Vec<serde_json::Value> = hub
+        .presence()
+        .into_iter()
+        .map(|(selector, n)| serde_json::json!({ "selector": selector, "subscribers": n }))
+        .collect();
+    let mut res =
+        Json(serde_json::json!({ "subscribers": hub.subscriber_count(), "topics": topics }))
+            .into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}

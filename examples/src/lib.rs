@@ -1,0 +1,232 @@
+//! What the four example apps share: command-line arguments, a small HTTP server loop with
+//! graceful shutdown and a "restart the listener" signal, the common stylesheet, and helpers to
+//! answer with embedded pages.
+//!
+//! Each binary (`voting`, `counter`, `nests`, `join`) rebuilds one SSE tutorial on the ssehub
+//! library: it owns a [`Hub`], publishes to it from its handlers, and answers `EventSource`
+//! requests with [`ssehub_server::Sse`]. Everything else here is plumbing the tutorials did by
+//! hand (or not at all).
+//!
+//! # Signals
+//!
+//! - `SIGINT` / `SIGTERM`: close the hub (every stream ends cleanly, so browsers reconnect
+//!   elsewhere), give queued bytes a moment to flush, exit.
+//! - `SIGHUP`: restart the HTTP listener. Every connection is cut and the port is closed for a
+//!   moment, then listened on again, while the hub and its history live on in the process. It
+//!   shows (and the browser tests check) what a browser does when its stream drops: it waits for
+//!   the `retry:` advice, reconnects with `Last-Event-ID`, and the hub replays what it missed.
+//!   A full process restart loses the history, since the hub keeps it in memory only.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use clap::Parser;
+use hyper_util::rt::TokioIo;
+use ssehub_hub::{Hub, SubscribeError};
+use ssehub_server::ApiError;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tower::ServiceExt as _;
+
+/// The stylesheet every example page links as `/style.css`.
+pub const STYLE_CSS: &str = include_str!("../web/style.css");
+
+/// How long the port stays closed on `SIGHUP`: long enough for browsers to see the drop, short
+/// enough that they find the server back on their first retry.
+const RESTART_PAUSE: Duration = Duration::from_millis(300);
+
+/// How long shutdown waits for streams to flush their last bytes before cutting connections.
+const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The command line every example accepts.
+#[derive(Debug, Parser)]
+pub struct Args {
+    /// Address to listen on, e.g. `127.0.0.1:3001` (port 0 picks a free port; the URL printed at
+    /// startup has the real one).
+    #[arg(long)]
+    pub addr: Option<SocketAddr>,
+}
+
+impl Args {
+    /// Parses the command line; `default` is the example's usual address.
+    pub fn parse_with_default(default: SocketAddr) -> SocketAddr {
+        Args::parse().addr.unwrap_or(default)
+    }
+}
+
+/// An embedded HTML page.
+pub fn html(page: &'static str) -> Response {
+    asset(page, "text/html; charset=utf-8")
+}
+
+/// An embedded asset with its content type. `no-cache` so an edited example is never shown
+/// stale after a rebuild (these are tiny files).
+pub fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut res = body.into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res
+}
+
+/// Routes shared by every example: `/style.css` and `/healthz` (the tests wait on it).
+pub fn common_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route(
+            "/style.css",
+            get(|| async { asset(STYLE_CSS, "text/css; charset=utf-8") }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+}
+
+/// Maps a refused subscription to an HTTP answer: `503` when the hub is full or closing (try
+/// again later), `400` for anything about the request itself.
+pub fn subscribe_error(e: SubscribeError) -> ApiError {
+    match e {
+        SubscribeError::TooManySubscribers { .. } | SubscribeError::Closed => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        _ => ApiError::bad_request(e.to_string()),
+    }
+}
+
+/// Serves `app` on `addr` until `SIGINT`/`SIGTERM`, restarting the listener on `SIGHUP` (see the
+/// crate docs). Prints `banner(url)` once listening, so a script can read the real port.
+pub async fn serve(
+    app: Router,
+    hub: Hub,
+    addr: SocketAddr,
+    banner: impl FnOnce(&str) -> String,
+) -> anyhow::Result<()> {
+    let mut listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    // Rebind the port actually chosen, so a restart with `--addr ...:0` comes back on it.
+    let local = listener.local_addr()?;
+    println!("{}", banner(&format!("http://{local}")));
+
+    let mut hangup = signal(Sig::Hangup)?;
+    let mut terminate = signal(Sig::Terminate)?;
+    let mut conns = JoinSet::new();
+    enum Next {
+        Conn(std::io::Result<tokio::net::TcpStream>),
+        Restart,
+        Stop,
+        Reaped,
+    }
+    loop {
+        let next = tokio::select! {
+            res = listener.accept() => Next::Conn(res.map(|(tcp, _)| tcp)),
+            _ = hangup.recv() => Next::Restart,
+            _ = terminate.recv() => Next::Stop,
+            _ = tokio::signal::ctrl_c() => Next::Stop,
+            Some(_) = conns.join_next(), if !conns.is_empty() => Next::Reaped,
+        };
+        match next {
+            Next::Conn(Ok(tcp)) => {
+                // Events are small and latency matters more than packet count.
+                let _ = tcp.set_nodelay(true);
+                conns.spawn(serve_connection(app.clone(), tcp));
+            }
+            Next::Conn(Err(e)) => {
+                // Usually out of file descriptors: back off instead of spinning.
+                eprintln!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Next::Restart => {
+                eprintln!(
+                    "SIGHUP: cutting every connection and reopening the port; the hub keeps its history"
+                );
+                drop(listener);
+                conns.abort_all();
+                while conns.join_next().await.is_some() {}
+                tokio::time::sleep(RESTART_PAUSE).await;
+                listener = rebind(local).await?;
+            }
+            Next::Reaped => {}
+            Next::Stop => break,
+        }
+    }
+    drop(listener);
+    // Ending every stream from the hub lets each one send what is queued and the chunked
+    // terminator, so browsers see a clean end and reconnect.
+    hub.close();
+    let drain = async { while conns.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+    conns.shutdown().await;
+    eprintln!("stopped");
+    Ok(())
+}
+
+/// One HTTP/1.1 connection. A hand-written loop rather than `axum::serve` because `SIGHUP` must
+/// be able to cut live connections, which `axum::serve` only lets drain.
+async fn serve_connection(app: Router, tcp: tokio::net::TcpStream) {
+    let service = hyper::service::service_fn(move |req| app.clone().oneshot(req));
+    let conn =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service);
+    // A client that goes away mid-request is normal for SSE; nothing to report.
+    let _: Result<(), hyper::Error> = conn.await;
+}
+
+/// The port may linger for a moment after the old listener closes; retry briefly.
+async fn rebind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let mut last = None;
+    for _ in 0..50 {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(last.map_or_else(|| anyhow::anyhow!("cannot rebind"), anyhow::Error::from))
+        .with_context(|| format!("cannot listen on {addr} again"))
+}
+
+enum Sig {
+    Hangup,
+    Terminate,
+}
+
+/// A stream of one Unix signal; on other platforms a stream that never fires (Ctrl-C still
+/// works there through `tokio::signal::ctrl_c`).
+fn signal(sig: Sig) -> anyhow::Result<SignalStream> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let kind = match sig {
+            Sig::Hangup => SignalKind::hangup(),
+            Sig::Terminate => SignalKind::terminate(),
+        };
+        Ok(SignalStream(
+            signal(kind).context("cannot install a signal handler")?,
+        ))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = sig;
+        Ok(SignalStream(()))
+    }
+}
+
+struct SignalStream(
+    #[cfg(unix)] tokio::signal::unix::Signal,
+    #[cfg(not(unix))] (),
+);
+
+impl SignalStream {
+    async fn recv(&mut self) -> Option<()> {
+        #[cfg(unix)]
+        {
+            self.0.recv().await
+        }
+        #[cfg(not(unix))]
+        {
+            std::future::pending::<Option<()>>().await
+        }
+    }
+}

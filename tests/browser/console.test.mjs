@@ -1,0 +1,116 @@
+// The console served by `ssehub serve` at `/`: subscribe, publish from the form, see the event
+// in the log, the subscriber counts and the connection state.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import { launchBrowser, mercureToken, screenshot, start, waitFor, waitText } from './lib.mjs';
+
+const KEY = randomBytes(32).toString('hex');
+let browser;
+let hub;
+
+before(async () => {
+  browser = await launchBrowser();
+  hub = await start('ssehub', { args: ['serve', '--jwt-key', KEY] });
+});
+
+after(async () => {
+  await browser?.close();
+  await hub?.stop();
+});
+
+const rows = (page) => page.$$eval('#events tbody tr', (trs) => trs.map((tr) => Object.fromEntries(
+  [...tr.cells].map((td) => [td.className, td.textContent]),
+)));
+
+test('the console is served with its assets', async () => {
+  for (const [path, type] of [['/', 'text/html'], ['/console/app.js', 'text/javascript'], ['/console/style.css', 'text/css']]) {
+    const res = await fetch(hub.url + path);
+    assert.equal(res.status, 200, path);
+    assert.ok(res.headers.get('content-type').startsWith(type), `${path}: ${res.headers.get('content-type')}`);
+  }
+  const presence = await (await fetch(`${hub.url}/console/presence`)).json();
+  assert.deepEqual(presence, { subscribers: 0, topics: [] });
+});
+
+test('subscribe, publish from the form, the event appears in the log', { timeout: 60000 }, async () => {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  // The 401 of the deliberate publish without a token is expected; nothing else may fail.
+  page.on('response', (r) => { if (r.status() >= 400 && r.status() !== 401) errors.push(`${r.status()} ${r.url()}`); });
+  page.on('console', (m) => { if (m.type() === 'error' && !m.text().includes('401')) errors.push(m.text()); });
+  await page.goto(`${hub.url}/`);
+  await waitText(page, '#state', 'Not subscribed');
+
+  await page.fill('#sub-topics', 'https://example.com/books/{id}');
+  await page.click('#subscribe');
+  await waitText(page, '#state', 'Connected');
+
+  // Counts per selector come from the hub's presence.
+  await waitFor(async () => (await page.$$eval('#presence tbody tr', (trs) => trs.map((tr) => tr.textContent))).some((t) => t.includes('https://example.com/books/{id}') && t.endsWith('1')), { what: 'the presence row' });
+
+  // Without a token the hub refuses, and the page says why.
+  await page.fill('#pub-topics', 'https://example.com/books/1');
+  await page.fill('#pub-data', '{"title": "Dune"}');
+  await page.click('#publish');
+  await waitText(page, '#pub-message', /^401/);
+
+  // With a publisher token it goes through, and the event shows up in the log.
+  await page.fill('#pub-token', mercureToken(KEY, { publish: ['*'] }));
+  await page.fill('#pub-type', 'book');
+  await page.click('#publish');
+  const published = (await waitText(page, '#pub-message', /^Published with id /)).replace('Published with id ', '');
+  await waitFor(async () => (await rows(page)).length === 1, { what: 'the event row' });
+  let [row] = await rows(page);
+  assert.equal(row.type, 'book');
+  assert.equal(row.id, published);
+  assert.equal(row.data, '{"title": "Dune"}');
+  assert.match(row.time, /^\d\d:\d\d:\d\d\.\d\d\d$/);
+
+  // A topic the selector does not match is not shown; a multi-line one is, intact.
+  await page.fill('#pub-topics', 'https://example.com/authors/1');
+  await page.fill('#pub-type', '');
+  await page.click('#publish');
+  await waitText(page, '#pub-message', /^Published with id /);
+  await page.fill('#pub-topics', 'https://example.com/books/2');
+  await page.fill('#pub-data', 'line one\nline two');
+  await page.click('#publish');
+  await waitFor(async () => (await rows(page)).length === 2, { what: 'the second event row' });
+  [row] = await rows(page);
+  assert.equal(row.type, 'message');
+  assert.equal(row.data, 'line one\nline two');
+
+  // Another subscriber (curl-like) shows up in the total.
+  const controller = new AbortController();
+  const extra = await fetch(`${hub.url}/.well-known/mercure?topic=*`, { signal: controller.signal });
+  assert.equal(extra.status, 200);
+  await waitText(page, '#total-subscribers', '2', 5000);
+  controller.abort();
+  await waitText(page, '#total-subscribers', '1', 5000);
+
+  await page.fill('#pub-data', '{"title": "Dune Messiah", "status": "in stock"}');
+  await page.fill('#pub-type', 'book');
+  await page.fill('#pub-topics', 'https://example.com/books/3');
+  await page.click('#publish');
+  await waitFor(async () => (await rows(page)).length === 3, { what: 'the third event row' });
+  await screenshot(page, 'console', { fullPage: true });
+
+  // Unsubscribing closes the stream.
+  await page.click('#unsubscribe');
+  await waitText(page, '#state', 'Not subscribed');
+  await waitFor(async () => (await (await fetch(`${hub.url}/console/presence`)).json()).subscribers === 0, { what: 'presence to drop to 0' });
+  assert.deepEqual(errors, []);
+});
+
+test('the connection state follows the hub', { timeout: 60000 }, async () => {
+  const page = await browser.newPage();
+  await page.goto(`${hub.url}/`);
+  await page.click('#subscribe');
+  await waitText(page, '#state', 'Connected');
+  const { port } = hub;
+  await hub.stop('SIGTERM');
+  await waitText(page, '#state', 'Reconnecting');
+  hub = await start('ssehub', { port, args: ['serve', '--jwt-key', KEY] });
+  await waitText(page, '#state', 'Connected', 15000);
+});

@@ -1,0 +1,197 @@
+// Shared harness of the browser tests: start the example binaries and `ssehub serve` on free
+// ports, drive headless Chromium through playwright-core, wait with bounded timeouts, and take
+// screenshots into docs/screenshots/.
+//
+// Nothing here skips: a missing Chromium or binary is a test failure with a message saying what
+// to run (tests/browser/run does all of it).
+import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const TARGET = process.env.CARGO_TARGET_DIR ? resolve(ROOT, process.env.CARGO_TARGET_DIR) : join(ROOT, 'target');
+const BIN_DIR = join(TARGET, 'debug');
+export const SCREENSHOTS = join(ROOT, 'docs', 'screenshots');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+/** Path of a built binary; throws (fails the test) when it is not built. */
+export function binary(name) {
+  const path = join(BIN_DIR, name);
+  if (!existsSync(path)) {
+    throw new Error(`${path} is missing: build it with "cargo build -p ssehub-examples -p ssehub-cli" (tests/browser/run does)`);
+  }
+  return path;
+}
+
+/** A TCP port free right now on 127.0.0.1. */
+export function freePort() {
+  return new Promise((ok, fail) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', fail);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => ok(port));
+    });
+  });
+}
+
+/**
+ * Starts a binary and resolves once it serves `readyPath` with 200. Output is kept for failure
+ * messages. Returns { url, port, proc, output(), stop(signal) }.
+ */
+export async function start(name, { port, args = [], readyPath = '/healthz', timeout = 15000 } = {}) {
+  port ??= await freePort();
+  const exe = binary(name);
+  const proc = spawn(exe, [...args, '--addr', `127.0.0.1:${port}`], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
+  });
+  let out = '';
+  proc.stdout.on('data', (d) => { out += d; });
+  proc.stderr.on('data', (d) => { out += d; });
+  const exited = new Promise((ok) => proc.once('exit', (code, signal) => ok({ code, signal })));
+  const url = `http://127.0.0.1:${port}`;
+  const app = {
+    url,
+    port,
+    proc,
+    output: () => out,
+    exited,
+    /** Sends `signal` and waits for the process to exit (SIGKILL after 5 s). */
+    async stop(signal = 'SIGTERM') {
+      if (proc.exitCode !== null || proc.signalCode !== null) return exited;
+      proc.kill(signal);
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      const res = await exited;
+      clearTimeout(timer);
+      return res;
+    },
+  };
+  try {
+    await waitFor(async () => {
+      if (proc.exitCode !== null) throw new Error(`${name} exited with ${proc.exitCode}:\n${out}`);
+      return (await httpOk(url + readyPath)) || null;
+    }, { timeout, what: `${name} to serve ${url}${readyPath}` });
+  } catch (err) {
+    proc.kill('SIGKILL');
+    throw err;
+  }
+  return app;
+}
+
+async function httpOk(url) {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+    await res.arrayBuffer();
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+/** Resolves once `url` answers 200 again (after a restart). */
+export function waitHealthy(url, timeout = 10000) {
+  return waitFor(() => httpOk(url).then((ok) => ok || null), { timeout, what: `${url} to answer` });
+}
+
+/**
+ * Polls `fn` until it returns something other than null/undefined/false, then resolves with it.
+ * Rejects after `timeout` ms with a message naming `what` and the last value seen.
+ */
+export async function waitFor(fn, { timeout = 10000, interval = 50, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last !== null && last !== undefined && last !== false) return last;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
+    await new Promise((r) => setTimeout(r, interval));
+  }
+}
+
+/** Waits until the element's text is exactly `text` (or matches it, for a RegExp). */
+export function waitText(page, selector, text, timeout = 10000) {
+  return waitFor(async () => {
+    const got = (await page.textContent(selector))?.trim();
+    const ok = text instanceof RegExp ? text.test(got ?? '') : got === text;
+    return ok ? got : false;
+  }, { timeout, what: `${selector} to read ${text}` }).catch(async (err) => {
+    const got = (await page.textContent(selector).catch(() => '?'))?.trim();
+    throw new Error(`${err.message}; it reads ${JSON.stringify(got)}`);
+  });
+}
+
+/**
+ * Headless Chromium with a fresh, empty profile. Returns { browser context, newPage(), close() }.
+ */
+export async function launchBrowser() {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium chromium-driver (tests/browser/run does)`);
+  }
+  const profile = mkdtempSync(join(tmpdir(), 'ssehub-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1100, height: 760 },
+    deviceScaleFactor: 1,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync',
+    ],
+  });
+  return {
+    context,
+    async newPage() {
+      const page = await context.newPage();
+      page.setDefaultTimeout(10000);
+      return page;
+    },
+    async close() {
+      await context.close().catch(() => {});
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Saves a PNG of the page to docs/screenshots/<name>.png. */
+export async function screenshot(page, name, { fullPage = false } = {}) {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage, animations: 'disabled' });
+}
+
+/** An HS256 JWT with Mercure claims, signed with `key`. */
+export function mercureToken(key, { publish, subscribe } = {}) {
+  const b64 = (obj) => Buffer.from(JSON.stringify(obj)).toString('base64url');
+  const mercure = {};
+  if (publish) mercure.publish = publish;
+  if (subscribe) mercure.subscribe = subscribe;
+  const unsigned = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ mercure })}`;
+  const sig = createHmac('sha256', key).update(unsigned).digest('base64url');
+  return `${unsigned}.${sig}`;
+}
+
+/** The first `n` bytes of a response body, as text, then the connection is closed. */
+export async function firstBytes(url, n, timeout = 5000) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeout);
+  try {
+    const res = await fetch(url, { signal: controller.signal, headers: { Accept: 'text/event-stream' } });
+    const reader = res.body.getReader();
+    let buf = Buffer.alloc(0);
+    while (buf.length < n) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf = Buffer.concat([buf, value]);
+    }
+    return { res, text: buf.subarray(0, n).toString('utf8') };
+  } finally {
+    clearTimeout(timer);
+    controller.abort();
+  }
+}
