@@ -16,7 +16,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the hub: the Mercure protocol at /.well-known/mercure (GET subscribes, POST
-    /// publishes) and /healthz.
+    /// publishes), the web console at /, and /healthz.
     Serve(ServeArgs),
 
     /// Subscribe to an event stream and print its events, one per line with --json. Reconnects

@@ -40,7 +40,10 @@ use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 use std::sync::Arc;
 
+mod cache;
 pub mod template;
+
+pub use cache::SelectorCache;
 
 use template::Template;
 

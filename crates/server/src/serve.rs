@@ -16,7 +16,12 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use ssehub_selector::SelectorCache;
+
 use crate::MercureConfig;
+
+/// Distinct selector texts kept parsed; past it the cache starts over.
+const SELECTOR_CACHE_CAPACITY: usize = 10_000;
 use crate::mercure::{self, MERCURE_PATH, MercureState};
 
 /// The hub's HTTP face: the Mercure endpoint plus `/healthz`.
@@ -33,6 +38,7 @@ impl MercureServer {
                 hub,
                 config: Arc::new(config),
                 publishes: TaskTracker::new(),
+                selectors: Arc::new(SelectorCache::new(SELECTOR_CACHE_CAPACITY)),
             },
         }
     }

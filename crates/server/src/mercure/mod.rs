@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::http::HeaderMap;
 use ssehub_auth::{Claims, Role, TokenSource};
 use ssehub_hub::Hub;
+use ssehub_selector::SelectorCache;
 use tokio_util::task::TaskTracker;
 
 use crate::{ApiError, MercureConfig};
@@ -26,6 +27,8 @@ pub(crate) struct MercureState {
     pub(crate) config: Arc<MercureConfig>,
     /// Publishes in flight, so shutdown can let them finish before closing the hub.
     pub(crate) publishes: TaskTracker,
+    /// Subscribers share parsed selectors instead of compiling a template each.
+    pub(crate) selectors: Arc<SelectorCache>,
 }
 
 /// Finds and verifies the request's token, if it has one.

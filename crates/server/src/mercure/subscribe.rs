@@ -6,7 +6,6 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ssehub_auth::Role;
 use ssehub_hub::{SubscribeError, Subscription};
-use ssehub_selector::Selector;
 
 use super::{MercureState, authenticate};
 use crate::form::decode_pairs;
@@ -40,7 +39,9 @@ pub(crate) async fn subscribe(
                         config.max_topics
                     )));
                 }
-                let selector = Selector::parse(&value)
+                let selector = state
+                    .selectors
+                    .parse(&value)
                     .map_err(|e| ApiError::bad_request(format!("invalid topic selector: {e}")))?;
                 subscription = subscription.selector(selector);
             }
