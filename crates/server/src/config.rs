@@ -24,11 +24,14 @@ pub struct MercureConfig {
     /// Serve the web console at `/` (on for `ssehub serve`; off by default so a library user's
     /// own `/` route does not collide when merging the router).
     pub console: bool,
+    /// After shutdown ended every stream, how long connections may take to drain (a client that
+    /// stopped reading keeps its connection open) before they are dropped.
+    pub shutdown_grace: Duration,
 }
 
 impl MercureConfig {
     /// Defaults around an authorizer: anonymous subscribers allowed, no CORS, 1 MiB bodies,
-    /// 16 KiB query strings, 128 topics, 3 s retry advice, no console.
+    /// 16 KiB query strings, 128 topics, 3 s retry advice, no console, 10 s shutdown grace.
     pub fn new(authorizer: Authorizer) -> Self {
         MercureConfig {
             authorizer,
@@ -39,6 +42,7 @@ impl MercureConfig {
             max_topics: 128,
             retry: Duration::from_secs(3),
             console: false,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 

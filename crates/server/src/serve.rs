@@ -5,7 +5,7 @@
 //! publishes finish, then closes the hub, which ends every stream cleanly (so clients reconnect
 //! elsewhere) and lets the connections drain.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 
 use axum::Router;
@@ -88,11 +88,25 @@ impl MercureServer {
             let _ = tcp.set_nodelay(true);
         });
         let mut rx2 = rx.clone();
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = rx2.wait_for(|v| *v).await;
-            })
-            .await;
+        let serving = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = rx2.wait_for(|v| *v).await;
+        });
+        // A client that stopped reading holds its connection open past the end of its stream;
+        // it must not hold the process hostage. After the grace period, remaining connections
+        // are dropped with the server future.
+        let mut rx3 = rx.clone();
+        let grace = self.state.config.shutdown_grace;
+        let deadline = async move {
+            let _ = rx3.wait_for(|v| *v).await;
+            tokio::time::sleep(grace).await;
+        };
+        let result = tokio::select! {
+            r = serving.into_future() => r,
+            () = deadline => {
+                tracing::warn!("connections still open {grace:?} after shutdown: dropping them");
+                Ok(())
+            }
+        };
         if !*rx.borrow() {
             // The server stopped on its own (I/O error): close the hub too.
             self.state.hub.close();

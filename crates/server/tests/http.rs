@@ -526,3 +526,35 @@ async fn graceful_shutdown_finishes_in_flight_publishes_and_ends_streams() {
         assert!(!matches!(f, Frame::Event(_)), "no event after shutdown");
     }
 }
+
+#[tokio::test]
+async fn a_client_that_stopped_reading_does_not_hold_shutdown_hostage() {
+    let hub = start_with(Hub::builder().heartbeat(None).build(), |c| {
+        c.shutdown_grace = Duration::from_millis(300);
+    })
+    .await;
+    // A subscriber that never reads: its socket buffers fill up.
+    let mut stuck = TcpStream::connect(hub.addr).await.unwrap();
+    stuck
+        .write_all(b"GET /.well-known/mercure?topic=a HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reader = Events::open(client().get(hub.hub_url()).query(&[("topic", "b")])).await;
+    let big = "x".repeat(60_000);
+    for _ in 0..200 {
+        publish(&hub, &[("topic", "a"), ("data", &big)]).await;
+    }
+    publish(&hub, &[("topic", "b"), ("data", "fine")]).await;
+    assert_eq!(
+        reader.event().await.data,
+        "fine",
+        "the stuck reader does not stall others"
+    );
+    let started = std::time::Instant::now();
+    hub.shutdown().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
