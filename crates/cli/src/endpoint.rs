@@ -1,8 +1,5 @@
 //! Hub URLs and HTTP error text shared by the client-side commands.
 
-use std::error::Error as StdError;
-use std::fmt::Write as _;
-
 use reqwest::Url;
 use ssehub_server::MERCURE_PATH;
 
@@ -43,21 +40,6 @@ pub fn subscribe_url(base: &str, topics: &[String]) -> Result<Url, UsageError> {
         }
     }
     Ok(url)
-}
-
-/// `error: cause: root cause` on one line, skipping a cause whose text the previous one already
-/// ends with.
-pub fn error_chain(error: &dyn StdError) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !text.is_empty() && !out.ends_with(&text) {
-            let _ = write!(out, ": {text}");
-        }
-        source = cause.source();
-    }
-    out
 }
 
 /// An HTTP client error's one-line text without the parts that only repeat what the message

@@ -7,7 +7,9 @@ use anyhow::Context as _;
 
 use crate::UsageError;
 use crate::cli::PublishArgs;
-use crate::endpoint::{error_chain, first_line, mercure_url, tidy_http_error};
+use ssehub_client::error_chain;
+
+use crate::endpoint::{first_line, mercure_url, tidy_http_error};
 
 /// How long a token signed from `--jwt-key` stays valid: it is used at once, so this only has
 /// to cover the request and clock skew between this machine and the hub.

@@ -40,11 +40,11 @@ pub enum ClientError {
     #[error("invalid root certificate: {0}")]
     InvalidCertificate(String),
     /// The underlying HTTP client could not be built (for example, TLS initialisation failed).
-    #[error("cannot build the HTTP client: {}", chain(.0))]
+    #[error("cannot build the HTTP client: {}", error_chain(.0))]
     Build(reqwest::Error),
     /// The request failed, or reading the response body failed: connection refused or reset,
     /// TLS or HTTP/2 errors, a body cut short, too many redirects.
-    #[error("{}", chain(.0))]
+    #[error("{}", error_chain(.0))]
     Http(reqwest::Error),
     /// The server answered with a status other than 200 (and other than 204, which closes the
     /// stream cleanly). Fatal: the client does not reconnect.
@@ -107,11 +107,11 @@ impl ClientError {
     }
 }
 
-/// `error: cause: root cause`, skipping a cause whose text the previous one already ends with
-/// (some libraries repeat their source in their own message).
-fn chain(error: &reqwest::Error) -> String {
+/// `error: cause: root cause` on one line, skipping a cause whose text the previous one already
+/// ends with (some libraries repeat their source in their own message).
+pub fn error_chain(error: &dyn StdError) -> String {
     let mut out = error.to_string();
-    let mut source: Option<&dyn StdError> = error.source();
+    let mut source = error.source();
     while let Some(cause) = source {
         let text = cause.to_string();
         if !text.is_empty() && !out.ends_with(&text) {

@@ -73,7 +73,7 @@ mod policy;
 mod stream;
 
 pub use client::{Client, ClientBuilder};
-pub use error::ClientError;
+pub use error::{ClientError, error_chain};
 pub use policy::ReconnectPolicy;
 pub use ssehub_codec::MessageEvent;
 pub use stream::{ClientEvent, CloseReason, EventStream, ReconnectReason};
