@@ -1,9 +1,10 @@
 //! The command line: every subcommand's flags, each also settable from an `SSEHUB_*` variable.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Real-time server-to-browser push over plain HTTP with Server-Sent Events.
 #[derive(Debug, Parser)]
@@ -69,9 +70,40 @@ pub struct ServeArgs {
     #[arg(long, env = "SSEHUB_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
     pub heartbeat: Duration,
 
-    /// Updates kept in memory for replay with Last-Event-ID (0 disables replay).
+    /// Updates kept in memory for replay with Last-Event-ID: with --memory the whole history
+    /// (0 disables replay); with the durable log a cache of the newest ones (older ones are
+    /// read from disk).
     #[arg(long, env = "SSEHUB_HISTORY_SIZE", default_value_t = 10_000)]
     pub history_size: usize,
+
+    /// Directory of the durable event log (created when missing). Every acknowledged update
+    /// is kept there: it survives restarts and crashes, and hub ids keep increasing.
+    #[arg(long, env = "SSEHUB_DATA_DIR", default_value = "./ssehub-data")]
+    pub data_dir: PathBuf,
+
+    /// Keep updates in memory only (the --history-size ring); nothing survives a restart.
+    #[arg(long, env = "SSEHUB_MEMORY", conflicts_with_all = ["retain_count", "retain_age", "retain_bytes"])]
+    pub memory: bool,
+
+    /// Keep at most this many newest updates in the durable log (default: no limit).
+    #[arg(long, env = "SSEHUB_RETAIN_COUNT", value_name = "N")]
+    pub retain_count: Option<u64>,
+
+    /// Drop updates older than this from the durable log (e.g. 1h, 7d; default: no limit).
+    #[arg(long, env = "SSEHUB_RETAIN_AGE", value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub retain_age: Option<Duration>,
+
+    /// Keep the newest updates whose stored sizes sum to at most this many bytes (default: no
+    /// limit).
+    #[arg(long, env = "SSEHUB_RETAIN_BYTES", value_name = "BYTES")]
+    pub retain_bytes: Option<u64>,
+
+    /// When a publish is acknowledged: `batched` after an fsync shared by the publishes that
+    /// arrived together (group commit; safe and fast); `sync` after an fsync of its own
+    /// (slowest); `none` once the OS has the write, without fsync (a process crash loses
+    /// nothing, a power loss may lose the latest updates).
+    #[arg(long, env = "SSEHUB_DURABILITY", value_enum, default_value_t = DurabilityArg::Batched)]
+    pub durability: DurabilityArg,
 
     /// Refuse subscribers without a valid token (by default they receive public updates).
     #[arg(long, env = "SSEHUB_NO_ANONYMOUS")]
@@ -80,6 +112,17 @@ pub struct ServeArgs {
     /// Largest publish request body, in bytes; larger ones get 413.
     #[arg(long, env = "SSEHUB_MAX_BODY", default_value_t = 1024 * 1024)]
     pub max_body: usize,
+}
+
+/// `--durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    /// No fsync: acknowledged once written to the OS.
+    None,
+    /// Group commit: one fsync shared by the publishes that arrived together.
+    Batched,
+    /// One fsync per publish.
+    Sync,
 }
 
 #[derive(Debug, Args)]

@@ -7,8 +7,10 @@ use ssehub_auth::{Algorithm, Authorizer, KeyConfig};
 use ssehub_hub::Hub;
 use ssehub_server::{MERCURE_PATH, MercureConfig, MercureServer};
 
+use ssehub_hub::store::{CommitterOptions, Durability, Log, LogOptions, RetainPolicy};
+
 use crate::UsageError;
-use crate::cli::ServeArgs;
+use crate::cli::{DurabilityArg, ServeArgs};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let algorithm: Algorithm = args
@@ -45,10 +47,50 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(|e| UsageError(format!("invalid JWT key: {e}")))?;
 
     let heartbeat = (!args.heartbeat.is_zero()).then_some(args.heartbeat);
-    let hub = Hub::builder()
+    let mut builder = Hub::builder()
         .history_size(args.history_size)
-        .heartbeat(heartbeat)
-        .build();
+        .heartbeat(heartbeat);
+    if args.memory {
+        tracing::info!("storage: memory only (--memory); nothing survives a restart");
+    } else {
+        let options = LogOptions {
+            durability: match args.durability {
+                DurabilityArg::None => Durability::Buffered,
+                DurabilityArg::Batched | DurabilityArg::Sync => Durability::Fsync,
+            },
+            ..LogOptions::default()
+        };
+        let dir = &args.data_dir;
+        let log = tokio::task::block_in_place(|| Log::open(dir, options))
+            .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
+        let committer = CommitterOptions {
+            max_batch: if args.durability == DurabilityArg::Sync {
+                1
+            } else {
+                CommitterOptions::default().max_batch
+            },
+            ..CommitterOptions::default()
+        };
+        let policy = RetainPolicy {
+            count: args.retain_count,
+            age: args.retain_age,
+            bytes: args.retain_bytes,
+        };
+        tracing::info!(
+            dir = %dir.display(),
+            durability = ?args.durability,
+            retained = log.len(),
+            next_seq = log.next_seq(),
+            "storage: durable log"
+        );
+        builder = builder
+            .durable(log)
+            .committer(committer)
+            .retention(policy, Duration::from_secs(1));
+    }
+    let hub = builder
+        .try_build()
+        .context("cannot start the durable log")?;
     let mut config = MercureConfig::new(authorizer);
     config.anonymous = !args.no_anonymous;
     config.cors_origins = args.cors_origins.clone();

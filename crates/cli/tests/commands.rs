@@ -213,7 +213,14 @@ struct Hub {
 
 impl Hub {
     fn start() -> Hub {
-        let mut cmd = ssehub(&["serve", "--addr", "127.0.0.1:0", "--jwt-key", KEY]);
+        let mut cmd = ssehub(&[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--memory",
+            "--jwt-key",
+            KEY,
+        ]);
         cmd.env("RUST_LOG", "info");
         let mut proc = Proc::spawn(&mut cmd, None);
         let line = proc.wait_line("hub at http://");

@@ -24,7 +24,7 @@ impl Served {
     fn start(args: &[&str]) -> Served {
         let mut child = Command::new(BIN)
             .arg("serve")
-            .args(["--addr", "127.0.0.1:0"])
+            .args(["--addr", "127.0.0.1:0", "--memory"])
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -138,6 +138,7 @@ async fn flags_also_come_from_the_environment() {
         .args(["serve", "--addr", "127.0.0.1:0"])
         .env("SSEHUB_JWT_KEY", "from-env-secret")
         .env("SSEHUB_NO_ANONYMOUS", "true")
+        .env("SSEHUB_MEMORY", "true")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -187,6 +188,16 @@ fn help_lists_every_flag() {
         "--history-size",
         "--no-anonymous",
         "--max-body",
+        "--data-dir",
+        "--memory",
+        "--retain-count",
+        "--retain-age",
+        "--retain-bytes",
+        "--durability",
+        "SSEHUB_DATA_DIR",
+        "SSEHUB_DURABILITY",
+        "[default: ./ssehub-data]",
+        "[default: batched]",
         "SSEHUB_ADDR",
         "SSEHUB_MAX_BODY",
         "[default: 127.0.0.1:3000]",

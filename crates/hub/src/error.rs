@@ -36,6 +36,14 @@ pub enum PublishError {
     /// The hub is shutting down.
     #[error("the hub is shutting down")]
     Closed,
+    /// The durable store could not take the update (disk full, I/O error); nothing was
+    /// acknowledged or delivered. Retry later: the hub recovers when the store does.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// [`crate::Hub::publish_now`] on a hub with durable storage, which cannot acknowledge an
+    /// update before it is on disk without waiting: use [`crate::Hub::publish`].
+    #[error("publish_now cannot wait for durable storage; use publish().await")]
+    NeedsAwait,
 }
 
 /// Why a subscription was refused.
@@ -60,4 +68,7 @@ pub enum SubscribeError {
     /// The hub is shutting down.
     #[error("the hub is shutting down")]
     Closed,
+    /// The durable store could not be read to resolve or replay the subscription.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }

@@ -40,6 +40,9 @@ pub(crate) struct History {
     epoch: u64,
     /// Publisher-chosen id -> seq, only for retained entries.
     by_id: HashMap<Arc<str>, u64>,
+    /// The id of the newest update before this run (durable hubs after a restart), for
+    /// [`History::last_id`] while the ring is still empty.
+    last_before: Option<Arc<str>>,
 }
 
 impl History {
@@ -50,7 +53,20 @@ impl History {
             next_seq: 1,
             epoch,
             by_id: HashMap::new(),
+            last_before: None,
         }
+    }
+
+    /// A ring that continues a durable log: the next update gets `next_seq`, and `last_id` is
+    /// the id of the newest update already in the log.
+    pub(crate) fn resume(&mut self, next_seq: u64, last_id: Option<Arc<str>>) {
+        self.next_seq = next_seq;
+        self.last_before = last_id;
+    }
+
+    /// The seq the next update gets (one past the newest delivered).
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq
     }
 
     /// The seq of the oldest retained entry (== `next_seq` when nothing is retained).
@@ -82,6 +98,8 @@ impl History {
 
     /// Retains an entry (allocated by [`History::allocate`]), evicting the oldest beyond capacity.
     pub(crate) fn push(&mut self, entry: Entry, publisher_id: bool) {
+        // A durable log assigns seqs itself; the ring follows it.
+        self.next_seq = self.next_seq.max(entry.seq + 1);
         if self.capacity == 0 {
             return;
         }
@@ -103,15 +121,7 @@ impl History {
     }
 
     fn parse_hub_id(&self, id: &str) -> Option<u64> {
-        let (epoch, seq) = id.split_once('-')?;
-        if epoch.parse::<u64>().ok()? != self.epoch {
-            return None;
-        }
-        // Reject "+5" and similar that `parse` would accept: ids are compared as text by clients.
-        if !seq.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        seq.parse().ok()
+        parse_hub_id(self.epoch, id)
     }
 
     /// Where replay after `last_event_id` starts.
@@ -138,9 +148,18 @@ impl History {
         self.entries.range(skip.min(self.entries.len())..)
     }
 
-    /// The id of the newest retained entry.
+    /// The id of the newest retained entry (or, before the first one of this run, of the
+    /// newest in the durable log).
     pub(crate) fn last_id(&self) -> Option<&str> {
-        self.entries.back().map(|e| &*e.id)
+        self.entries
+            .back()
+            .map(|e| &*e.id)
+            .or(self.last_before.as_deref())
+    }
+
+    /// Entries of the ring, oldest first.
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &Entry> {
+        self.entries.iter()
     }
 
     /// The id of the oldest retained entry.
@@ -151,6 +170,19 @@ impl History {
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
+}
+
+/// The seq of a hub-assigned id `{epoch}-{seq}` of this epoch.
+pub(crate) fn parse_hub_id(epoch: u64, id: &str) -> Option<u64> {
+    let (e, seq) = id.split_once('-')?;
+    if e.parse::<u64>().ok()? != epoch {
+        return None;
+    }
+    // Reject "+5" and similar that `parse` would accept: ids are compared as text by clients.
+    if !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    seq.parse().ok()
 }
 
 #[cfg(test)]

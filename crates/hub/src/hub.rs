@@ -24,10 +24,15 @@ use slab::Slab;
 use ssehub_codec::Event;
 use ssehub_selector::Selector;
 
+use ssehub_store::{
+    CommitterOptions, GroupCommitter, Log, Record, RetainPolicy, StoreError, StoredRecord,
+};
+
 use crate::error::{PublishError, SubscribeError};
-use crate::history::{Entry, History, Resolved};
+use crate::history::{Entry, History, Resolved, parse_hub_id};
 use crate::presence::{PresenceEvent, PresenceHook, PresenceKind};
 use crate::queue::{Mode, Queue};
+use crate::storage::{DEFAULT_RETAIN_EVERY, Durable, Storage, id_of, unavailable};
 use crate::{Subscription, Update};
 
 /// Event type of the in-band notice sent when a `Last-Event-ID` is unknown or no longer
@@ -50,6 +55,10 @@ pub struct HubBuilder {
     max_selectors: usize,
     on_join: Vec<PresenceHook>,
     on_leave: Vec<PresenceHook>,
+    durable: Option<Log>,
+    committer: CommitterOptions,
+    retention: RetainPolicy,
+    retain_every: Duration,
 }
 
 impl std::fmt::Debug for HubBuilder {
@@ -61,6 +70,8 @@ impl std::fmt::Debug for HubBuilder {
             .field("max_queued_bytes", &self.max_queued_bytes)
             .field("max_subscribers", &self.max_subscribers)
             .field("max_selectors", &self.max_selectors)
+            .field("durable", &self.durable.as_ref().map(Log::dir))
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }
@@ -76,6 +87,10 @@ impl Default for HubBuilder {
             max_selectors: 128,
             on_join: Vec::new(),
             on_leave: Vec::new(),
+            durable: None,
+            committer: CommitterOptions::default(),
+            retention: RetainPolicy::default(),
+            retain_every: DEFAULT_RETAIN_EVERY,
         }
     }
 }
@@ -126,15 +141,129 @@ impl HubBuilder {
         self
     }
 
+    /// Keeps every update in this durable log (see the crate docs, "Durable storage"): a
+    /// publish is acknowledged once it is on disk, ids `{epoch}-{seq}` continue across
+    /// restarts, and replay reaches back as far as the log retains. The history ring
+    /// ([`HubBuilder::history_size`]) then caches the newest updates. Without it the hub is
+    /// RAM-only.
+    pub fn durable(mut self, log: Log) -> Self {
+        self.durable = Some(log);
+        self
+    }
+
+    /// Group commit sizing of a durable hub (default: up to 1,024 updates per fsync;
+    /// `max_batch: 1` gives one fsync per update).
+    pub fn committer(mut self, options: CommitterOptions) -> Self {
+        self.committer = options;
+        self
+    }
+
+    /// What a durable hub's log retains (default everything), trimmed in the background every
+    /// `every` (needs a Tokio runtime when the hub is built).
+    pub fn retention(mut self, policy: RetainPolicy, every: Duration) -> Self {
+        self.retention = policy;
+        self.retain_every = every;
+        self
+    }
+
     /// Builds the hub and, when a heartbeat is set and a Tokio runtime is current, starts its
     /// shared heartbeat timer.
+    ///
+    /// # Panics
+    ///
+    /// When a durable log is set and its reading or its writer thread fails to start; use
+    /// [`HubBuilder::try_build`] to get the error instead.
     pub fn build(self) -> Hub {
-        let epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let inner = Arc::new(Inner {
+        match self.try_build() {
+            Ok(hub) => hub,
+            Err(e) => panic!("cannot build the hub: {e}"),
+        }
+    }
+
+    /// [`HubBuilder::build`], returning the durable log's error instead of panicking.
+    pub fn try_build(self) -> Result<Hub, StoreError> {
+        let epoch = match &self.durable {
+            Some(log) => log.epoch(),
+            None => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        };
+        let mut history = History::new(self.history_size, epoch);
+        if let Some(log) = &self.durable {
+            let next = log.next_seq();
+            let last = match next.checked_sub(1) {
+                Some(seq) if seq >= log.first_seq() && seq > 0 => {
+                    log.get(seq)?.map(|r| id_of(epoch, &r))
+                }
+                _ => None,
+            };
+            history.resume(next, last);
+        }
+        let durable = self.durable.clone();
+        let committer_options = self.committer;
+        let policy = self.retention;
+        let mut retention = None;
+        if let Some(log) = &durable
+            && (policy.count.is_some() || policy.age.is_some() || policy.bytes.is_some())
+        {
+            match tokio::runtime::Handle::try_current() {
+                Ok(_) => {
+                    retention = Some(ssehub_store::spawn_retention(
+                        log.clone(),
+                        policy,
+                        self.retain_every,
+                    ));
+                }
+                Err(_) => tracing::warn!("Hub built outside a Tokio runtime: no retention"),
+            }
+        }
+        let mut failed = None;
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
+            let storage = match durable {
+                None => Storage::Memory,
+                Some(log) => {
+                    let weak = weak.clone();
+                    let hook = move |records: &[StoredRecord]| {
+                        if let Some(inner) = weak.upgrade() {
+                            inner.deliver(records);
+                        }
+                    };
+                    match GroupCommitter::with_hook(log.clone(), committer_options, hook) {
+                        Ok(committer) => Storage::Durable(Durable {
+                            log,
+                            committer,
+                            retention: retention.take(),
+                        }),
+                        Err(e) => {
+                            failed = Some(e);
+                            Storage::Memory
+                        }
+                    }
+                }
+            };
+            self.make_inner(history, storage)
+        });
+        if let Some(e) = failed {
+            if let Some(task) = retention {
+                task.abort();
+            }
+            return Err(e);
+        }
+        if let Some(every) = self.heartbeat {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(heartbeat(Arc::downgrade(&inner), every));
+                }
+                Err(_) => tracing::warn!("Hub built outside a Tokio runtime: no heartbeats"),
+            }
+        }
+        Ok(Hub { inner })
+    }
+
+    fn make_inner(&self, history: History, storage: Storage) -> Inner {
+        Inner {
             state: Mutex::new(State {
-                history: History::new(self.history_size, epoch),
+                history,
                 subs: Slab::new(),
                 exact: HashMap::new(),
                 wildcard: Vec::new(),
@@ -147,18 +276,10 @@ impl HubBuilder {
             max_queued_bytes: self.max_queued_bytes,
             max_subscribers: self.max_subscribers,
             max_selectors: self.max_selectors,
-            on_join: self.on_join,
-            on_leave: self.on_leave,
-        });
-        if let Some(every) = self.heartbeat {
-            match tokio::runtime::Handle::try_current() {
-                Ok(rt) => {
-                    rt.spawn(heartbeat(Arc::downgrade(&inner), every));
-                }
-                Err(_) => tracing::warn!("Hub built outside a Tokio runtime: no heartbeats"),
-            }
+            on_join: self.on_join.clone(),
+            on_leave: self.on_leave.clone(),
+            storage,
         }
-        Hub { inner }
     }
 }
 
@@ -202,6 +323,7 @@ struct Inner {
     max_selectors: usize,
     on_join: Vec<PresenceHook>,
     on_leave: Vec<PresenceHook>,
+    storage: Storage,
 }
 
 struct State {
@@ -221,7 +343,7 @@ struct State {
 struct Sub {
     id: u64,
     queue: Arc<Mutex<Queue>>,
-    selectors: Box<[Selector]>,
+    selectors: Arc<[Selector]>,
     authorized: Option<Arc<[Selector]>>,
     /// Seq of the last update this subscriber was considered for: dedupes multi-topic matches.
     mark: u64,
@@ -233,9 +355,19 @@ impl Sub {
     }
 
     fn wants(&self, topics: &[String], private: bool) -> bool {
-        let matches = |sels: &[Selector]| sels.iter().any(|s| topics.iter().any(|t| s.matches(t)));
-        matches(&self.selectors) && (!private || self.authorized.as_deref().is_some_and(matches))
+        wants(&self.selectors, self.authorized.as_deref(), topics, private)
     }
+}
+
+/// Whether a subscriber with these selectors (and private authorization) receives an update.
+fn wants(
+    selectors: &[Selector],
+    authorized: Option<&[Selector]>,
+    topics: &[String],
+    private: bool,
+) -> bool {
+    let matches = |sels: &[Selector]| sels.iter().any(|s| topics.iter().any(|t| s.matches(t)));
+    matches(selectors) && (!private || authorized.is_some_and(matches))
 }
 
 impl Default for Hub {
@@ -257,13 +389,76 @@ impl Hub {
 
     /// Publishes an update to every matching subscriber and retains it for replay; returns its
     /// id (the publisher's, or one the hub assigned).
+    ///
+    /// With durable storage it returns once the update is on disk (and delivered), and fails
+    /// with [`PublishError::Unavailable`] when the store cannot take it (disk full).
     pub async fn publish(&self, update: Update) -> Result<String, PublishError> {
-        self.publish_now(update)
+        match &self.inner.storage {
+            Storage::Memory => self.publish_memory(update),
+            Storage::Durable(d) => self.publish_durable(d, update).await,
+        }
     }
 
-    /// [`Hub::publish`] without `async`, for synchronous contexts such as presence hooks. Valid
-    /// for this RAM-only hub, where a publish never waits.
+    /// [`Hub::publish`] without `async`, for synchronous contexts such as presence hooks. Only
+    /// for a RAM-only hub, where a publish never waits; a hub with durable storage refuses it
+    /// with [`PublishError::NeedsAwait`] (it cannot acknowledge before the fsync).
     pub fn publish_now(&self, update: Update) -> Result<String, PublishError> {
+        match &self.inner.storage {
+            Storage::Memory => self.publish_memory(update),
+            Storage::Durable(_) => {
+                update.validate()?;
+                Err(PublishError::NeedsAwait)
+            }
+        }
+    }
+
+    async fn publish_durable(&self, d: &Durable, update: Update) -> Result<String, PublishError> {
+        update.validate()?;
+        if self.inner.state.lock().closed {
+            return Err(PublishError::Closed);
+        }
+        let Update {
+            topics,
+            data,
+            event_type,
+            id: publisher_id,
+            retry,
+            private,
+        } = update;
+        let epoch = d.log.epoch();
+        if let Some(id) = &publisher_id
+            && parse_hub_id(epoch, id).is_some()
+        {
+            return Err(PublishError::ReservedId);
+        }
+        let answer_id = publisher_id.clone();
+        // Encoding cannot fail after `validate`; the log puts the seq into the frame's id.
+        let seq = d
+            .committer
+            .append_with(move |seq| {
+                let frame = match &publisher_id {
+                    Some(id) => encode_update(id, event_type, retry, data),
+                    None => encode_update(&format!("{epoch}-{seq}"), event_type, retry, data),
+                }
+                .unwrap_or_default();
+                Record {
+                    topics,
+                    private,
+                    publisher_id,
+                    frame,
+                    published_ms: ssehub_store::now_ms(),
+                }
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::DuplicatePublisherId(_) => PublishError::DuplicateId,
+                StoreError::Closed => PublishError::Closed,
+                e => PublishError::Unavailable(unavailable(&e)),
+            })?;
+        Ok(answer_id.unwrap_or_else(|| format!("{epoch}-{seq}")))
+    }
+
+    fn publish_memory(&self, update: Update) -> Result<String, PublishError> {
         update.validate()?;
         let Update {
             topics,
@@ -284,37 +479,7 @@ impl Hub {
         let (seq, id) = st.history.allocate(publisher_id.as_deref());
         let frame = encode_update(&id, event_type, retry, data)?;
         let topics = topics.into_boxed_slice();
-
-        let State {
-            subs,
-            exact,
-            wildcard,
-            stats,
-            ..
-        } = st;
-        let mut offer = |key: usize| {
-            let sub = &mut subs[key];
-            if sub.mark == seq {
-                return;
-            }
-            sub.mark = seq;
-            if !sub.wants(&topics, private) {
-                return;
-            }
-            let mut q = sub.queue.lock();
-            if q.offer(seq, &frame) {
-                stats.deliveries += 1;
-            } else if q.mode == (Mode::Lagged { resume_from: seq }) {
-                stats.lagged += 1;
-            }
-        };
-        for topic in topics.iter() {
-            if let Some(keys) = exact.get(topic.as_str()) {
-                keys.iter().for_each(|&k| offer(k));
-            }
-        }
-        wildcard.iter().for_each(|&k| offer(k));
-        stats.publishes += 1;
+        fan_out(st, seq, &topics, private, &frame);
 
         let out = id.to_string();
         st.history.push(
@@ -329,7 +494,71 @@ impl Hub {
         );
         Ok(out)
     }
+}
 
+impl Inner {
+    /// The commit hook of a durable hub: delivers committed updates in seq order (on the log's
+    /// writer thread, before their publishers are answered) and caches them in the ring.
+    fn deliver(&self, records: &[StoredRecord]) {
+        let Storage::Durable(d) = &self.storage else {
+            return;
+        };
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        for r in records {
+            let id = d.id_of(r);
+            let topics: Box<[String]> = r.record.topics.clone().into_boxed_slice();
+            fan_out(st, r.seq, &topics, r.record.private, &r.record.frame);
+            st.history.push(
+                Entry {
+                    seq: r.seq,
+                    id,
+                    topics,
+                    private: r.record.private,
+                    frame: r.record.frame.clone(),
+                },
+                r.record.publisher_id.is_some(),
+            );
+        }
+    }
+}
+
+/// Offers update `seq` to every matching subscriber (under the state lock).
+#[inline]
+fn fan_out(st: &mut State, seq: u64, topics: &[String], private: bool, frame: &Bytes) {
+    let State {
+        subs,
+        exact,
+        wildcard,
+        stats,
+        ..
+    } = st;
+    let mut offer = |key: usize| {
+        let sub = &mut subs[key];
+        if sub.mark == seq {
+            return;
+        }
+        sub.mark = seq;
+        if !sub.wants(topics, private) {
+            return;
+        }
+        let mut q = sub.queue.lock();
+        if q.offer(seq, frame) {
+            stats.deliveries += 1;
+        } else if q.mode == (Mode::Lagged { resume_from: seq }) {
+            stats.lagged += 1;
+        }
+    };
+    for topic in topics.iter() {
+        if let Some(keys) = exact.get(topic.as_str()) {
+            keys.iter().for_each(|&k| offer(k));
+        }
+    }
+    wildcard.iter().for_each(|&k| offer(k));
+    stats.publishes += 1;
+}
+
+impl Hub {
     /// Starts a subscription: replays what it asked for, then streams live updates. The stream
     /// yields ready-to-write `text/event-stream` bytes (possibly several frames per item) and
     /// ends when the hub closes or the subscriber is closed for lagging.
@@ -343,6 +572,7 @@ impl Hub {
             authorized,
             preamble,
             payload,
+            retained,
         } = subscription;
         if selectors.is_empty() {
             return Err(SubscribeError::NoTopic);
@@ -359,15 +589,48 @@ impl Hub {
         let mut sub = Sub {
             id: 0,
             queue: queue.clone(),
-            selectors: selectors.into_boxed_slice(),
+            selectors: selectors.into(),
             authorized,
             mark: 0,
         };
+        let filter = (sub.selectors.clone(), sub.authorized.clone());
         let topics: Arc<[String]> = sub
             .selectors
             .iter()
             .map(|s| s.as_str().to_owned())
             .collect();
+
+        // A durable hub resolves the replay point and reads retained state from the log before
+        // taking the lock; what is older than the ring is read later by the stream itself.
+        let mut first_frames: Vec<Bytes> = Vec::new();
+        let mut durable_from: Option<u64> = None;
+        if let Storage::Durable(d) = &self.inner.storage {
+            let err = |e: StoreError| SubscribeError::Unavailable(unavailable(&e));
+            if let Some(last) = &last_event_id {
+                match d.resolve(last).map_err(err)? {
+                    Resolved::From(seq) => durable_from = Some(seq),
+                    gap @ (Resolved::Expired | Resolved::Unknown) => {
+                        let oldest = d.oldest_id().map_err(err)?;
+                        first_frames.push(gap_frame(last, gap, oldest.as_deref()));
+                        durable_from = Some(d.log.first_seq());
+                    }
+                }
+            } else if retained {
+                // Updates from `boundary` on come through replay below, so the retained state
+                // is everything older: no update is sent twice or missed.
+                let boundary = self.inner.state.lock().history.next_seq();
+                let records = d
+                    .log
+                    .latest_matching(|t| sub.selectors.iter().any(|s| s.matches(t)))
+                    .map_err(err)?;
+                for r in records {
+                    if r.seq < boundary && sub.wants(&r.record.topics, r.record.private) {
+                        first_frames.push(r.record.frame);
+                    }
+                }
+                durable_from = Some(boundary);
+            }
+        }
 
         let mut guard = self.inner.state.lock();
         let st = &mut *guard;
@@ -386,15 +649,37 @@ impl Hub {
             if let Some(p) = preamble {
                 q.push_unbounded(p);
             }
-            if let Some(last) = last_event_id {
-                let from = match st.history.resolve(&last) {
-                    Resolved::From(seq) => seq,
-                    gap @ (Resolved::Expired | Resolved::Unknown) => {
-                        q.push_unbounded(gap_frame(&last, gap, st.history.first_id()));
-                        st.history.first_seq()
+            st.stats.replayed += first_frames.len() as u64;
+            for f in first_frames {
+                q.push_unbounded(f);
+            }
+            match &self.inner.storage {
+                Storage::Memory => {
+                    if let Some(last) = last_event_id {
+                        let from = match st.history.resolve(&last) {
+                            Resolved::From(seq) => seq,
+                            gap @ (Resolved::Expired | Resolved::Unknown) => {
+                                q.push_unbounded(gap_frame(&last, gap, st.history.first_id()));
+                                st.history.first_seq()
+                            }
+                        };
+                        st.stats.replayed += replay(&st.history, &sub, &mut q, from);
+                    } else if retained {
+                        st.stats.replayed += retained_from_ring(&st.history, &sub, &mut q);
                     }
-                };
-                st.stats.replayed += replay(&st.history, &sub, &mut q, from);
+                }
+                Storage::Durable(_) => {
+                    if let Some(from) = durable_from {
+                        let from = from.min(st.history.next_seq());
+                        if from >= st.history.first_seq() {
+                            st.stats.replayed += replay(&st.history, &sub, &mut q, from);
+                        } else {
+                            // Older than the ring: the stream reads it from the log outside the
+                            // lock, then joins live delivery (see `catch_up`).
+                            q.mode = Mode::Lagged { resume_from: from };
+                        }
+                    }
+                }
             }
         }
         let id = sub.id;
@@ -444,6 +729,7 @@ impl Hub {
             topics,
             payload,
             head_id,
+            filter,
         })
     }
 
@@ -472,23 +758,92 @@ impl Hub {
     }
 
     /// Refills a lagged subscriber's queue from history, or closes it when what it missed is no
-    /// longer retained.
-    fn catch_up(&self, key: usize, queue: &Mutex<Queue>) {
-        let mut guard = self.inner.state.lock();
-        let st = &mut *guard;
-        let Some(sub) = st.subs.get(key) else { return };
-        let mut q = queue.lock();
-        let Mode::Lagged { resume_from } = q.mode else {
+    /// longer retained. A durable hub reads what is older than the ring from the log, one page
+    /// per call and outside the hub lock, until the ring covers the rest; then, under the lock,
+    /// the subscriber rejoins live delivery exactly where the ring takes over.
+    fn catch_up(&self, key: usize, queue: &Mutex<Queue>, filter: &Filter) {
+        let (resume_from, limit) = {
+            let mut guard = self.inner.state.lock();
+            let st = &mut *guard;
+            let Some(sub) = st.subs.get(key) else { return };
+            let mut q = queue.lock();
+            let Mode::Lagged { resume_from } = q.mode else {
+                return;
+            };
+            if resume_from >= st.history.first_seq() {
+                q.mode = Mode::Live;
+                st.stats.deliveries += replay(&st.history, sub, &mut q, resume_from);
+                return;
+            }
+            if matches!(self.inner.storage, Storage::Memory) {
+                q.push_unbounded(lagged_frame());
+                q.close();
+                st.stats.lag_closes += 1;
+                return;
+            }
+            (resume_from, st.history.first_seq())
+        };
+        let Storage::Durable(d) = &self.inner.storage else {
             return;
         };
-        if resume_from < st.history.first_seq() {
-            q.push_unbounded(lagged_frame());
-            q.close();
-            st.stats.lag_closes += 1;
+        let page = if resume_from < d.log.first_seq() {
+            Ok(Vec::new())
+        } else {
+            let n = (limit - resume_from).min(self.inner.max_queued_frames as u64) as usize;
+            d.log.read_from(resume_from, n.max(1))
+        };
+        let mut q = queue.lock();
+        if q.mode != (Mode::Lagged { resume_from }) {
             return;
         }
-        q.mode = Mode::Live;
-        st.stats.deliveries += replay(&st.history, sub, &mut q, resume_from);
+        let records = match page {
+            Ok(r) => r,
+            Err(e) => {
+                drop(q);
+                self.close_lagged(queue, &format!("storage unavailable: {e}"));
+                return;
+            }
+        };
+        // Retention may have trimmed `resume_from` since: never skip silently.
+        if records.first().map(|r| r.seq) != Some(resume_from) {
+            drop(q);
+            self.close_lagged(queue, LAGGED_REASON);
+            return;
+        }
+        let mut next = resume_from;
+        let mut n = 0;
+        for r in &records {
+            if r.seq >= limit {
+                break;
+            }
+            let (selectors, authorized) = filter;
+            if wants(
+                selectors,
+                authorized.as_deref(),
+                &r.record.topics,
+                r.record.private,
+            ) {
+                if !q.has_room(r.record.frame.len()) {
+                    break;
+                }
+                q.push_unbounded(r.record.frame.clone());
+                n += 1;
+            }
+            next = r.seq + 1;
+        }
+        q.mode = Mode::Lagged { resume_from: next };
+        drop(q);
+        self.inner.state.lock().stats.deliveries += n;
+    }
+
+    fn close_lagged(&self, queue: &Mutex<Queue>, reason: &str) {
+        let mut st = self.inner.state.lock();
+        let mut q = queue.lock();
+        if matches!(q.mode, Mode::Lagged { .. }) {
+            q.push_unbounded(lagged_frame_with(reason));
+            q.close();
+            st.stats.lag_closes += 1;
+        }
     }
 
     fn unsubscribe(&self, key: usize, id: u64) -> Option<usize> {
@@ -589,12 +944,42 @@ impl Hub {
     /// Counters since start.
     pub fn stats(&self) -> HubStats {
         let st = self.inner.state.lock();
+        let retained = match &self.inner.storage {
+            Storage::Memory => st.history.len(),
+            Storage::Durable(d) => d.log.len() as usize,
+        };
         HubStats {
             subscribers: st.subs.len(),
-            retained: st.history.len(),
+            retained,
             ..st.stats
         }
     }
+}
+
+/// The latest ring entry of each topic `sub` selects (that it may see), oldest first: the
+/// retained state of a RAM-only hub. Returns how many were queued.
+fn retained_from_ring(history: &History, sub: &Sub, q: &mut Queue) -> u64 {
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut picked: Vec<&Entry> = Vec::new();
+    for e in history.iter().rev() {
+        let mut newest = false;
+        for t in e.topics.iter() {
+            if sub.selectors.iter().any(|s| s.matches(t)) && seen.insert(t.as_str()) {
+                newest = true;
+            }
+        }
+        if newest {
+            picked.push(e);
+        }
+    }
+    let mut n = 0;
+    for e in picked.into_iter().rev() {
+        if sub.wants(&e.topics, e.private) {
+            q.push_unbounded(e.frame.clone());
+            n += 1;
+        }
+    }
+    n
 }
 
 /// Offers retained entries from `from` on that `sub` wants; stops at the first that does not fit
@@ -646,9 +1031,14 @@ fn gap_frame(requested: &str, gap: Resolved, oldest: Option<&str>) -> Bytes {
     }
 }
 
+const LAGGED_REASON: &str = "subscriber fell behind and the updates it missed are no longer \
+                             retained; reconnect with Last-Event-ID to resume";
+
 fn lagged_frame() -> Bytes {
-    let reason = "subscriber fell behind and the updates it missed are no longer retained; \
-                  reconnect with Last-Event-ID to resume";
+    lagged_frame_with(LAGGED_REASON)
+}
+
+fn lagged_frame_with(reason: &str) -> Bytes {
     match Event::new().event(LAGGED_EVENT) {
         Ok(e) => e.data(reason).encode(),
         Err(_) => Bytes::new(),
@@ -686,7 +1076,11 @@ pub struct SubscriberStream {
     topics: Arc<[String]>,
     payload: Option<Arc<serde_json::Value>>,
     head_id: Option<String>,
+    filter: Filter,
 }
+
+/// A subscriber's selectors and private authorization, for catch-up outside the hub lock.
+type Filter = (Arc<[Selector]>, Option<Arc<[Selector]>>);
 
 impl std::fmt::Debug for SubscriberStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -728,7 +1122,7 @@ impl Stream for SubscriberStream {
                 }
                 Mode::Lagged { .. } => {
                     drop(q);
-                    this.hub.catch_up(this.key, &this.queue);
+                    this.hub.catch_up(this.key, &this.queue, &this.filter);
                 }
             }
         }

@@ -41,6 +41,17 @@
 //! one [`LAGGED_EVENT`] saying so and its stream ends; a client reconnecting with its
 //! `Last-Event-ID` then gets a [`HISTORY_GAP_EVENT`]. [`HubStats`] counts both.
 //!
+//! # Durable storage
+//!
+//! By default a hub keeps its history in memory (the ring of [`HubBuilder::history_size`]).
+//! With [`HubBuilder::durable`] it keeps every update in an [`store::Log`] (redb): [`Hub::publish`]
+//! returns once the update is on disk (group commit: concurrent publishes share one fsync), the
+//! log's order is the hub's order, subscribers only ever receive durable updates, hub ids
+//! `{epoch}-{seq}` keep increasing across restarts, and replay reaches back as far as the log
+//! retains ([`HubBuilder::retention`]); the ring then caches the newest updates. A store failure
+//! (full disk) is [`PublishError::Unavailable`]; [`Hub::publish_now`] is refused
+//! ([`PublishError::NeedsAwait`]) since it cannot wait for the fsync.
+//!
 //! # Heartbeats
 //!
 //! One shared timer per hub (not one per subscriber) sends a `:` comment to every subscriber
@@ -51,6 +62,7 @@ mod history;
 mod hub;
 mod presence;
 mod queue;
+mod storage;
 mod subscription;
 mod update;
 
@@ -58,6 +70,8 @@ pub use error::{PublishError, SubscribeError};
 pub use hub::{HISTORY_GAP_EVENT, Hub, HubBuilder, HubStats, LAGGED_EVENT, SubscriberStream};
 pub use presence::{PresenceEvent, PresenceHook, PresenceKind};
 pub use ssehub_selector::{Selector, SelectorError};
+/// The durable log behind [`HubBuilder::durable`] (re-exported so users need no extra crate).
+pub use ssehub_store as store;
 pub use subscription::Subscription;
 pub use update::{MAX_TOPICS_PER_UPDATE, Update};
 

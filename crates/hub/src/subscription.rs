@@ -22,6 +22,7 @@ pub struct Subscription {
     pub(crate) authorized: Option<Arc<[Selector]>>,
     pub(crate) preamble: Option<Bytes>,
     pub(crate) payload: Option<serde_json::Value>,
+    pub(crate) retained: bool,
 }
 
 impl Subscription {
@@ -65,6 +66,16 @@ impl Subscription {
     /// Opaque data about the subscriber (the JWT `mercure.payload`), shown to presence hooks.
     pub fn payload(mut self, payload: serde_json::Value) -> Self {
         self.payload = Some(payload);
+        self
+    }
+
+    /// Sends the retained state first: the latest update of each topic the selectors match
+    /// (that this subscriber may see), oldest first, then live updates. A durable hub serves it
+    /// from the log's latest-per-topic index (it outlives retention); a RAM-only hub from its
+    /// history ring. Ignored when [`Subscription::last_event_id`] is set: replay from there
+    /// already brings the subscriber up to date.
+    pub fn retained_state(mut self, yes: bool) -> Self {
+        self.retained = yes;
         self
     }
 

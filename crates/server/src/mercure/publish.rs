@@ -49,7 +49,7 @@ pub(crate) async fn publish(
         .await;
     match id {
         Ok(id) => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], id).into_response()),
-        Err(e @ PublishError::Closed) => Err(ApiError::new(
+        Err(e @ (PublishError::Closed | PublishError::Unavailable(_))) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             e.to_string(),
         )),

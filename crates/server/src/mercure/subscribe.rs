@@ -46,6 +46,15 @@ pub(crate) async fn subscribe(
                 subscription = subscription.selector(selector);
             }
             "lastEventID" => last_event_id = Some(value),
+            // ssehub extension: the latest update of each matching topic first.
+            "retained" => match value.as_str() {
+                "latest" => subscription = subscription.retained_state(true),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "retained must be \"latest\" (the latest update of each matching topic first)",
+                    ));
+                }
+            },
             _ => {}
         }
     }
@@ -84,7 +93,9 @@ pub(crate) async fn subscribe(
         .hub
         .subscribe(subscription.preamble(preamble(config.retry)))
         .map_err(|e| match e {
-            SubscribeError::TooManySubscribers { .. } | SubscribeError::Closed => {
+            SubscribeError::TooManySubscribers { .. }
+            | SubscribeError::Closed
+            | SubscribeError::Unavailable(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
             _ => ApiError::bad_request(e.to_string()),
