@@ -15,9 +15,19 @@
 //!   moment, then listened on again, while the hub and its history live on in the process. It
 //!   shows (and the browser tests check) what a browser does when its stream drops: it waits for
 //!   the `retry:` advice, reconnects with `Last-Event-ID`, and the hub replays what it missed.
-//!   A full process restart loses the history, since the hub keeps it in memory only.
+//!
+//! # State across restarts
+//!
+//! `voting` and `nests` keep their state across a full process restart: their hub is durable
+//! (see `ssehub_hub`, "Durable storage"), every vote or nest is acknowledged only once it is on
+//! disk, and on start they read their state back from the log ([`StateArgs`], [`open_log`],
+//! [`stored_data`]). `--data-dir` picks the directory (default `./ssehub-data/<example>`),
+//! `--memory` opts out. `counter` and `join` stay RAM-only: a restart empties their history, so
+//! a browser that reconnects after one gets the hub's history-gap notice (join) or simply the
+//! next tick (counter); each says why in its docs.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -25,8 +35,10 @@ use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser};
 use hyper_util::rt::TokioIo;
+use ssehub_codec::Frame;
+use ssehub_hub::store::{Log, LogOptions, StoredRecord};
 use ssehub_hub::{Hub, SubscribeError};
 use ssehub_server::ApiError;
 use tokio::net::TcpListener;
@@ -43,7 +55,7 @@ const RESTART_PAUSE: Duration = Duration::from_millis(300);
 /// How long shutdown waits for streams to flush their last bytes before cutting connections.
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// The command line every example accepts.
+/// The command line of the RAM-only examples (`counter`, `join`).
 #[derive(Debug, Parser)]
 pub struct Args {
     /// Address to listen on, e.g. `127.0.0.1:3001` (port 0 picks a free port; the URL printed at
@@ -57,6 +69,82 @@ impl Args {
     pub fn parse_with_default(default: SocketAddr) -> SocketAddr {
         Args::parse().addr.unwrap_or(default)
     }
+}
+
+/// The command line of the examples that keep their state across restarts (`voting`, `nests`).
+#[derive(Debug, Parser)]
+#[command(about = "An ssehub example app that keeps its state across restarts")]
+pub struct StateArgs {
+    /// Address to listen on, e.g. `127.0.0.1:3001` (port 0 picks a free port; the URL printed at
+    /// startup has the real one).
+    #[arg(long)]
+    pub addr: Option<SocketAddr>,
+
+    /// Directory of the durable log that keeps the state across restarts (created when
+    /// missing). One process at a time: a second one is refused while the first holds it.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Keep the state in memory only: a restart starts from nothing.
+    #[arg(long, conflicts_with = "data_dir")]
+    pub memory: bool,
+}
+
+impl StateArgs {
+    /// Parses the command line; `addr` is the example's usual address and `data_dir` its usual
+    /// directory (shown by `--help`).
+    pub fn parse_with_defaults(addr: SocketAddr, data_dir: &'static str) -> (SocketAddr, Storage) {
+        let command = StateArgs::command().mut_arg("data_dir", |a| a.default_value(data_dir));
+        let args = StateArgs::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
+        let storage = if args.memory {
+            Storage::Memory
+        } else {
+            Storage::Durable(args.data_dir.unwrap_or_else(|| data_dir.into()))
+        };
+        (args.addr.unwrap_or(addr), storage)
+    }
+}
+
+/// Where an example keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// In the hub's memory only (`--memory`).
+    Memory,
+    /// In a durable log in this directory (`--data-dir`).
+    Durable(PathBuf),
+}
+
+/// Opens (or creates) the durable log in `dir`, with the safe default: a publish is
+/// acknowledged only after an fsync.
+pub fn open_log(dir: &Path) -> anyhow::Result<Log> {
+    // Blocking file work, but once at startup before anything is served.
+    Log::open(dir, LogOptions::default())
+        .with_context(|| format!("cannot open the data directory {}", dir.display()))
+}
+
+/// The data of the update a stored record holds (the log keeps the encoded frame as the hub
+/// sent it, `id:` line included), or `None` when the frame holds no event.
+pub fn stored_data(record: &StoredRecord) -> Option<String> {
+    ssehub_codec::parse_all(&record.record.frame)
+        .into_iter()
+        .find_map(|frame| match frame {
+            Frame::Event(event) => Some(event.data),
+            _ => None,
+        })
+}
+
+/// Runs `work` on its own task and waits for it. A request handler's future is dropped when
+/// its client goes away; a read-modify-publish sequence must not stop half way (published and
+/// durable, but not applied to the app's state), so it runs where nothing can cancel it.
+pub async fn uncancellable<T: Send + 'static>(
+    work: impl Future<Output = T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the server is stopping ({e})"),
+        )
+    })
 }
 
 /// An embedded HTML page.

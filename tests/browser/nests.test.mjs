@@ -1,25 +1,33 @@
 // nests (tutorial 002): a POST from outside the browser appears as a new table row; /status
-// counts the open tab; the first event is the current list; CORS is on.
+// counts the open tab; the first event is the current list; CORS is on; the list survives a
+// full process restart (durable log in a data directory of this run's own).
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { firstBytes, launchBrowser, screenshot, start, waitFor, waitText } from './lib.mjs';
 
 let browser;
 let app;
+// A fresh directory per run: no nest from an earlier run (or another test) shows up.
+const dataDir = mkdtempSync(join(tmpdir(), 'ssehub-nests-'));
+const durable = ['--data-dir', join(dataDir, 'nests')];
 
 before(async () => {
   browser = await launchBrowser();
-  app = await start('nests');
+  app = await start('nests', { args: durable });
 });
 
 after(async () => {
   await browser?.close();
   await app?.stop();
+  rmSync(dataDir, { recursive: true, force: true });
 });
 
 const rows = (page) => page.$$eval('#nests tr', (trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent)));
 
-test('nests posted from outside appear live; /status counts the tab', { timeout: 60000 }, async () => {
+test('nests posted from outside appear live; /status counts the tab; the list survives a restart', { timeout: 90000 }, async () => {
   // Before any subscriber: the list is empty and so is the count.
   assert.deepEqual(await (await fetch(`${app.url}/status`)).json(), { clients: 0 });
 
@@ -78,6 +86,28 @@ test('nests posted from outside appear live; /status counts the tab', { timeout:
   // CORS: a front end on another origin may read the API.
   res = await fetch(`${app.url}/status`, { headers: { Origin: 'http://localhost:5173' } });
   assert.equal(res.headers.get('access-control-allow-origin'), '*');
+
+  // Stop the server and start a new process on the same port and data directory: the tab
+  // reconnects by itself and gets the same list, in the same order, replayed from the log.
+  const before = await rows(page);
+  const { port } = app;
+  await app.stop('SIGTERM');
+  await waitText(page, '#state', 'Connecting');
+  // Mark the rows on screen, to tell them from the ones the new process sends.
+  await page.$$eval('#nests tr', (trs) => trs.forEach((tr) => { tr.dataset.old = 'yes'; }));
+  app = await start('nests', { port, args: durable });
+  assert.match(app.output(), /\(3 nests so far\)/);
+  await waitText(page, '#state', 'Connected', 15000);
+  await waitFor(async () => (await page.$$('#nests tr[data-old]')).length === 0, { what: 'the list from the new process' });
+  assert.deepEqual(await rows(page), before);
+  res = await fetch(`${app.url}/nest`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ momma: 'after.the.restart', eggs: 12, temperature: 30 }),
+  });
+  assert.equal(res.status, 201);
+  await waitFor(async () => (await rows(page)).length === 4, { what: 'the row added after the restart' });
+  assert.deepEqual((await rows(page))[3], ['after.the.restart', '12', '30 ℃']);
 
   await page.close();
   await waitFor(async () => (await (await fetch(`${app.url}/status`)).json()).clients === 0, { what: '/status to drop to 0' });

@@ -5,6 +5,11 @@
 //! for every subscriber, instead of one loop per connection as in the tutorial, so all tabs show
 //! the same number and an idle server costs one tick per second whatever the number of tabs.
 //!
+//! RAM-only, with no history at all: the count is a clock, not state worth keeping. A browser
+//! that reconnects wants the current value, not the ticks it missed, and a restart starts
+//! again from 1 as the tutorial does; writing one update per second to disk would buy nothing.
+//! (`voting` and `nests` show state that survives a restart.)
+//!
 //! Run: `cargo run -p ssehub-examples --bin counter -- --addr 127.0.0.1:3002`
 
 use std::net::SocketAddr;

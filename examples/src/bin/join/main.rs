@@ -14,6 +14,14 @@
 //! Send `SIGHUP` to cut every connection while the hub (and its history) lives on, and watch
 //! the page replay what it missed; see the crate docs.
 //!
+//! RAM-only, on purpose: join and leave are published from the presence hooks, which run
+//! synchronously and so use [`Hub::publish_now`], and a durable hub refuses that
+//! (`PublishError::NeedsAwait`: it cannot acknowledge an update before its fsync). The events
+//! are also about this run's connections, whose client ids mean nothing after a restart. So a
+//! full restart empties the history: a page that reconnects with a `Last-Event-ID` from the
+//! old process gets the hub's `ssehub.history-gap` notice (the id is unknown to the new one),
+//! then the new events. (`voting` and `nests` show state that survives a restart.)
+//!
 //! Run: `cargo run -p ssehub-examples --bin join -- --addr 127.0.0.1:3004`
 
 use std::net::SocketAddr;
