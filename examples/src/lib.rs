@@ -191,9 +191,8 @@ pub async fn serve(
     addr: SocketAddr,
     banner: impl FnOnce(&str) -> String,
 ) -> anyhow::Result<()> {
-    let mut listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let mut listener =
+        ssehub_server::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     // Rebind the port actually chosen, so a restart with `--addr ...:0` comes back on it.
     let local = listener.local_addr()?;
     println!("{}", banner(&format!("http://{local}")));
@@ -265,7 +264,7 @@ async fn serve_connection(app: Router, tcp: tokio::net::TcpStream) {
 async fn rebind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     let mut last = None;
     for _ in 0..50 {
-        match TcpListener::bind(addr).await {
+        match ssehub_server::bind(addr) {
             Ok(l) => return Ok(l),
             Err(e) => last = Some(e),
         }

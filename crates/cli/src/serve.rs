@@ -97,8 +97,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.max_body = args.max_body;
     config.console = true;
 
-    let listener = tokio::net::TcpListener::bind(args.addr)
-        .await
+    let listener = ssehub_server::bind(args.addr)
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, "ssehub listening; hub at http://{local}{MERCURE_PATH}");

@@ -34,7 +34,7 @@
 //!     .route("/bump", post(bump))
 //!     .with_state(hub)
 //!     .merge(server.router());
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! let listener = ssehub_server::bind("127.0.0.1:3000".parse()?)?;
 //! server.serve(listener, app, async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(()) }
 //! ```
@@ -50,5 +50,5 @@ mod sse;
 pub use config::MercureConfig;
 pub use error::ApiError;
 pub use mercure::MERCURE_PATH;
-pub use serve::MercureServer;
+pub use serve::{LISTEN_BACKLOG, MercureServer, bind};
 pub use sse::{Sse, preamble};
