@@ -7,7 +7,13 @@
 //! without that marker (comments, heartbeats, `retry:`, the nests list sent on connect) are not
 //! counted, so only the generator's own publishes are.
 
+use std::sync::LazyLock;
+
 use memchr::memmem;
+
+/// Built once: constructing a SIMD searcher per read would cost more than the search.
+static EVENT_END: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\n\n"));
 
 /// Marks the publish timestamp inside an event's data: `~T` then [`TS_DIGITS`] decimal digits.
 pub const TS_MARKER: &[u8] = b"~T";
@@ -28,7 +34,9 @@ pub fn write_timestamp(out: &mut Vec<u8>, ts_ns: u64) {
 
 /// The timestamp of the first marker in `event`, if it has one with all its digits.
 pub fn extract_timestamp(event: &[u8]) -> Option<u64> {
-    let at = memmem::find(event, TS_MARKER)? + TS_MARKER.len();
+    // memchr for the rare `~` beats building a substring searcher per event.
+    let at = memchr::memchr_iter(b'~', event).find(|&i| event.get(i + 1) == Some(&TS_MARKER[1]))?
+        + TS_MARKER.len();
     let digits = event.get(at..at + TS_DIGITS)?;
     let mut v: u64 = 0;
     for &b in digits {
@@ -76,7 +84,11 @@ impl Dechunker {
 
     /// Feeds `input`, calling `payload` with each run of body bytes in order. Errors on a
     /// malformed size line (the stream cannot be trusted after that).
-    pub fn feed(&mut self, input: &[u8], mut payload: impl FnMut(&[u8])) -> Result<(), &'static str> {
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        mut payload: impl FnMut(&[u8]),
+    ) -> Result<(), &'static str> {
         let Some(mut state) = self.state else {
             payload(input);
             return Ok(());
@@ -89,7 +101,11 @@ impl Dechunker {
                     let take = left.min(input.len() - i);
                     payload(&input[i..i + take]);
                     i += take;
-                    if take == left { Chunk::DataEnd } else { Chunk::Data(left - take) }
+                    if take == left {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left - take)
+                    }
                 }
                 Chunk::Size(acc) => {
                     let b = input[i];
@@ -143,7 +159,11 @@ impl Dechunker {
 }
 
 fn size_done(size: usize) -> Chunk {
-    if size == 0 { Chunk::Done } else { Chunk::Data(size) }
+    if size == 0 {
+        Chunk::Done
+    } else {
+        Chunk::Data(size)
+    }
 }
 
 /// What one scan call found.
@@ -180,8 +200,7 @@ impl EventScanner {
             self.finish(&[], &mut found, &mut on_ts);
             start = 1;
         }
-        let finder = memmem::Finder::new(b"\n\n");
-        while let Some(at) = finder.find(&s[start..]) {
+        while let Some(at) = EVENT_END.find(&s[start..]) {
             let end = start + at;
             self.finish(&s[start..end], &mut found, &mut on_ts);
             start = end + 2;
@@ -191,9 +210,8 @@ impl EventScanner {
             let room = CARRY_LIMIT - self.carry.len();
             self.carry.extend_from_slice(&rest[..rest.len().min(room)]);
         }
-        // Only a lone trailing LF can pair with the next read's first byte; the "\n\n" case
-        // was consumed above, so `rest` ending in LF means an open line.
-        self.prev_lf = s.last() == Some(&b'\n') && !(rest.is_empty() && start == s.len() && at_boundary(s));
+        // Only an LF not already spent on a "\n\n" can pair with the next read's first byte.
+        self.prev_lf = rest.last() == Some(&b'\n');
         found
     }
 
@@ -212,11 +230,6 @@ impl EventScanner {
             on_ts(ts);
         }
     }
-}
-
-/// `s` ends with the "\n\n" of an event that was just completed (so its last LF is spent).
-fn at_boundary(s: &[u8]) -> bool {
-    s.len() >= 2 && s[s.len() - 2] == b'\n'
 }
 
 /// A parsed HTTP/1.1 response head.
@@ -247,7 +260,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, &'static str> {
     let mut content_length = None;
     for line in head.split(|&b| b == b'\n').skip(1) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = memchr::memchr(b':', line) else { continue };
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
         if name.eq_ignore_ascii_case(b"transfer-encoding") {
             chunked = value.eq_ignore_ascii_case(b"chunked");
@@ -397,7 +412,8 @@ mod tests {
     fn chunk_extensions_and_bad_sizes() {
         let mut d = Dechunker::new(true);
         let mut out = Vec::new();
-        d.feed(b"3;ext=1\r\nabc\r\n0\r\n\r\n", |p| out.extend_from_slice(p)).unwrap();
+        d.feed(b"3;ext=1\r\nabc\r\n0\r\n\r\n", |p| out.extend_from_slice(p))
+            .unwrap();
         assert_eq!(out, b"abc");
         assert!(d.is_done());
         assert!(Dechunker::new(true).feed(b"zz\r\n", |_| {}).is_err());
@@ -416,11 +432,19 @@ mod tests {
         let h = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\ntransfer-encoding: Chunked\r\n\r\n:";
         assert_eq!(
             parse_head(h).unwrap(),
-            Some(Head { status: 200, len: h.len() - 1, chunked: true, content_length: None })
+            Some(Head {
+                status: 200,
+                len: h.len() - 1,
+                chunked: true,
+                content_length: None
+            })
         );
         let h = b"HTTP/1.1 201 Created\r\nContent-Length: 12\r\n\r\n";
         let head = parse_head(h).unwrap().unwrap();
-        assert_eq!((head.status, head.content_length, head.chunked), (201, Some(12), false));
+        assert_eq!(
+            (head.status, head.content_length, head.chunked),
+            (201, Some(12), false)
+        );
         assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\n").unwrap(), None);
         assert!(parse_head(b"SSH-2.0\r\n\r\n").is_err());
     }

@@ -1,0 +1,475 @@
+#!/usr/bin/env python3
+"""Turns the generator's JSON lines (bench/run) into BENCHMARKS.md and PNG plots.
+
+Each measurement may be repeated (--reps); every figure shown is the median over repetitions.
+Ratios are always ssehub/peer: above 1 is better for rates, below 1 for latency and memory.
+"""
+
+import argparse
+import json
+import os
+import statistics
+from collections import defaultdict
+
+PEER_ORDER = ["ssehub", "ssehub-durable", "nchan", "express", "better-sse"]
+PEER_NAMES = {
+    "ssehub": "ssehub (memory)",
+    "ssehub-durable": "ssehub (durable)",
+    "nchan": "nginx + nchan",
+    "express": "Express (nests tutorial)",
+    "better-sse": "better-sse on Express",
+}
+
+
+def load(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                rows.append(json.loads(line))
+    return rows
+
+
+def get(row, path):
+    v = row
+    for k in path.split("."):
+        if not isinstance(v, dict) or v.get(k) is None:
+            return None
+        v = v[k]
+    return v
+
+
+def median_of(rows, path):
+    vals = [get(r, path) for r in rows]
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+# A repetition during which other processes took more than this share of a core on the two
+# benchmark cores is disturbed; it is left out when an undisturbed one of the same measurement
+# exists (the machine is shared with builds).
+DISTURBED_PCT = 20
+
+
+def disturbed(r):
+    return (r.get("other_cpu_pct") or 0) > DISTURBED_PCT
+
+
+def group(rows, workload):
+    """{(peer, subscribers): [rows]} for one workload: failed runs left out, and disturbed ones
+    too where a clean repetition exists."""
+    g = defaultdict(list)
+    for r in rows:
+        if r.get("workload") == workload and not r.get("failed"):
+            g[(r["peer"], r.get("subscribers"))].append(r)
+    for k, rs in g.items():
+        clean = [r for r in rs if not disturbed(r)]
+        g[k] = clean or rs
+    return g
+
+
+def peers_in(rows):
+    seen = {r["peer"] for r in rows}
+    return [p for p in PEER_ORDER if p in seen] + sorted(seen - set(PEER_ORDER))
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and abs(v) < 100 and v != int(v):
+        return f"{v:,.2f}{unit}"
+    return f"{int(round(v)):,}{unit}"
+
+
+def pct(v):
+    return "n/a" if v is None else f"{v:.0f} %"
+
+
+def gen_pct(v):
+    """The generator's CPU, flagged when it may have set the pace."""
+    if v is None:
+        return "n/a"
+    return f"**{v:.0f} %**" if v >= GEN_BUSY_PCT else f"{v:.0f} %"
+
+
+# At or above this, the generator's core was nearly full: the peer's figure is a lower bound.
+GEN_BUSY_PCT = 85
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "n/a"
+    return f"{a / b:.2f}x"
+
+
+def us_to_ms(v):
+    return None if v is None else v / 1000.0
+
+
+def fmt_ms(v):
+    if v is None:
+        return "n/a"
+    return f"{v:.2f} ms" if v < 10 else f"{v:,.0f} ms"
+
+
+def loss_cell(rs):
+    lost = median_of(rs, "lost")
+    exp = median_of(rs, "expected")
+    closed = median_of(rs, "streams_closed") or 0
+    if lost is None:
+        return "n/a"
+    s = f"{int(lost):,} / {int(exp or 0):,}"
+    if closed:
+        s += f" ({int(closed)} streams closed)"
+    if lost:
+        # stalled: nothing more arrived for 2 s, the events are gone; timeout: still arriving.
+        states = sorted({r.get("drain") for r in rs if r.get("drain")})
+        if states:
+            s += f" (drain {'/'.join(states)})"
+    return s
+
+
+def comparison_table(out, peers, keys, value, label_key, better_note):
+    """One row per key (e.g. subscriber count), one column per peer, then ssehub/peer ratios."""
+    others = [p for p in peers if p != "ssehub"]
+    head = [label_key] + [PEER_NAMES.get(p, p) for p in peers] + [f"ssehub/{p}" for p in others]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "---|" * len(head))
+    for k in keys:
+        vals = {p: value(p, k) for p in peers}
+        cells = [fmt(k) if isinstance(k, (int, float)) else str(k)]
+        cells += [vals[p][1] for p in peers]
+        base = vals.get("ssehub", (None, ""))[0]
+        cells += [ratio(base, vals[p][0]) for p in others]
+        out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    out.append(f"Ratios are ssehub/peer ({better_note}).")
+    out.append("")
+
+
+def detail_table(out, g, peers, keys):
+    out.append("| peer | subscribers | deliveries/s | publishes/s | p50 | p99 | max | lost / expected | generator CPU | server CPU | other CPU |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for p in peers:
+        for k in keys:
+            rs = g.get((p, k))
+            if not rs:
+                continue
+            out.append(
+                "| "
+                + " | ".join(
+                    [
+                        PEER_NAMES.get(p, p),
+                        fmt(k),
+                        fmt(median_of(rs, "deliveries_per_s")),
+                        fmt(median_of(rs, "publishes_per_s")),
+                        fmt_ms(us_to_ms(median_of(rs, "latency_us.p50"))),
+                        fmt_ms(us_to_ms(median_of(rs, "latency_us.p99"))),
+                        fmt_ms(us_to_ms(median_of(rs, "latency_us.max"))),
+                        loss_cell(rs),
+                        gen_pct(median_of(rs, "generator_cpu_pct")),
+                        pct(median_of(rs, "server_cpu_pct")),
+                        pct(median_of(rs, "other_cpu_pct")),
+                    ]
+                )
+                + " |"
+            )
+    out.append("")
+
+
+def window(rows):
+    w = median_of(rows, "window_s")
+    return "?" if w is None else f"{w:g}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--machine", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--plots", default="")
+    ap.add_argument("--notes", default="", help="hand-written analysis of this run, included if present")
+    a = ap.parse_args()
+
+    rows = load(a.results)
+    peers = peers_in(rows)
+    machine = open(a.machine).read()
+    reps = max((len(v) for v in group(rows, "fanout").values()), default=1)
+    cmd = next((l.split(": ", 1)[1] for l in machine.splitlines() if l.startswith("command: ")), "bench/run")
+
+    out = ["# Benchmarks", ""]
+    out.append(
+        "Side-by-side SSE servers on one machine, produced by `bench/run` (issue 6). Every server "
+        "runs pinned to core 0 (`taskset -c 0`), the load generator `ssehub-bench` to core 1; "
+        "loopback only; each peer is started fresh for each measurement. Events carry ~100 bytes "
+        "of data with the publish timestamp in it. Figures are medians over "
+        f"{reps} repetition(s). Raw JSON lines: `bench/results/results.jsonl`."
+    )
+    out.append("")
+    out.append(
+        "CPU columns are percent of one core over the window, from `/proc`: *generator* is "
+        "`ssehub-bench` itself (near 100 % would mean the generator, not the server, set the "
+        "pace), *server* the peer's process (nginx: its worker), *other* whatever else ran on "
+        "the two cores meanwhile (the machine is shared; a high figure marks a disturbed run). "
+        f"Generator CPU in **bold** (>= {GEN_BUSY_PCT} %) means its core was nearly full, so that "
+        "peer's figure is a lower bound. In loss cells, *drain stalled* means nothing more "
+        "arrived for 2 s after publishing stopped (the events are lost, not late)."
+    )
+    ok = [r for r in rows if not r.get("failed")]
+    dist = [r for r in ok if disturbed(r)]
+    out.append("")
+    out.append(
+        f"{len(dist)} of {len(ok)} measurements ran while other processes used over "
+        f"{DISTURBED_PCT} % of a core on the two benchmark cores (bench/run then measures once "
+        "more); a disturbed measurement is left out where an undisturbed repetition exists."
+    )
+    out.append("")
+    out.append(f"Command: `{cmd}`")
+    out.append("")
+
+    # ---------------------------------------------------------------- fan-out
+    fan = group(rows, "fanout")
+    fan_ns = sorted({k[1] for k in fan})
+    fan_peers = [p for p in peers if any((p, n) in fan for n in fan_ns)]
+    if fan_ns:
+        out.append("## Fan-out: deliveries/s, one topic, publishers saturating")
+        out.append("")
+        out.append(
+            "N subscribers on one topic; 4 publisher connections post as fast as the server "
+            "answers (one request in flight each). Deliveries/s = events received by all "
+            f"subscribers in a {window(rows)} s window after the warm-up. Loss: every subscriber must receive "
+            "every acknowledged publish (counted after publishing stops and the backlog drains). "
+            "Target for ssehub at 5,000: >= 1,000,000 deliveries/s, 0 loss."
+        )
+        out.append("")
+
+        def fv(p, n):
+            v = median_of(fan.get((p, n), []), "deliveries_per_s")
+            return v, fmt(v)
+
+        comparison_table(out, fan_peers, fan_ns, fv, "subscribers", "higher is better")
+        detail_table(out, fan, fan_peers, fan_ns)
+
+    # ---------------------------------------------------------------- latency
+    lat = group(rows, "latency")
+    lat_ns = sorted({k[1] for k in lat})
+    lat_peers = [p for p in peers if any((p, n) in lat for n in lat_ns)]
+    if lat_ns:
+        out.append("## Latency: publish to receive, 100 publishes/s")
+        out.append("")
+        out.append(
+            "N subscribers, 100 publishes/s in total (2 publishers, each publish stamped with "
+            "its scheduled time, so a server that delays publishes is charged for it). Latency is "
+            "measured for every delivery of a publish stamped inside the window. A peer that "
+            "cannot take 100 publishes/s falls behind its schedule, and its latency grows with the run "
+            "(marked *overloaded*; *unbounded* when no publish scheduled in the window was even sent "
+            "before the run ended). "
+            "Target for ssehub at 5,000: p99 <= 10 ms, max <= 50 ms."
+        )
+        out.append("")
+
+        def overloaded(p, n):
+            """A peer that could not take 100 publishes/s: its latency grows with the run."""
+            rs = lat.get((p, n), [])
+            pub = median_of(rs, "publishes_per_s")
+            rate = median_of(rs, "rate")
+            if pub is not None and rate and pub < 0.95 * rate:
+                return f" (overloaded: {pub:.0f} publishes/s taken)"
+            return ""
+
+        def lv(p, n):
+            v = median_of(lat.get((p, n), []), "latency_us.p99")
+            if v is None and overloaded(p, n):
+                return None, "unbounded" + overloaded(p, n)
+            return v, fmt_ms(us_to_ms(v)) + overloaded(p, n)
+
+        out.append("p99:")
+        out.append("")
+        comparison_table(out, lat_peers, lat_ns, lv, "subscribers", "lower is better")
+
+        def mv(p, n):
+            v = median_of(lat.get((p, n), []), "latency_us.max")
+            if v is None and overloaded(p, n):
+                return None, "unbounded" + overloaded(p, n)
+            return v, fmt_ms(us_to_ms(v)) + overloaded(p, n)
+
+        out.append("max:")
+        out.append("")
+        comparison_table(out, lat_peers, lat_ns, mv, "subscribers", "lower is better")
+        detail_table(out, lat, lat_peers, lat_ns)
+
+    # ---------------------------------------------------------------- idle + ramp
+    idle = group(rows, "idle")
+    idle_peers = [p for p in peers if any(k[0] == p for k in idle)]
+    if idle:
+        n = max(k[1] for k in idle)
+        out.append(f"## Idle subscribers and connection ramp, {n:,} subscribers")
+        out.append("")
+        out.append(
+            f"{n:,} subscribers opened as fast as the server takes them (256 connects in flight); "
+            "the ramp rate is subscribers / time until the last one had its response head. After "
+            "3 s idle, the server's VmRSS (`/proc/PID/status`; nginx: its worker) minus its RSS "
+            "before the first connection, per open subscriber. Targets for ssehub: <= 2 KiB per "
+            "subscriber, >= 25,000 subscriptions/s."
+        )
+        out.append("")
+        others = [p for p in idle_peers if p != "ssehub"]
+        out.append("| peer | KiB / subscriber | ssehub/peer | subscriptions/s | ssehub/peer | connected | RSS before -> after |")
+        out.append("|---|---|---|---|---|---|---|")
+        s_kib = median_of(idle.get(("ssehub", n), []), "kib_per_subscriber")
+        s_ramp = median_of(idle.get(("ssehub", n), []), "ramp_per_s")
+        for p in idle_peers:
+            rs = idle.get((p, n), [])
+            kib = median_of(rs, "kib_per_subscriber")
+            rp = median_of(rs, "ramp_per_s")
+            b = median_of(rs, "rss_baseline_kib")
+            r = median_of(rs, "rss_kib")
+            out.append(
+                f"| {PEER_NAMES.get(p, p)} | {fmt(kib)} | {ratio(s_kib, kib) if p in others else '-'} | "
+                f"{fmt(rp)} | {ratio(s_ramp, rp) if p in others else '-'} | "
+                f"{fmt(median_of(rs, 'still_open'))} | {fmt(b)} -> {fmt(r)} KiB |"
+            )
+        out.append("")
+
+    # ---------------------------------------------------------------- publish throughput
+    pub = group(rows, "publish")
+    pub_peers = [p for p in peers if any(k[0] == p for k in pub)]
+    if pub:
+        out.append("## Publish throughput over HTTP, 10 subscribers")
+        out.append("")
+        out.append(
+            "16 keep-alive publisher connections post as fast as they are answered; ssehub "
+            "verifies a Bearer JWT on every publish (Mercure form body), nchan takes the raw body, "
+            "the Node peers a JSON body. Acknowledged publishes/s in the window; the 10 "
+            "subscribers must receive all of them. Target for ssehub: >= 2x nchan."
+        )
+        out.append("")
+        out.append("| peer | publishes/s | ssehub/peer | deliveries/s | p99 | lost / expected | server CPU | generator CPU |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        s_pub = median_of(pub.get(("ssehub", 10), []), "publishes_per_s")
+        for p in pub_peers:
+            rs = pub.get((p, 10), [])
+            v = median_of(rs, "publishes_per_s")
+            out.append(
+                f"| {PEER_NAMES.get(p, p)} | {fmt(v)} | {ratio(s_pub, v) if p != 'ssehub' else '-'} | "
+                f"{fmt(median_of(rs, 'deliveries_per_s'))} | {fmt_ms(us_to_ms(median_of(rs, 'latency_us.p99')))} | "
+                f"{loss_cell(rs)} | {pct(median_of(rs, 'server_cpu_pct'))} | "
+                f"{gen_pct(median_of(rs, 'generator_cpu_pct'))} |"
+            )
+        out.append("")
+
+    # ---------------------------------------------------------------- topics
+    top = group(rows, "topics")
+    top_peers = [p for p in peers if any(k[0] == p for k in top)]
+    if top:
+        n = max(k[1] for k in top)
+        t = max(r.get("topics", 1) for rs in top.values() for r in rs)
+        out.append(f"## Fan-out with {t:,} topics, {n:,} subscribers (one topic each)")
+        out.append("")
+        out.append(
+            f"Subscriber i takes topic i mod {t:,}; 16 publishers go round the topics as fast as "
+            "they are answered, so each publish reaches N/topics subscribers. Compared with the "
+            "one-topic fan-out at the same N. The tutorial servers have no topics (n/a). Target "
+            "for ssehub: the same delivery rate as one topic."
+        )
+        out.append("")
+        out.append("| peer | deliveries/s, topics | deliveries/s, 1 topic | topics / 1 topic | publishes/s | lost / expected | ssehub/peer |")
+        out.append("|---|---|---|---|---|---|---|")
+        s_top = median_of(top.get(("ssehub", n), []), "deliveries_per_s")
+        for p in top_peers:
+            rs = top.get((p, n), [])
+            v = median_of(rs, "deliveries_per_s")
+            one = median_of(fan.get((p, n), []), "deliveries_per_s")
+            out.append(
+                f"| {PEER_NAMES.get(p, p)} | {fmt(v)} | {fmt(one)} | {ratio(v, one)} | "
+                f"{fmt(median_of(rs, 'publishes_per_s'))} | {loss_cell(rs)} | "
+                f"{ratio(s_top, v) if p != 'ssehub' else '-'} |"
+            )
+        out.append("")
+
+    failed = [r for r in rows if r.get("failed")]
+    if failed:
+        out.append("## Runs that failed")
+        out.append("")
+        for r in failed:
+            out.append(f"- {r['peer']} {r['workload']}")
+        out.append("")
+
+    if a.plots:
+        made = plots(a.plots, fan, fan_ns, fan_peers, lat, lat_ns, lat_peers)
+        if made:
+            out.append("## Plots")
+            out.append("")
+            for title, path in made:
+                out.append(f"![{title}]({path})")
+                out.append("")
+
+    if a.notes and os.path.exists(a.notes):
+        out.append(open(a.notes).read().rstrip())
+        out.append("")
+
+    out.append("## Machine")
+    out.append("")
+    out.append("```")
+    out.append(machine.rstrip())
+    out.append("```")
+    out.append("")
+    with open(a.out, "w") as f:
+        f.write("\n".join(out))
+    print(f"wrote {a.out}")
+
+
+def plots(directory, fan, fan_ns, fan_peers, lat, lat_ns, lat_peers):
+    import os
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no plots")
+        return []
+    os.makedirs(directory, exist_ok=True)
+    made = []
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for p in fan_peers:
+        xs = [n for n in fan_ns if (p, n) in fan]
+        ys = [median_of(fan[(p, n)], "deliveries_per_s") for n in xs]
+        ax.plot(xs, ys, marker="o", label=PEER_NAMES.get(p, p))
+    ax.set_xlabel("subscribers")
+    ax.set_ylabel("deliveries / s")
+    ax.set_title("Fan-out throughput, one topic, publishers saturating")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    path = os.path.join(directory, "throughput.png")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    # BENCHMARKS.md sits in the repository root, where bench/run runs this script.
+    made.append(("throughput vs subscribers", os.path.relpath(path)))
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for p in lat_peers:
+        xs = [n for n in lat_ns if (p, n) in lat]
+        ys = [us_to_ms(median_of(lat[(p, n)], "latency_us.p99")) for n in xs]
+        ax.plot(xs, ys, marker="o", label=PEER_NAMES.get(p, p))
+    ax.axhline(10, linestyle="--", color="grey", linewidth=1, label="ssehub target at 5,000 (10 ms)")
+    ax.set_yscale("log")
+    ax.set_xlabel("subscribers")
+    ax.set_ylabel("p99 publish-to-receive latency (ms, log)")
+    ax.set_title("p99 latency at 100 publishes/s")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    path2 = os.path.join(directory, "latency_p99.png")
+    fig.tight_layout()
+    fig.savefig(path2, dpi=110)
+    plt.close(fig)
+    made.append(("p99 latency vs subscribers", os.path.relpath(path2)))
+    return made
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+//! How to talk to each peer: where to subscribe, how to publish, and the bytes of both requests.
+//!
+//! Requests are written by hand (a few header lines) and built once per topic, so a publish costs
+//! a memcpy and 20 digits of timestamp, not an HTTP client's machinery.
+
+use std::net::SocketAddr;
+
+use clap::ValueEnum;
+
+use crate::scan::{TS_DIGITS, TS_MARKER, write_timestamp};
+
+/// The body format a peer's publish endpoint takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PubKind {
+    /// Mercure: `application/x-www-form-urlencoded` with `topic` and `data` (ssehub).
+    Mercure,
+    /// nchan: the raw body is the message, the channel is in the URL (`/pub?id=T`).
+    Nchan,
+    /// The nests tutorial's `POST /nest` with a JSON object, re-sent as `JSON.stringify`.
+    Nests,
+}
+
+/// The peers the runner starts, with their URL layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Preset {
+    Ssehub,
+    Nchan,
+    Express,
+    BetterSse,
+}
+
+/// One peer as the generator sees it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    /// Path and query of the subscribe URL; `{topic}` is replaced by the topic.
+    pub sub_path: String,
+    /// Path and query of the publish URL; `{topic}` is replaced by the topic.
+    pub pub_path: String,
+    pub kind: PubKind,
+    /// Extra request headers for publishing, e.g. `Authorization: Bearer ...`.
+    pub pub_headers: Vec<String>,
+}
+
+impl Target {
+    pub fn preset(preset: Preset, addr: SocketAddr) -> Self {
+        let (sub, publ, kind) = match preset {
+            Preset::Ssehub => (
+                "/.well-known/mercure?topic={topic}",
+                "/.well-known/mercure",
+                PubKind::Mercure,
+            ),
+            Preset::Nchan => ("/sub?id={topic}", "/pub?id={topic}", PubKind::Nchan),
+            Preset::Express | Preset::BetterSse => ("/events", "/nest", PubKind::Nests),
+        };
+        Self {
+            addr,
+            sub_path: sub.into(),
+            pub_path: publ.into(),
+            kind,
+            pub_headers: Vec::new(),
+        }
+    }
+
+    /// Whether subscribers can pick a topic at all (the tutorial servers broadcast to everyone).
+    pub fn has_topics(&self) -> bool {
+        self.sub_path.contains("{topic}")
+    }
+
+    pub fn subscribe_request(&self, topic: &str) -> Vec<u8> {
+        format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
+            self.sub_path.replace("{topic}", topic),
+            self.addr
+        )
+        .into_bytes()
+    }
+
+    /// The publish request for `topic` split around the timestamp, with event data of exactly
+    /// `size` bytes (padded with `x`; at least the marker and its digits).
+    pub fn publish_request(&self, topic: &str, size: usize) -> PublishRequest {
+        let stamp = TS_MARKER.len() + TS_DIGITS;
+        let (body_before, body_after, content_type) = match self.kind {
+            PubKind::Mercure => (
+                // `~`, digits and `x` need no percent-encoding, and neither do our topic names.
+                format!("topic={topic}&data="),
+                "x".repeat(size.saturating_sub(stamp)),
+                "application/x-www-form-urlencoded",
+            ),
+            PubKind::Nchan => (
+                String::new(),
+                "x".repeat(size.saturating_sub(stamp)),
+                "text/plain",
+            ),
+            PubKind::Nests => {
+                // `JSON.stringify` of {"momma": "..."} is what reaches subscribers: make that
+                // `size` bytes, like the other peers' data.
+                let wrapper = r#"{"momma":""}"#.len();
+                (
+                    r#"{"momma":""#.to_string(),
+                    format!("{}\"}}", "x".repeat(size.saturating_sub(stamp + wrapper))),
+                    "application/json",
+                )
+            }
+        };
+        let body_len = body_before.len() + stamp + body_after.len();
+        let mut head = format!(
+            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {body_len}\r\n",
+            self.pub_path.replace("{topic}", topic),
+            self.addr
+        );
+        for h in &self.pub_headers {
+            head.push_str(h);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        head.push_str(&body_before);
+        PublishRequest {
+            before: head.into_bytes(),
+            after: body_after.into_bytes(),
+        }
+    }
+}
+
+/// A publish request with a hole for the timestamp.
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    before: Vec<u8>,
+    after: Vec<u8>,
+}
+
+impl PublishRequest {
+    /// Writes the whole request for a publish stamped `ts_ns` into `out` (cleared first).
+    pub fn write(&self, ts_ns: u64, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&self.before);
+        write_timestamp(out, ts_ns);
+        out.extend_from_slice(&self.after);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::{extract_timestamp, parse_head};
+
+    fn body(req: &[u8]) -> &[u8] {
+        let at = memchr::memmem::find(req, b"\r\n\r\n").unwrap() + 4;
+        &req[at..]
+    }
+
+    #[test]
+    fn publish_bodies_have_the_right_length_and_stamp() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        for preset in [Preset::Ssehub, Preset::Nchan, Preset::Express] {
+            let t = Target::preset(preset, addr);
+            let mut out = Vec::new();
+            t.publish_request("t7", 100).write(77, &mut out);
+            let b = body(&out);
+            let text = std::str::from_utf8(&out).unwrap();
+            assert!(
+                text.contains(&format!("Content-Length: {}\r\n", b.len())),
+                "{text}"
+            );
+            assert_eq!(extract_timestamp(b), Some(77));
+            match preset {
+                Preset::Ssehub => assert_eq!(b.len() - "topic=t7&data=".len(), 100),
+                Preset::Nchan => {
+                    assert_eq!(b.len(), 100);
+                    assert!(text.starts_with("POST /pub?id=t7 "));
+                }
+                _ => assert_eq!(b.len(), 100),
+            }
+        }
+        // The head parser reads our own request line shape back (a sanity check of CRLFs).
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\n\r\n").unwrap().is_some());
+    }
+}
