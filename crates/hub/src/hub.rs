@@ -392,6 +392,11 @@ impl Hub {
     ///
     /// With durable storage it returns once the update is on disk (and delivered), and fails
     /// with [`PublishError::Unavailable`] when the store cannot take it (disk full).
+    ///
+    /// Cancelling: dropping the future of a durable publish after the update was handed to the
+    /// log does not take it back: it may still be committed and delivered, unacknowledged (the
+    /// usual at-least-once ambiguity of a lost answer). A caller that must update its own state
+    /// exactly when the publish succeeds should run the publish on its own task.
     pub async fn publish(&self, update: Update) -> Result<String, PublishError> {
         match &self.inner.storage {
             Storage::Memory => self.publish_memory(update),
