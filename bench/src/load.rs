@@ -202,7 +202,7 @@ pub fn run_thread(plan: Plan, shared: Arc<Shared>, phase: watch::Receiver<Phase>
 /// here); past that every connect scans the used half before it finds a port, which stalled the
 /// ramp between 12,000 and 15,000 subscribers by a second for every server alike. Each
 /// 127.0.0.x has its own port space, so a few sources keep every connect on the fast path.
-fn source_ip(server: SocketAddr, index: usize, sources: usize) -> Option<IpAddr> {
+pub(crate) fn source_ip(server: SocketAddr, index: usize, sources: usize) -> Option<IpAddr> {
     match server.ip() {
         IpAddr::V4(v4) if v4.is_loopback() && sources > 1 => Some(IpAddr::V4(Ipv4Addr::new(
             127,
@@ -216,7 +216,10 @@ fn source_ip(server: SocketAddr, index: usize, sources: usize) -> Option<IpAddr>
 
 /// A socket that resets on close: 15,000 closes per run would otherwise leave 15,000 ports in
 /// TIME_WAIT and the next runs would run out of ephemeral ports.
-async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     // Deprecated because a non-zero linger blocks the thread on drop; zero never blocks (the
     // kernel sends RST at once), which is the behaviour we want.
@@ -237,7 +240,10 @@ async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<Tc
 /// is drained), which saves the second, `EAGAIN`-returning `read` per wake-up that `try_read`
 /// needs. That halves the generator's syscalls against servers that write one event per
 /// `write` (nchan, Node). The buffer is borrowed only inside the synchronous poll.
-async fn read_some(stream: &mut TcpStream, mut f: impl FnMut(&[u8])) -> std::io::Result<usize> {
+pub(crate) async fn read_some(
+    stream: &mut TcpStream,
+    mut f: impl FnMut(&[u8]),
+) -> std::io::Result<usize> {
     std::future::poll_fn(|cx| {
         READ.with(|buf| {
             let mut buf = buf.borrow_mut();
@@ -434,7 +440,7 @@ async fn publisher(
 
 /// Sends one request and reads its whole response; returns the status and whether the
 /// connection may be reused.
-async fn exchange(
+pub(crate) async fn exchange(
     s: &mut TcpStream,
     req: &[u8],
     buf: &mut Vec<u8>,

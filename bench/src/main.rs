@@ -1,6 +1,6 @@
 //! `ssehub-bench`: the load generator of the side-by-side benchmark (issue 6).
 //!
-//! Two commands:
+//! Commands:
 //!
 //! - `fanout`: open N subscribers spread over K topics, wait until every one has its response
 //!   head, then run M publishers (as fast as they are answered, or at `--rate` publishes/s in
@@ -11,11 +11,15 @@
 //!   flags.
 //! - `idle`: open N subscribers as fast as the server takes them (the connection ramp), wait,
 //!   and read the server's RSS from `/proc`: KiB per subscriber over the baseline.
+//! - `replay` and `storm` (ssehub only, issue 5): catching up from the hub's history, one
+//!   subscriber replaying 100,000 updates and 10,000 reconnecting at once 100 behind; see
+//!   `catchup.rs`.
 //!
 //! Each measurement is one JSON line on stdout (the runner collects them) and one readable line
 //! on stderr. The generator reports its own CPU use over the window, so a run where the
 //! generator, not the server, was the limit shows itself.
 
+mod catchup;
 mod load;
 mod procfs;
 mod scan;
@@ -52,6 +56,10 @@ enum Command {
     Fanout(FanoutArgs),
     /// Open N subscribers (the ramp), wait, report the server's RSS per subscriber.
     Idle(IdleArgs),
+    /// Publish N updates, then replay all of them to one subscriber (`lastEventID=earliest`).
+    Replay(ReplayArgs),
+    /// S subscribers reconnect at once with `Last-Event-ID`, each K updates behind.
+    Storm(StormArgs),
 }
 
 #[derive(Debug, Args)]
@@ -74,9 +82,9 @@ struct Common {
     /// Extra publish request header, e.g. `Authorization: Bearer ...` (repeatable).
     #[arg(long = "header")]
     headers: Vec<String>,
-    /// Number of subscribers.
-    #[arg(long, short = 'n', default_value_t = 1000)]
-    subscribers: usize,
+    /// Number of subscribers [default: 1000; storm: 10000; replay: always 1].
+    #[arg(long, short = 'n')]
+    subscribers: Option<usize>,
     /// Worker threads (one current-thread runtime each); 1 per core the generator owns.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -140,6 +148,42 @@ struct IdleArgs {
     wait: Duration,
 }
 
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Updates published before the replay (the hub must retain them all).
+    #[arg(long, default_value_t = 100_000)]
+    updates: u64,
+    /// Publisher connections for the updates (each has one request in flight).
+    #[arg(long, short = 'm', default_value_t = 8)]
+    publishers: usize,
+    /// Bytes of event data per update.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Give up on the replay after this long, seconds.
+    #[arg(long, default_value = "30", value_parser = secs)]
+    timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+struct StormArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Updates published while the subscribers are away (K).
+    #[arg(long, default_value_t = 100)]
+    behind: u64,
+    /// Publisher connections for those updates.
+    #[arg(long, short = 'm', default_value_t = 4)]
+    publishers: usize,
+    /// Bytes of event data per update.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Give up on the reconnected subscribers catching up after this long, seconds.
+    #[arg(long, default_value = "30", value_parser = secs)]
+    timeout: Duration,
+}
+
 fn secs(s: &str) -> Result<Duration, String> {
     s.parse::<f64>()
         .ok()
@@ -153,6 +197,8 @@ fn main() -> anyhow::Result<()> {
     let line = match cli.command {
         Command::Fanout(args) => fanout(args)?,
         Command::Idle(args) => idle(args)?,
+        Command::Replay(args) => catchup::replay(&args)?,
+        Command::Storm(args) => catchup::storm(&args)?,
     };
     println!("{line}");
     Ok(())
@@ -172,6 +218,11 @@ impl Common {
         }
         t.pub_headers.clone_from(&self.headers);
         t
+    }
+
+    /// The subscriber count of `fanout` and `idle`.
+    fn n(&self) -> usize {
+        self.subscribers.unwrap_or(1000)
     }
 
     fn label(&self) -> String {
@@ -216,11 +267,11 @@ fn start(
             target.sub_path
         );
     }
-    if common.subscribers + publishers + 64 > 19_500 {
+    if common.n() + publishers + 64 > 19_500 {
         // The machine caps open files at 20,000 per process; split the load over processes.
         bail!(
             "{} subscribers is over one process's file limit; run several generators",
-            common.subscribers
+            common.n()
         );
     }
     let threads = common.threads.max(1);
@@ -233,7 +284,7 @@ fn start(
         let target = target.clone();
         let shared2 = shared.clone();
         let rx = phase_rx.clone();
-        let subs: Vec<(usize, String)> = (0..common.subscribers)
+        let subs: Vec<(usize, String)> = (0..common.n())
             .filter(|i| i % threads == th)
             .map(|i| (i, topic_name(i % topics)))
             .collect();
@@ -278,7 +329,7 @@ fn start(
         shared,
         phase,
         workers,
-        subscribers: common.subscribers,
+        subscribers: common.n(),
         started,
     })
 }
@@ -452,7 +503,7 @@ fn fanout(args: FanoutArgs) -> anyhow::Result<serde_json::Value> {
         "kind": "fanout",
         "workload": c.workload,
         "peer": c.label(),
-        "subscribers": c.subscribers,
+        "subscribers": c.n(),
         "connected": connected,
         "connect_failed": s.connect_failed.load(Relaxed),
         "publishers": args.publishers,
@@ -483,7 +534,7 @@ fn fanout(args: FanoutArgs) -> anyhow::Result<serde_json::Value> {
         "{:<10} {:<14} n={:<6} m={:<3} topics={:<5} {:>10.0} deliveries/s {:>9.1} pub/s  p50 {} p99 {} max {} us  lost {}/{}  CPU: generator {} server {} other {} %",
         c.label(),
         c.workload,
-        c.subscribers,
+        c.n(),
         args.publishers,
         topics,
         deliveries,
@@ -537,7 +588,7 @@ fn idle(args: IdleArgs) -> anyhow::Result<serde_json::Value> {
         "kind": "idle",
         "workload": c.workload,
         "peer": c.label(),
-        "subscribers": c.subscribers,
+        "subscribers": c.n(),
         "connected": connected,
         "connect_failed": s.connect_failed.load(Relaxed),
         "still_open": still_open,
@@ -553,7 +604,7 @@ fn idle(args: IdleArgs) -> anyhow::Result<serde_json::Value> {
         "{:<10} {:<14} n={:<6} connected {} in {:.3}s ({:.0}/s)  RSS {} -> {} KiB = {} KiB/subscriber",
         c.label(),
         c.workload,
-        c.subscribers,
+        c.n(),
         connected,
         ramp.as_secs_f64(),
         ramp_rate,

@@ -69,12 +69,31 @@ impl Target {
     }
 
     pub fn subscribe_request(&self, topic: &str) -> Vec<u8> {
-        format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
-            self.sub_path.replace("{topic}", topic),
+        self.subscribe_request_with(topic, None, &[])
+    }
+
+    /// The subscribe request with `query` (`name=value`, already encoded) added to the URL and
+    /// `headers` (`Name: value`) added to the head.
+    pub fn subscribe_request_with(
+        &self,
+        topic: &str,
+        query: Option<&str>,
+        headers: &[String],
+    ) -> Vec<u8> {
+        let mut path = self.sub_path.replace("{topic}", topic);
+        if let Some(q) = query {
+            path = add_query(&path, q);
+        }
+        let mut req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n",
             self.addr
-        )
-        .into_bytes()
+        );
+        for h in headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
+        req.into_bytes()
     }
 
     /// The publish request for `topic` split around the timestamp, with event data of exactly
@@ -123,6 +142,15 @@ impl Target {
     }
 }
 
+/// `path` with `param` (`name=value`) appended to its query string.
+pub fn add_query(path: &str, param: &str) -> String {
+    match path.find('?') {
+        None => format!("{path}?{param}"),
+        Some(q) if q + 1 == path.len() || path.ends_with('&') => format!("{path}{param}"),
+        Some(_) => format!("{path}&{param}"),
+    }
+}
+
 /// A publish request with a hole for the timestamp.
 #[derive(Debug, Clone)]
 pub struct PublishRequest {
@@ -144,6 +172,37 @@ impl PublishRequest {
 mod tests {
     use super::*;
     use crate::scan::{extract_timestamp, parse_head};
+
+    #[test]
+    fn query_parameters_are_appended() {
+        assert_eq!(add_query("/sub", "a=1"), "/sub?a=1");
+        assert_eq!(add_query("/sub?", "a=1"), "/sub?a=1");
+        assert_eq!(add_query("/sub?t=x", "a=1"), "/sub?t=x&a=1");
+        assert_eq!(add_query("/sub?t=x&", "a=1"), "/sub?t=x&a=1");
+    }
+
+    #[test]
+    fn subscribe_requests_carry_query_and_headers() {
+        let t = Target::preset(Preset::Ssehub, "127.0.0.1:9".parse().unwrap());
+        let req = t.subscribe_request_with(
+            "t1",
+            Some("lastEventID=earliest"),
+            &["Last-Event-ID: urn:x:1".to_string()],
+        );
+        let text = String::from_utf8(req).unwrap();
+        assert!(
+            text.starts_with("GET /.well-known/mercure?topic=t1&lastEventID=earliest HTTP/1.1\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("\r\nLast-Event-ID: urn:x:1\r\n\r\n"),
+            "{text}"
+        );
+        assert_eq!(
+            t.subscribe_request("t1"),
+            t.subscribe_request_with("t1", None, &[])
+        );
+    }
 
     fn body(req: &[u8]) -> &[u8] {
         let at = memchr::memmem::find(req, b"\r\n\r\n").unwrap() + 4;
