@@ -3,79 +3,30 @@
 //! acknowledged update and leaves no garbage.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ssehub_auth::{Algorithm, KeyConfig};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ssehub");
+mod common;
+
+use common::Served;
+
 /// The (id, data) of acknowledged publishes, in acknowledgement order.
 type Acked = Vec<(String, String)>;
 
 const KEY: &str = "durable-test-secret-durable-test-secret";
 
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Served {
-    fn start(dir: &Path) -> Served {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--addr", "127.0.0.1:0", "--heartbeat", "0"])
-            .args(["--jwt-key", KEY, "--data-dir"])
-            .arg(dir)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let url = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line: String = lines.recv_timeout(left).expect("ssehub did not start");
-            if let Some(i) = line.find("hub at ") {
-                let rest = &line[i + "hub at ".len()..];
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        Served { child, url }
-    }
-
-    fn terminate(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        assert!(self.child.wait().unwrap().success());
-    }
-
-    /// `kill -9`.
-    fn crash(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
+/// `ssehub serve` on the durable log in `dir`, and its Mercure URL.
+fn start(dir: &Path) -> (Served, String) {
+    let dir = dir.to_str().unwrap();
+    let served = Served::start(
+        &["--heartbeat", "0", "--jwt-key", KEY, "--data-dir", dir],
+        &[],
+    );
+    let url = served.hub_url();
+    (served, url)
 }
 
 fn token() -> String {
@@ -158,18 +109,18 @@ async fn replay(
 async fn a_last_event_id_from_before_a_restart_replays_exactly_the_missed_updates() {
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
-    let hub = Served::start(dir.path());
+    let (hub, url) = start(dir.path());
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(publish(&client, &hub.url, &format!("u{i}")).await.unwrap());
+        ids.push(publish(&client, &url, &format!("u{i}")).await.unwrap());
     }
-    tokio::task::spawn_blocking(move || hub.terminate())
+    tokio::task::spawn_blocking(move || assert!(hub.terminate().success()))
         .await
         .unwrap();
 
-    let hub = Served::start(dir.path());
+    let (_hub, url) = start(dir.path());
     for i in 5..7 {
-        ids.push(publish(&client, &hub.url, &format!("u{i}")).await.unwrap());
+        ids.push(publish(&client, &url, &format!("u{i}")).await.unwrap());
     }
     let seq = |id: &str| id.rsplit_once('-').unwrap().1.parse::<u64>().unwrap();
     assert!(seq(&ids[5]) > seq(&ids[4]), "ids keep increasing: {ids:?}");
@@ -179,7 +130,7 @@ async fn a_last_event_id_from_before_a_restart_replays_exactly_the_missed_update
         "same epoch"
     );
 
-    let events = replay(&hub.url, &ids[1], |ev, _| ev.len() >= 5).await;
+    let events = replay(&url, &ids[1], |ev, _| ev.len() >= 5).await;
     let want: Vec<(String, String)> = (2..7).map(|i| (ids[i].clone(), format!("u{i}"))).collect();
     assert_eq!(events, want);
 }
@@ -196,10 +147,10 @@ async fn kill_9_mid_stream_loses_no_acknowledged_update_and_leaves_no_garbage() 
         Duration::from_millis(400),
         Duration::from_millis(900),
     ] {
-        let hub = Served::start(dir.path());
+        let (hub, url) = start(dir.path());
         let mut tasks = Vec::new();
         for (p, start) in next_n.iter().enumerate() {
-            let (url, acked, start) = (hub.url.clone(), acked.clone(), *start);
+            let (url, acked, start) = (url.clone(), acked.clone(), *start);
             tasks.push(tokio::spawn(async move {
                 let client = reqwest::Client::new();
                 let mut n = start;
@@ -222,8 +173,8 @@ async fn kill_9_mid_stream_loses_no_acknowledged_update_and_leaves_no_garbage() 
         }
     }
 
-    let hub = Served::start(dir.path());
-    let events = replay(&hub.url, "earliest", |ev, head| {
+    let (_hub, url) = start(dir.path());
+    let events = replay(&url, "earliest", |ev, head| {
         ev.last().is_some_and(|(id, _)| id == head)
     })
     .await;

@@ -1,97 +1,16 @@
 //! `ssehub serve` as a real process: flags, the generated-key curl line, publish/subscribe over
 //! TCP, and a clean exit on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ssehub");
+use std::process::Command;
+use std::time::Duration;
 
-struct Served {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Served {
-    fn start(args: &[&str]) -> Served {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .args(["--addr", "127.0.0.1:0", "--memory"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Served { child, lines }
-    }
-
-    /// The first log line containing `needle` (fails after 10 s).
-    fn wait_line(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ssehub did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn after<'a>(line: &'a str, marker: &str) -> &'a str {
-    let start = line
-        .find(marker)
-        .unwrap_or_else(|| panic!("{marker:?} not in {line:?}"))
-        + marker.len();
-    line[start..].split_whitespace().next().unwrap()
-}
+use common::{BIN, Served, after};
 
 #[tokio::test]
 async fn generated_key_curl_line_works_and_sigterm_exits_zero() {
-    let served = Served::start(&[]);
+    let served = Served::start(&["--memory"], &[]);
     let listening = served.wait_line("hub at http://");
     let hub_url = after(&listening, "hub at ").to_owned();
     let publish_line = served.wait_line("publish:   curl");
@@ -134,22 +53,14 @@ async fn generated_key_curl_line_works_and_sigterm_exits_zero() {
 
 #[tokio::test]
 async fn flags_also_come_from_the_environment() {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .env("SSEHUB_JWT_KEY", "from-env-secret")
-        .env("SSEHUB_NO_ANONYMOUS", "true")
-        .env("SSEHUB_MEMORY", "true")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let served = Served { child, lines };
+    let served = Served::start(
+        &[],
+        &[
+            ("SSEHUB_JWT_KEY", "from-env-secret"),
+            ("SSEHUB_NO_ANONYMOUS", "true"),
+            ("SSEHUB_MEMORY", "true"),
+        ],
+    );
     let listening = served.wait_line("hub at http://");
     let hub_url = after(&listening, "hub at ").to_owned();
     let client = reqwest::Client::new();

@@ -1,0 +1,106 @@
+//! `ssehub serve` as a child process for the CLI's integration tests: start it on port 0, read
+//! its log lines, find its URL, stop it with SIGTERM or kill it with SIGKILL.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ssehub");
+
+pub struct Served {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    /// `ssehub serve --addr 127.0.0.1:0 ARGS...` with `ENV` set, logging at info.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Served {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Served { child, lines }
+    }
+
+    /// The first log line containing `needle` (fails after 15 s).
+    pub fn wait_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// The hub's Mercure URL, from the "hub at" log line.
+    pub fn hub_url(&self) -> String {
+        after(&self.wait_line("hub at http://"), "hub at ").to_owned()
+    }
+
+    /// SIGTERM, then the exit status (fails if it takes over 10 s).
+    pub fn terminate(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ssehub did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `kill -9`.
+    pub fn crash(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// The whitespace-delimited word after `marker` in `line`.
+pub fn after<'a>(line: &'a str, marker: &str) -> &'a str {
+    let start = line
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} not in {line:?}"))
+        + marker.len();
+    line[start..].split_whitespace().next().unwrap()
+}
