@@ -15,6 +15,9 @@ use bytes::{Bytes, BytesMut};
 /// A writer never takes more than this in one batch, so one wake-up cannot build a huge buffer.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 
+/// An empty queue keeps at most this many slots (16 x 32 bytes).
+const SHRINK_ABOVE: usize = 16;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
     /// Producers push frames.
@@ -125,9 +128,11 @@ impl Queue {
             self.bytes -= f.len();
             buf.extend_from_slice(&f);
         }
-        if self.frames.is_empty() {
-            // Give back the ring's memory: idle subscribers should cost almost nothing.
-            self.frames.shrink_to(4);
+        // Give back a large ring's memory after a burst (idle subscribers should cost almost
+        // nothing), but leave a small one alone: shrinking on every drain would reallocate on
+        // every batch of a busy subscriber.
+        if self.frames.is_empty() && self.frames.capacity() > SHRINK_ABOVE {
+            self.frames.shrink_to(SHRINK_ABOVE);
         }
         Some(buf.freeze())
     }
