@@ -599,11 +599,6 @@ impl Hub {
             mark: 0,
         };
         let filter = (sub.selectors.clone(), sub.authorized.clone());
-        let topics: Arc<[String]> = sub
-            .selectors
-            .iter()
-            .map(|s| s.as_str().to_owned())
-            .collect();
 
         // A durable hub resolves the replay point and reads retained state from the log before
         // taking the lock; what is older than the ring is read later by the stream itself.
@@ -722,7 +717,7 @@ impl Hub {
             &self.inner.on_join,
             PresenceKind::Join,
             id,
-            &topics,
+            &filter.0,
             &payload,
             total,
         );
@@ -731,7 +726,6 @@ impl Hub {
             key,
             id,
             queue,
-            topics,
             payload,
             head_id,
             filter,
@@ -743,7 +737,7 @@ impl Hub {
         hooks: &[PresenceHook],
         kind: PresenceKind,
         subscriber: u64,
-        topics: &Arc<[String]>,
+        topics: &Arc<[Selector]>,
         payload: &Option<Arc<serde_json::Value>>,
         total: usize,
     ) {
@@ -1078,7 +1072,6 @@ pub struct SubscriberStream {
     key: usize,
     id: u64,
     queue: Arc<Mutex<Queue>>,
-    topics: Arc<[String]>,
     payload: Option<Arc<serde_json::Value>>,
     head_id: Option<String>,
     filter: Filter,
@@ -1091,7 +1084,7 @@ impl std::fmt::Debug for SubscriberStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SubscriberStream")
             .field("id", &self.id)
-            .field("topics", &self.topics)
+            .field("topics", &self.filter.0)
             .finish()
     }
 }
@@ -1142,7 +1135,7 @@ impl Drop for SubscriberStream {
                 hooks,
                 PresenceKind::Leave,
                 self.id,
-                &self.topics,
+                &self.filter.0,
                 &self.payload,
                 total,
             );

@@ -9,8 +9,8 @@ pub struct PresenceEvent {
     pub kind: PresenceKind,
     /// The hub-local subscriber id (unique for the life of the hub).
     pub subscriber: u64,
-    /// The subscriber's topic selectors, as given.
-    pub topics: Arc<[String]>,
+    /// The subscriber's topic selectors, as given (`Selector::as_str` gives the text).
+    pub topics: Arc<[ssehub_selector::Selector]>,
     /// The subscriber's payload (e.g. the JWT `mercure.payload`), if any.
     pub payload: Option<Arc<serde_json::Value>>,
     /// Subscribers connected after this event.
