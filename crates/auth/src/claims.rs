@@ -22,7 +22,7 @@ pub struct Claims {
     pub publish: Option<Vec<Selector>>,
     /// `mercure.subscribe`: topics whose private updates this token may receive. `None` when
     /// absent.
-    pub subscribe: Option<Vec<Selector>>,
+    pub subscribe: Option<std::sync::Arc<[Selector]>>,
     /// `mercure.payload`: arbitrary JSON the hub attaches to the subscriber's subscriptions.
     pub payload: Option<Value>,
     /// The `exp` claim, in seconds since the Unix epoch. `None` means the token never expires.
@@ -82,7 +82,8 @@ impl Claims {
             Some(_) => return Err(malformed("the `mercure` claim is not a JSON object")),
         };
         claims.publish = selectors(mercure.get("publish"), "publish")?;
-        claims.subscribe = selectors(mercure.get("subscribe"), "subscribe")?;
+        // Shared by every subscription made with this (cached) token.
+        claims.subscribe = selectors(mercure.get("subscribe"), "subscribe")?.map(Into::into);
         claims.payload = mercure.get("payload").filter(|v| !v.is_null()).cloned();
         Ok(claims)
     }
