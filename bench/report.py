@@ -15,6 +15,7 @@ PEER_ORDER = ["ssehub", "ssehub-durable", "nchan", "express", "better-sse"]
 PEER_NAMES = {
     "ssehub": "ssehub (memory)",
     "ssehub-durable": "ssehub (durable)",
+    "ssehub-redis": "ssehub (Redis)",
     "nchan": "nginx + nchan",
     "express": "Express (nests tutorial)",
     "better-sse": "better-sse on Express",
@@ -484,6 +485,30 @@ def main():
                 f"{fmt(median_of(rs, 'deliveries_per_s'))} | {fmt_ms(us_to_ms(median_of(rs, 'latency_us.p99')))} | "
                 f"{loss_cell(rs)} | {pct(median_of(rs, 'server_cpu_pct'))} | "
                 f"{gen_pct(median_of(rs, 'generator_cpu_pct'))} |"
+            )
+        out.append("")
+
+    # ---------------------------------------------------------------- durable publish
+    p64 = group(rows, "publish64")
+    if pub and p64:
+        out.append("## Durable publish throughput: group commit against memory")
+        out.append("")
+        out.append(
+            "The publish workload above (10 subscribers, publishers as fast as they are answered, "
+            "JWT on every publish) against the RAM-only hub and the durable one, whose answer "
+            "waits for the fsync of the group its update is in, at 16 and at 64 publisher "
+            "connections. Target (issue 5): durable at least half of memory."
+        )
+        out.append("")
+        out.append("| publishers | memory publishes/s | durable publishes/s | durable / memory | durable lost / expected | durable server CPU |")
+        out.append("|---|---|---|---|---|---|")
+        for m, g in ((16, pub), (64, p64)):
+            mem = median_of(g.get(("ssehub", 10), []), "publishes_per_s")
+            drs = g.get(("ssehub-durable", 10), [])
+            dur = median_of(drs, "publishes_per_s")
+            out.append(
+                f"| {m} | {fmt(mem)} | {fmt(dur)} | {ratio(dur, mem)} | {loss_cell(drs)} | "
+                f"{pct(median_of(drs, 'server_cpu_pct'))} |"
             )
         out.append("")
 

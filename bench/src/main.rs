@@ -23,6 +23,7 @@ mod catchup;
 mod load;
 mod procfs;
 mod scan;
+mod soak;
 mod target;
 
 use std::net::SocketAddr;
@@ -60,6 +61,8 @@ enum Command {
     Replay(ReplayArgs),
     /// S subscribers reconnect at once with `Last-Event-ID`, each K updates behind.
     Storm(StormArgs),
+    /// A long mixed run (churn, replays, bad requests) against a hub, then leak and loss checks.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Debug, Args)]
@@ -199,6 +202,14 @@ fn main() -> anyhow::Result<()> {
         Command::Idle(args) => idle(args)?,
         Command::Replay(args) => catchup::replay(&args)?,
         Command::Storm(args) => catchup::storm(&args)?,
+        Command::Soak(args) => {
+            let (line, ok) = soak::soak(args)?;
+            println!("{line}");
+            if !ok {
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
     };
     println!("{line}");
     Ok(())

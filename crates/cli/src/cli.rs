@@ -12,6 +12,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// Log format on stderr: `text` for people, `json` (one object per line) for log
+    /// collectors. Which lines appear is set by RUST_LOG (e.g. `info`, `ssehub_server=debug`).
+    #[arg(long, global = true, env = "SSEHUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +96,23 @@ pub struct ServeArgs {
     #[arg(long, env = "SSEHUB_MEMORY", conflicts_with_all = ["retain_count", "retain_age", "retain_bytes"])]
     pub memory: bool,
 
+    /// Keep the log in a Redis stream (`redis://HOST:PORT[/DB]`) shared by every hub started
+    /// with the same URL and --redis-stream: they deliver the same updates, in the same order,
+    /// with the same ids (the stream ids). --retain-count and --retain-age trim the stream;
+    /// --data-dir is not used.
+    #[arg(long, env = "SSEHUB_REDIS", value_name = "URL", hide_env_values = true, conflicts_with_all = ["memory", "retain_bytes"])]
+    pub redis: Option<String>,
+
+    /// Name of the Redis stream (its hashes are NAME:pubids and NAME:latest), so several
+    /// independent hubs can share one Redis.
+    #[arg(
+        long,
+        env = "SSEHUB_REDIS_STREAM",
+        value_name = "NAME",
+        default_value = "ssehub"
+    )]
+    pub redis_stream: String,
+
     /// Keep at most this many newest updates in the durable log (default: no limit).
     #[arg(long, env = "SSEHUB_RETAIN_COUNT", value_name = "N")]
     pub retain_count: Option<u64>,
@@ -109,9 +137,87 @@ pub struct ServeArgs {
     #[arg(long, env = "SSEHUB_NO_ANONYMOUS")]
     pub no_anonymous: bool,
 
-    /// Largest publish request body, in bytes; larger ones get 413.
+    /// Largest publish request body, in bytes; larger ones get 413 (a declared Content-Length
+    /// over it at once, before the body is read).
     #[arg(long, env = "SSEHUB_MAX_BODY", default_value_t = 1024 * 1024)]
     pub max_body: usize,
+
+    // Limits: every one answers with a status and a one-line reason (docs/limits.md).
+    /// Most subscribers connected at once; more get 503 (0: no limit). An idle subscriber
+    /// costs about 2 KiB and a file descriptor: 100,000 is ~200 MiB, past which one machine is
+    /// better split with --redis.
+    #[arg(
+        long,
+        env = "SSEHUB_MAX_SUBSCRIBERS",
+        value_name = "N",
+        default_value_t = 100_000
+    )]
+    pub max_subscribers: usize,
+
+    /// Most subscribers from one client address (IPv6: one /64); more get 429 with
+    /// Retry-After (0: no limit). High because whole offices and mobile carriers share one
+    /// address behind NAT, each browser tab being a subscriber.
+    #[arg(
+        long,
+        env = "SSEHUB_MAX_SUBSCRIBERS_PER_IP",
+        value_name = "N",
+        default_value_t = 1000
+    )]
+    pub max_subscribers_per_ip: usize,
+
+    /// Reverse proxy (IP or CIDR range) whose X-Forwarded-For is believed for the client
+    /// address: the rightmost forwarded address that is not itself a trusted proxy. Repeat
+    /// it; in the variable, separate with commas.
+    #[arg(
+        long = "trusted-proxy",
+        env = "SSEHUB_TRUSTED_PROXY",
+        value_name = "CIDR",
+        value_delimiter = ',',
+        default_values = ["127.0.0.0/8", "::1"]
+    )]
+    pub trusted_proxies: Vec<ssehub_server::IpRange>,
+
+    /// Most topic selectors in one subscription; more get 400.
+    #[arg(long, env = "SSEHUB_MAX_SELECTORS", value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_selectors: u32,
+
+    /// Most topics in one published update; more get 400.
+    #[arg(long, env = "SSEHUB_MAX_TOPICS_PER_UPDATE", value_name = "N", default_value_t = ssehub_hub::MAX_TOPICS_PER_UPDATE as u32, value_parser = clap::value_parser!(u32).range(1..=ssehub_hub::MAX_TOPICS_PER_UPDATE as i64))]
+    pub max_topics_per_update: u32,
+
+    /// Largest request head (request line and headers), in bytes; larger ones get 431
+    /// (requests other than subscribes: at least 8192, hyper's minimum).
+    #[arg(long, env = "SSEHUB_MAX_HEAD", value_name = "BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_head: u32,
+
+    /// How long a connection may take to send a request head (from its accept, or from the
+    /// previous response); silent or dribbling connections, and idle keep-alive ones, are
+    /// closed after it.
+    #[arg(long, env = "SSEHUB_HEAD_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
+    pub head_timeout: Duration,
+
+    /// Publishes per second per publisher token, with a burst of as many; more get 429 with
+    /// Retry-After (0: no limit). High enough never to slow an app backend publishing all
+    /// its updates with one token; it stops a leaked or looping token from monopolizing the
+    /// hub.
+    #[arg(
+        long,
+        env = "SSEHUB_PUBLISH_RATE",
+        value_name = "N",
+        default_value_t = 10_000
+    )]
+    pub publish_rate: u32,
+
+    /// Frames queued to one subscriber before it counts as lagging: it then catches up from
+    /// the log where it left off, or gets an `ssehub.lagged` event and its stream ends when
+    /// that point is no longer retained.
+    #[arg(long, env = "SSEHUB_MAX_QUEUED_FRAMES", value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_queued_frames: u32,
+
+    /// Bytes queued to one subscriber before it counts as lagging (see --max-queued-frames):
+    /// what one stalled reader can cost the hub.
+    #[arg(long, env = "SSEHUB_MAX_QUEUED_BYTES", value_name = "BYTES", default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_queued_bytes: u32,
 }
 
 /// `--durability`.

@@ -1,6 +1,7 @@
 //! The `ssehub` binary: parses the command line and hands over to the subcommand.
 
 mod cli;
+mod config_file;
 mod endpoint;
 mod publish;
 mod serve;
@@ -10,7 +11,7 @@ mod token;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 
 /// A mistake in how the command was invoked, or in what it points at (a bad flag or URL, a
@@ -27,8 +28,28 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
-        Ok(cli) => cli,
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let configured = match config_file::apply(cli::Cli::command(), &args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ssehub: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let parsed = configured
+        .command
+        .clone()
+        .try_get_matches_from(&args)
+        .and_then(|m| cli::Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let cli = match parsed {
+        Ok((_, matches)) if config_file::printed(&configured, &matches).is_some() => {
+            print!(
+                "{}",
+                config_file::printed(&configured, &matches).unwrap_or_default()
+            );
+            return ExitCode::SUCCESS;
+        }
+        Ok((cli, _)) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             e.exit()
@@ -38,13 +59,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        cli::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One JSON object per line, its fields at the top level, for log collectors.
+        cli::LogFormat::Json => logs.json().flatten_event(true).with_ansi(false).init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

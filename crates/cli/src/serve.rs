@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use ssehub_auth::{Algorithm, Authorizer, KeyConfig};
-use ssehub_hub::Hub;
+use ssehub_hub::{Hub, RedisBackend, RedisOptions};
 use ssehub_server::{MERCURE_PATH, MercureConfig, MercureServer};
 
 use ssehub_hub::store::{CommitterOptions, Durability, Log, LogOptions, RetainPolicy};
@@ -49,8 +49,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let heartbeat = (!args.heartbeat.is_zero()).then_some(args.heartbeat);
     let mut builder = Hub::builder()
         .history_size(args.history_size)
-        .heartbeat(heartbeat);
-    if args.memory {
+        .heartbeat(heartbeat)
+        .max_subscribers(match args.max_subscribers {
+            0 => usize::MAX,
+            n => n,
+        })
+        .max_selectors(args.max_selectors as usize)
+        .max_queued(
+            args.max_queued_frames as usize,
+            args.max_queued_bytes as usize,
+        );
+    if let Some(url) = &args.redis {
+        let mut options = RedisOptions::new(url.clone(), args.redis_stream.clone());
+        options.max_len = args.retain_count;
+        options.max_age = args.retain_age;
+        let backend = RedisBackend::connect(options)
+            .await
+            .context("cannot use Redis (--redis)")?;
+        tracing::info!(stream = %backend.stream(), "storage: Redis stream");
+        builder = builder.redis(backend);
+    } else if args.memory {
         tracing::info!("storage: memory only (--memory); nothing survives a restart");
     } else {
         let options = LogOptions {
@@ -95,6 +113,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.anonymous = !args.no_anonymous;
     config.cors_origins = args.cors_origins.clone();
     config.max_body = args.max_body;
+    config.max_topics = args.max_selectors as usize;
+    config.max_topics_per_update = args.max_topics_per_update as usize;
+    config.max_subscribers_per_ip = args.max_subscribers_per_ip;
+    config.trusted_proxies = args.trusted_proxies.clone();
+    config.max_head = args.max_head as usize;
+    config.head_timeout = args.head_timeout;
+    config.publish_rate = args.publish_rate;
     config.console = true;
 
     let listener = ssehub_server::bind(args.addr)

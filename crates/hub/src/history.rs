@@ -19,6 +19,8 @@ pub(crate) struct Entry {
     pub(crate) topics: Box<[String]>,
     pub(crate) private: bool,
     pub(crate) frame: Bytes,
+    /// The Redis stream id of the update (a Redis-backed hub), [`Sid::ZERO`] otherwise.
+    pub(crate) sid: Sid,
 }
 
 /// Where a replay starts for a given `Last-Event-ID`.
@@ -43,6 +45,11 @@ pub(crate) struct History {
     /// The id of the newest update before this run (durable hubs after a restart), for
     /// [`History::last_id`] while the ring is still empty.
     last_before: Option<Arc<str>>,
+    /// Redis-backed hubs: the ring holds every stream entry after `sid_base` up to `sid_head`
+    /// (the last one this node's reader delivered), so a stream id in that range is a seek in
+    /// the ring and anything older must be read from Redis.
+    sid_base: Sid,
+    sid_head: Sid,
 }
 
 impl History {
@@ -54,7 +61,39 @@ impl History {
             epoch,
             by_id: HashMap::new(),
             last_before: None,
+            sid_base: Sid::ZERO,
+            sid_head: Sid::ZERO,
         }
+    }
+
+    /// A ring that follows a Redis stream from `after` (its last entry when the node started;
+    /// `last_id` is that entry's id).
+    pub(crate) fn follow_stream(&mut self, after: Sid, last_id: Option<Arc<str>>) {
+        self.sid_base = after;
+        self.sid_head = after;
+        self.last_before = last_id;
+    }
+
+    /// See `sid_base`.
+    pub(crate) fn sid_base(&self) -> Sid {
+        self.sid_base
+    }
+
+    /// The stream id of the last entry this node delivered (or started after).
+    pub(crate) fn sid_head(&self) -> Sid {
+        self.sid_head
+    }
+
+    /// The seq of the first ring entry whose stream id is after `sid` (`next_seq` if none).
+    /// Only meaningful for `sid >= sid_base`.
+    pub(crate) fn seq_after_sid(&self, sid: Sid) -> u64 {
+        let i = self.entries.partition_point(|e| e.sid <= sid);
+        self.entries.get(i).map_or(self.next_seq, |e| e.seq)
+    }
+
+    /// The seq of the retained update with this publisher-chosen id.
+    pub(crate) fn seq_of_publisher_id(&self, id: &str) -> Option<u64> {
+        self.by_id.get(id).copied()
     }
 
     /// A ring that continues a durable log: the next update gets `next_seq`, and `last_id` is
@@ -100,7 +139,11 @@ impl History {
     pub(crate) fn push(&mut self, entry: Entry, publisher_id: bool) {
         // A durable log assigns seqs itself; the ring follows it.
         self.next_seq = self.next_seq.max(entry.seq + 1);
+        if entry.sid != Sid::ZERO {
+            self.sid_head = entry.sid;
+        }
         if self.capacity == 0 {
+            self.sid_base = self.sid_head;
             return;
         }
         if self.entries.len() == self.capacity {
@@ -113,9 +156,13 @@ impl History {
     }
 
     fn evict_oldest(&mut self) {
-        if let Some(old) = self.entries.pop_front()
-            && self.by_id.get(&old.id) == Some(&old.seq)
-        {
+        let Some(old) = self.entries.pop_front() else {
+            return;
+        };
+        if old.sid != Sid::ZERO {
+            self.sid_base = old.sid;
+        }
+        if self.by_id.get(&old.id) == Some(&old.seq) {
             self.by_id.remove(&old.id);
         }
     }
@@ -172,6 +219,38 @@ impl History {
     }
 }
 
+/// A Redis stream id `{ms}-{seq}`: ordered like the stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Sid {
+    pub(crate) ms: u64,
+    pub(crate) seq: u64,
+}
+
+impl Sid {
+    /// `0-0`: before every entry (Redis never gives it to an entry).
+    pub(crate) const ZERO: Sid = Sid { ms: 0, seq: 0 };
+
+    /// Parses exactly `DIGITS-DIGITS` (what Redis generates), nothing looser: a text that
+    /// parses is treated as a position in the stream, so publisher ids of this shape are refused.
+    pub(crate) fn parse(s: &str) -> Option<Sid> {
+        let (ms, seq) = s.split_once('-')?;
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(ms) || !digits(seq) {
+            return None;
+        }
+        Some(Sid {
+            ms: ms.parse().ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for Sid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
 /// The seq of a hub-assigned id `{epoch}-{seq}` of this epoch.
 pub(crate) fn parse_hub_id(epoch: u64, id: &str) -> Option<u64> {
     let (e, seq) = id.split_once('-')?;
@@ -197,6 +276,7 @@ mod tests {
             topics: Box::new(["t".to_owned()]),
             private: false,
             frame: Bytes::new(),
+            sid: Sid::ZERO,
         };
         h.push(e, pid.is_some());
         seq
@@ -244,6 +324,63 @@ mod tests {
         entry(&mut h, None);
         assert_eq!(h.resolve("a"), Resolved::Unknown);
         assert!(h.check_publisher_id("a").is_ok());
+    }
+
+    #[test]
+    fn stream_ids_parse_strictly_and_order_like_redis() {
+        let sid = |s: &str| Sid::parse(s).unwrap();
+        assert_eq!(
+            sid("1700000000000-0"),
+            Sid {
+                ms: 1_700_000_000_000,
+                seq: 0
+            }
+        );
+        assert!(sid("5-10") > sid("5-9"), "numeric, not text order");
+        assert!(sid("6-0") > sid("5-99"));
+        for bad in [
+            "", "-", "5", "5-", "-5", "+5-1", "5-+1", "a-1", "5-1-2", "5 -1", "earliest",
+        ] {
+            assert_eq!(Sid::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            sid("18446744073709551615-3").to_string(),
+            "18446744073709551615-3"
+        );
+        assert_eq!(Sid::parse("18446744073709551616-0"), None, "overflow");
+    }
+
+    #[test]
+    fn a_ring_following_a_stream_knows_its_range() {
+        let mut h = History::new(2, 0);
+        h.follow_stream(Sid { ms: 10, seq: 0 }, None);
+        assert_eq!(
+            (h.sid_base(), h.sid_head()),
+            (Sid { ms: 10, seq: 0 }, Sid { ms: 10, seq: 0 })
+        );
+        assert_eq!(h.seq_after_sid(Sid { ms: 10, seq: 0 }), 1, "next to come");
+        for (seq, ms) in [(1, 11), (2, 12), (3, 13)] {
+            let e = Entry {
+                seq,
+                id: Arc::from(format!("{ms}-0")),
+                topics: Box::new(["t".to_owned()]),
+                private: false,
+                frame: Bytes::new(),
+                sid: Sid { ms, seq: 0 },
+            };
+            h.push(e, false);
+        }
+        // Holds 12 and 13; 11 was evicted, so the ring covers everything after 11.
+        assert_eq!(h.sid_base(), Sid { ms: 11, seq: 0 });
+        assert_eq!(h.sid_head(), Sid { ms: 13, seq: 0 });
+        assert_eq!(h.seq_after_sid(Sid { ms: 11, seq: 0 }), 2);
+        assert_eq!(
+            h.seq_after_sid(Sid { ms: 12, seq: 5 }),
+            3,
+            "between entries"
+        );
+        assert_eq!(h.seq_after_sid(Sid { ms: 13, seq: 0 }), 4);
+        assert_eq!(h.last_id(), Some("13-0"));
     }
 
     #[test]

@@ -29,9 +29,10 @@ use ssehub_store::{
 };
 
 use crate::error::{PublishError, SubscribeError};
-use crate::history::{Entry, History, Resolved, parse_hub_id};
+use crate::history::{Entry, History, Resolved, Sid, parse_hub_id};
 use crate::presence::{PresenceEvent, PresenceHook, PresenceKind};
 use crate::queue::{Mode, Queue};
+use crate::redis_store::{Fetch, FetchStart, RedisBackend, RedisStorage, Step, StreamEntry};
 use crate::storage::{DEFAULT_RETAIN_EVERY, Durable, Storage, id_of, unavailable};
 use crate::{Subscription, Update};
 
@@ -59,6 +60,7 @@ pub struct HubBuilder {
     committer: CommitterOptions,
     retention: RetainPolicy,
     retain_every: Duration,
+    redis: Option<RedisBackend>,
 }
 
 impl std::fmt::Debug for HubBuilder {
@@ -72,6 +74,7 @@ impl std::fmt::Debug for HubBuilder {
             .field("max_selectors", &self.max_selectors)
             .field("durable", &self.durable.as_ref().map(Log::dir))
             .field("retention", &self.retention)
+            .field("redis", &self.redis)
             .finish_non_exhaustive()
     }
 }
@@ -91,6 +94,7 @@ impl Default for HubBuilder {
             committer: CommitterOptions::default(),
             retention: RetainPolicy::default(),
             retain_every: DEFAULT_RETAIN_EVERY,
+            redis: None,
         }
     }
 }
@@ -151,6 +155,15 @@ impl HubBuilder {
         self
     }
 
+    /// Keeps the log in a Redis stream shared with other hub processes (see the crate docs,
+    /// "Redis"): every node delivers the stream's entries in stream order, with the stream id
+    /// as the event id. Takes precedence over [`HubBuilder::durable`]. The hub must be built
+    /// inside a Tokio runtime (it starts the stream reader).
+    pub fn redis(mut self, backend: RedisBackend) -> Self {
+        self.redis = Some(backend);
+        self
+    }
+
     /// Group commit sizing of a durable hub (default: up to 1,024 updates per fsync;
     /// `max_batch: 1` gives one fsync per update).
     pub fn committer(mut self, options: CommitterOptions) -> Self {
@@ -181,7 +194,10 @@ impl HubBuilder {
     }
 
     /// [`HubBuilder::build`], returning the durable log's error instead of panicking.
-    pub fn try_build(self) -> Result<Hub, StoreError> {
+    pub fn try_build(mut self) -> Result<Hub, StoreError> {
+        if let Some(backend) = self.redis.take() {
+            return self.build_redis(backend);
+        }
         let epoch = match &self.durable {
             Some(log) => log.epoch(),
             None => SystemTime::now()
@@ -256,6 +272,39 @@ impl HubBuilder {
                 }
                 Err(_) => tracing::warn!("Hub built outside a Tokio runtime: no heartbeats"),
             }
+        }
+        Ok(Hub { inner })
+    }
+
+    fn build_redis(self, backend: RedisBackend) -> Result<Hub, StoreError> {
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| StoreError::Io {
+            context: "starting the Redis stream reader",
+            reason: "no Tokio runtime".into(),
+        })?;
+        // Ids are stream ids, never `{epoch}-{seq}`: epoch 0 keeps `parse_hub_id` from
+        // mistaking a stream id for one.
+        let mut history = History::new(self.history_size, 0);
+        history.follow_stream(backend.start, backend.start_id.clone());
+        let inner = Arc::new(self.make_inner(
+            history,
+            Storage::Redis(RedisStorage {
+                shared: backend.shared.clone(),
+                tasks: Mutex::new(Vec::new()),
+                remote: Mutex::new(Default::default()),
+            }),
+        ));
+        let reader = rt.spawn(crate::redis_store::read_loop(
+            backend.shared.clone(),
+            Arc::downgrade(&inner),
+            backend.start,
+            Inner::deliver_redis,
+        ));
+        let presence = rt.spawn(cluster_presence(Arc::downgrade(&inner)));
+        if let Storage::Redis(r) = &inner.storage {
+            r.tasks.lock().extend([reader, presence]);
+        }
+        if let Some(every) = self.heartbeat {
+            rt.spawn(heartbeat(Arc::downgrade(&inner), every));
         }
         Ok(Hub { inner })
     }
@@ -347,6 +396,9 @@ struct Sub {
     authorized: Option<Arc<[Selector]>>,
     /// Seq of the last update this subscriber was considered for: dedupes multi-topic matches.
     mark: u64,
+    /// Redis: this subscriber already has every stream entry up to here (its replay read
+    /// further than this node's reader had delivered), so fan-out skips them.
+    skip_through: Option<Sid>,
 }
 
 impl Sub {
@@ -401,6 +453,7 @@ impl Hub {
         match &self.inner.storage {
             Storage::Memory => self.publish_memory(update),
             Storage::Durable(d) => self.publish_durable(d, update).await,
+            Storage::Redis(r) => self.publish_redis(r, update).await,
         }
     }
 
@@ -410,7 +463,7 @@ impl Hub {
     pub fn publish_now(&self, update: Update) -> Result<String, PublishError> {
         match &self.inner.storage {
             Storage::Memory => self.publish_memory(update),
-            Storage::Durable(_) => {
+            Storage::Durable(_) | Storage::Redis(_) => {
                 update.validate()?;
                 Err(PublishError::NeedsAwait)
             }
@@ -463,6 +516,37 @@ impl Hub {
         Ok(answer_id.unwrap_or_else(|| format!("{epoch}-{seq}")))
     }
 
+    /// A Redis-backed publish: one atomic script appends the update; the answer is its stream
+    /// id (or the publisher's id). Delivery, here as on every node, comes from the reader.
+    async fn publish_redis(
+        &self,
+        r: &RedisStorage,
+        update: Update,
+    ) -> Result<String, PublishError> {
+        update.validate()?;
+        if self.inner.state.lock().closed {
+            return Err(PublishError::Closed);
+        }
+        if let Some(id) = &update.id
+            && Sid::parse(id).is_some()
+        {
+            // It would read as a stream position on replay.
+            return Err(PublishError::ReservedId);
+        }
+        let sid = r
+            .shared
+            .publish(
+                &update.topics,
+                update.private,
+                update.id.as_deref(),
+                update.event_type.as_deref(),
+                update.retry,
+                &update.data,
+            )
+            .await?;
+        Ok(update.id.unwrap_or_else(|| sid.to_string()))
+    }
+
     fn publish_memory(&self, update: Update) -> Result<String, PublishError> {
         update.validate()?;
         let Update {
@@ -484,7 +568,7 @@ impl Hub {
         let (seq, id) = st.history.allocate(publisher_id.as_deref());
         let frame = encode_update(&id, event_type, retry, data)?;
         let topics = topics.into_boxed_slice();
-        fan_out(st, seq, &topics, private, &frame);
+        fan_out(st, seq, Sid::ZERO, &topics, private, &frame);
 
         let out = id.to_string();
         st.history.push(
@@ -494,6 +578,7 @@ impl Hub {
                 topics,
                 private,
                 frame,
+                sid: Sid::ZERO,
             },
             publisher_id.is_some(),
         );
@@ -513,7 +598,14 @@ impl Inner {
         for r in records {
             let id = d.id_of(r);
             let topics: Box<[String]> = r.record.topics.clone().into_boxed_slice();
-            fan_out(st, r.seq, &topics, r.record.private, &r.record.frame);
+            fan_out(
+                st,
+                r.seq,
+                Sid::ZERO,
+                &topics,
+                r.record.private,
+                &r.record.frame,
+            );
             st.history.push(
                 Entry {
                     seq: r.seq,
@@ -521,16 +613,50 @@ impl Inner {
                     topics,
                     private: r.record.private,
                     frame: r.record.frame.clone(),
+                    sid: Sid::ZERO,
                 },
                 r.record.publisher_id.is_some(),
             );
         }
     }
+
+    /// The Redis reader's delivery: entries in stream order get the next local seqs, are fanned
+    /// out and cached in the ring. Returns `false` once the hub is closed (the reader stops).
+    fn deliver_redis(&self, entries: Vec<StreamEntry>) -> bool {
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        if st.closed {
+            return false;
+        }
+        for e in entries {
+            // The reader never hands an entry twice, but a restart of Redis without
+            // persistence could make ids go back: never deliver out of order.
+            if e.sid <= st.history.sid_head() {
+                tracing::warn!(id = %e.sid, head = %st.history.sid_head(), "redis: stream id went backwards; skipping entry");
+                continue;
+            }
+            let seq = st.history.next_seq();
+            let topics = e.topics.into_boxed_slice();
+            fan_out(st, seq, e.sid, &topics, e.private, &e.frame);
+            st.history.push(
+                Entry {
+                    seq,
+                    id: e.id,
+                    topics,
+                    private: e.private,
+                    frame: e.frame,
+                    sid: e.sid,
+                },
+                e.publisher_id,
+            );
+        }
+        true
+    }
 }
 
 /// Offers update `seq` to every matching subscriber (under the state lock).
 #[inline]
-fn fan_out(st: &mut State, seq: u64, topics: &[String], private: bool, frame: &Bytes) {
+fn fan_out(st: &mut State, seq: u64, sid: Sid, topics: &[String], private: bool, frame: &Bytes) {
     let State {
         subs,
         exact,
@@ -544,11 +670,11 @@ fn fan_out(st: &mut State, seq: u64, topics: &[String], private: bool, frame: &B
             return;
         }
         sub.mark = seq;
-        if !sub.wants(topics, private) {
+        if !sub.wants(topics, private) || sub.skip_through.is_some_and(|s| sid <= s) {
             return;
         }
         let mut q = sub.queue.lock();
-        if q.offer(seq, frame) {
+        if q.offer_at(seq, sid, frame) {
             stats.deliveries += 1;
         } else if q.mode == (Mode::Lagged { resume_from: seq }) {
             stats.lagged += 1;
@@ -597,6 +723,7 @@ impl Hub {
             selectors: selectors.into(),
             authorized,
             mark: 0,
+            skip_through: None,
         };
         let filter = (sub.selectors.clone(), sub.authorized.clone());
 
@@ -632,6 +759,7 @@ impl Hub {
             }
         }
 
+        let mut fetch = None;
         let mut guard = self.inner.state.lock();
         let st = &mut *guard;
         if st.closed {
@@ -678,6 +806,29 @@ impl Hub {
                             // lock, then joins live delivery (see `catch_up`).
                             q.mode = Mode::Lagged { resume_from: from };
                         }
+                    }
+                }
+                Storage::Redis(r) => {
+                    let start = match last_event_id {
+                        Some(last) => match redis_ring_start(&st.history, &last) {
+                            Some(from) => {
+                                st.stats.replayed += replay(&st.history, &sub, &mut q, from);
+                                None
+                            }
+                            None => Some(FetchStart::After(last)),
+                        },
+                        None if retained => Some(FetchStart::Retained(sub.selectors.clone())),
+                        None => None,
+                    };
+                    if let Some(start) = start {
+                        // Publishers skip it until its replay from Redis reaches the ring
+                        // (`redis_step`).
+                        q.mode = Mode::Fetching;
+                        fetch = Some(std::sync::Mutex::new(Fetch::new(
+                            r.shared.clone(),
+                            start,
+                            self.inner.max_queued_frames,
+                        )));
                     }
                 }
             }
@@ -729,6 +880,7 @@ impl Hub {
             payload,
             head_id,
             filter,
+            fetch,
         })
     }
 
@@ -760,30 +912,41 @@ impl Hub {
     /// longer retained. A durable hub reads what is older than the ring from the log, one page
     /// per call and outside the hub lock, until the ring covers the rest; then, under the lock,
     /// the subscriber rejoins live delivery exactly where the ring takes over.
-    fn catch_up(&self, key: usize, queue: &Mutex<Queue>, filter: &Filter) {
+    ///
+    /// A Redis-backed hub instead returns the stream id to read from (inclusive) when the ring
+    /// no longer holds what the subscriber missed: its stream then fetches it from Redis.
+    fn catch_up(&self, key: usize, queue: &Mutex<Queue>, filter: &Filter) -> Option<Sid> {
         let (resume_from, limit) = {
             let mut guard = self.inner.state.lock();
             let st = &mut *guard;
-            let Some(sub) = st.subs.get(key) else { return };
+            let sub = st.subs.get(key)?;
             let mut q = queue.lock();
             let Mode::Lagged { resume_from } = q.mode else {
-                return;
+                return None;
             };
             if resume_from >= st.history.first_seq() {
                 q.mode = Mode::Live;
                 st.stats.deliveries += replay(&st.history, sub, &mut q, resume_from);
-                return;
+                return None;
             }
-            if matches!(self.inner.storage, Storage::Memory) {
-                q.push_unbounded(lagged_frame());
-                q.close();
-                st.stats.lag_closes += 1;
-                return;
+            match &self.inner.storage {
+                Storage::Durable(_) => {}
+                Storage::Redis(_) if q.lagged_sid != Sid::ZERO => {
+                    // Publishers keep skipping it; the fetch rejoins under the lock.
+                    q.mode = Mode::Fetching;
+                    return Some(q.lagged_sid);
+                }
+                Storage::Memory | Storage::Redis(_) => {
+                    q.push_unbounded(lagged_frame());
+                    q.close();
+                    st.stats.lag_closes += 1;
+                    return None;
+                }
             }
             (resume_from, st.history.first_seq())
         };
         let Storage::Durable(d) = &self.inner.storage else {
-            return;
+            return None;
         };
         let page = if resume_from < d.log.first_seq() {
             Ok(Vec::new())
@@ -793,21 +956,21 @@ impl Hub {
         };
         let mut q = queue.lock();
         if q.mode != (Mode::Lagged { resume_from }) {
-            return;
+            return None;
         }
         let records = match page {
             Ok(r) => r,
             Err(e) => {
                 drop(q);
                 self.close_lagged(queue, &format!("storage unavailable: {e}"));
-                return;
+                return None;
             }
         };
         // Retention may have trimmed `resume_from` since: never skip silently.
         if records.first().map(|r| r.seq) != Some(resume_from) {
             drop(q);
             self.close_lagged(queue, LAGGED_REASON);
-            return;
+            return None;
         }
         let mut next = resume_from;
         let mut n = 0;
@@ -833,6 +996,85 @@ impl Hub {
         q.mode = Mode::Lagged { resume_from: next };
         drop(q);
         self.inner.state.lock().stats.deliveries += n;
+        None
+    }
+
+    /// Queues one Redis replay step for a fetching subscriber; joins live delivery once the
+    /// step reaches what this node's ring holds. Returns where the next page starts, or `None`
+    /// when the fetch is over (joined, or the subscriber is gone or closed).
+    fn redis_step(
+        &self,
+        key: usize,
+        queue: &Mutex<Queue>,
+        filter: &Filter,
+        step: Step,
+    ) -> Option<Sid> {
+        let mut guard = self.inner.state.lock();
+        let State {
+            history,
+            subs,
+            stats,
+            ..
+        } = &mut *guard;
+        let sub = subs.get_mut(key)?;
+        let mut q = queue.lock();
+        if q.mode != Mode::Fetching {
+            return None;
+        }
+        if step.lost {
+            q.push_unbounded(lagged_frame());
+            q.close();
+            stats.lag_closes += 1;
+            return None;
+        }
+        if let Some(gap) = step.gap {
+            q.push_unbounded(gap);
+        }
+        let (selectors, authorized) = filter;
+        let mut consumed = None;
+        for e in &step.entries {
+            if wants(selectors, authorized.as_deref(), &e.topics, e.private) {
+                // A page of the stream stops at the queue's bounds (the queue is empty when a
+                // step arrives, so at least one update goes); the next page continues after
+                // the last one taken. Retained state is sent whole, as in the other modes.
+                if step.range && consumed.is_some() && !q.has_room(e.frame.len()) {
+                    return consumed;
+                }
+                q.push_unbounded(e.frame.clone());
+                stats.replayed += 1;
+            }
+            consumed = Some(e.sid);
+        }
+        let after = step.after;
+        if after >= history.sid_base() {
+            // Everything after `after` is in the ring or still to come from the reader: join
+            // under the lock, so nothing is missed or sent twice.
+            q.mode = Mode::Live;
+            if after > history.sid_head() {
+                sub.skip_through = Some(after);
+            }
+            stats.replayed += replay(history, sub, &mut q, history.seq_after_sid(after));
+            return None;
+        }
+        if step.exhausted {
+            // The stream has nothing after `after`, yet this node delivered entries past it:
+            // they were trimmed (or lost) while we read. Never skip silently.
+            q.push_unbounded(lagged_frame());
+            q.close();
+            stats.lag_closes += 1;
+            return None;
+        }
+        Some(after)
+    }
+
+    fn close_fetching(&self, queue: &Mutex<Queue>, reason: &str) {
+        let mut st = self.inner.state.lock();
+        let mut q = queue.lock();
+        if q.mode == Mode::Fetching {
+            q.push_unbounded(lagged_frame_with(reason));
+            q.close();
+            st.stats.lag_closes += 1;
+        }
     }
 
     fn close_lagged(&self, queue: &Mutex<Queue>, reason: &str) {
@@ -902,27 +1144,53 @@ impl Hub {
     }
 
     /// Subscribers whose selectors include exactly this selector text (a topic, a template, `*`).
+    /// With Redis storage: summed over the stream's live nodes (the others' counts are at most
+    /// about a second old).
     pub fn topic_subscribers(&self, selector: &str) -> usize {
-        self.inner
+        let local = self
+            .inner
             .state
             .lock()
             .selector_counts
             .get(selector)
             .copied()
-            .unwrap_or(0)
+            .unwrap_or(0);
+        let remote = match &self.inner.storage {
+            Storage::Redis(r) => r.remote.lock().selectors.get(selector).copied(),
+            _ => None,
+        };
+        local + remote.unwrap_or(0)
     }
 
-    /// Subscriber count per selector text, sorted by selector.
+    /// Subscriber count per selector text, sorted by selector. With Redis storage: summed over
+    /// the stream's live nodes, like [`Hub::topic_subscribers`].
     pub fn presence(&self) -> Vec<(String, usize)> {
         let st = self.inner.state.lock();
-        let mut v: Vec<_> = st
+        let mut all: HashMap<String, usize> = st
             .selector_counts
             .iter()
             .map(|(k, &n)| (k.to_string(), n))
             .collect();
         drop(st);
+        if let Storage::Redis(r) = &self.inner.storage {
+            for (k, n) in r.remote.lock().selectors.iter() {
+                *all.entry(k.clone()).or_default() += n;
+            }
+        }
+        let mut v: Vec<_> = all.into_iter().collect();
         v.sort();
         v
+    }
+
+    /// Subscribers connected to every live node of the hub's Redis stream (this node's now,
+    /// the others' as of the last refresh, about a second ago); [`Hub::subscriber_count`]
+    /// without Redis storage.
+    pub fn cluster_subscriber_count(&self) -> usize {
+        let local = self.subscriber_count();
+        match &self.inner.storage {
+            Storage::Redis(r) => local + r.remote.lock().subscribers,
+            _ => local,
+        }
     }
 
     /// Subscribers that would receive a public update on `topic` now.
@@ -944,7 +1212,7 @@ impl Hub {
     pub fn stats(&self) -> HubStats {
         let st = self.inner.state.lock();
         let retained = match &self.inner.storage {
-            Storage::Memory => st.history.len(),
+            Storage::Memory | Storage::Redis(_) => st.history.len(),
             Storage::Durable(d) => d.log.len() as usize,
         };
         HubStats {
@@ -953,6 +1221,16 @@ impl Hub {
             ..st.stats
         }
     }
+}
+
+/// Redis: where replay after `last` starts when this node's ring can serve it alone (a
+/// publisher id it holds, or a stream id between the ring's base and head).
+fn redis_ring_start(h: &History, last: &str) -> Option<u64> {
+    if let Some(seq) = h.seq_of_publisher_id(last) {
+        return Some(seq + 1);
+    }
+    let x = Sid::parse(last)?;
+    (x >= h.sid_base() && x <= h.sid_head()).then(|| h.seq_after_sid(x))
 }
 
 /// The latest ring entry of each topic `sub` selects (that it may see), oldest first: the
@@ -989,7 +1267,7 @@ fn replay(history: &History, sub: &Sub, q: &mut Queue, from: u64) -> u64 {
         if !sub.wants(&e.topics, e.private) {
             continue;
         }
-        if !q.offer(e.seq, &e.frame) {
+        if !q.offer_at(e.seq, e.sid, &e.frame) {
             break;
         }
         n += 1;
@@ -997,7 +1275,7 @@ fn replay(history: &History, sub: &Sub, q: &mut Queue, from: u64) -> u64 {
     n
 }
 
-fn encode_update(
+pub(crate) fn encode_update(
     id: &str,
     event_type: Option<String>,
     retry: Option<Duration>,
@@ -1016,7 +1294,7 @@ fn encode_update(
     Ok(event.encode())
 }
 
-fn gap_frame(requested: &str, gap: Resolved, oldest: Option<&str>) -> Bytes {
+pub(crate) fn gap_frame(requested: &str, gap: Resolved, oldest: Option<&str>) -> Bytes {
     let reason = if gap == Resolved::Expired {
         "expired"
     } else {
@@ -1041,6 +1319,55 @@ fn lagged_frame_with(reason: &str) -> Bytes {
     match Event::new().event(LAGGED_EVENT) {
         Ok(e) => e.data(reason).encode(),
         Err(_) => Bytes::new(),
+    }
+}
+
+/// A Redis-backed hub's presence exchange: every second, publish this node's counts and
+/// take the other live nodes' (see `redis_store`). On a Redis error only this node counts
+/// until the next successful exchange.
+async fn cluster_presence(hub: Weak<Inner>) {
+    let mut tick = tokio::time::interval(crate::redis_store::PRESENCE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = hub.upgrade() else { return };
+        let Storage::Redis(r) = &inner.storage else {
+            return;
+        };
+        let shared = r.shared.clone();
+        let (closed, total, selectors) = {
+            let st = inner.state.lock();
+            let selectors: Vec<(String, usize)> = st
+                .selector_counts
+                .iter()
+                .map(|(k, &n)| (k.to_string(), n))
+                .collect();
+            (st.closed, st.subs.len(), selectors)
+        };
+        // Do not keep the hub alive across the await.
+        drop(inner);
+        if closed {
+            shared.leave_presence().await;
+            return;
+        }
+        match shared.exchange_presence(total, &selectors).await {
+            Ok(remote) => {
+                let Some(inner) = hub.upgrade() else { return };
+                if let Storage::Redis(r) = &inner.storage {
+                    *r.remote.lock() = remote;
+                }
+            }
+            Err(e) => {
+                // The others cannot be counted now: count this node alone rather than nodes
+                // that may have died meanwhile.
+                tracing::debug!(error = %e, "redis: presence refresh failed");
+                if let Some(inner) = hub.upgrade()
+                    && let Storage::Redis(r) = &inner.storage
+                {
+                    *r.remote.lock() = Default::default();
+                }
+            }
+        }
     }
 }
 
@@ -1075,6 +1402,9 @@ pub struct SubscriberStream {
     payload: Option<Arc<serde_json::Value>>,
     head_id: Option<String>,
     filter: Filter,
+    /// Redis: the replay still to read from the stream before joining live delivery. In a
+    /// `Mutex` only so the stream stays `Sync`; it is reached through `get_mut`, never locked.
+    fetch: Option<std::sync::Mutex<Fetch>>,
 }
 
 /// A subscriber's selectors and private authorization, for catch-up outside the hub lock.
@@ -1120,7 +1450,48 @@ impl Stream for SubscriberStream {
                 }
                 Mode::Lagged { .. } => {
                     drop(q);
-                    this.hub.catch_up(this.key, &this.queue, &this.filter);
+                    if let Some(from) = this.hub.catch_up(this.key, &this.queue, &this.filter)
+                        && let Storage::Redis(r) = &this.hub.inner.storage
+                    {
+                        this.fetch = Some(std::sync::Mutex::new(Fetch::new(
+                            r.shared.clone(),
+                            FetchStart::Resume(from),
+                            this.hub.inner.max_queued_frames,
+                        )));
+                    }
+                }
+                Mode::Fetching => {
+                    // Wake on close too, not only when Redis answers.
+                    q.register(cx.waker());
+                    drop(q);
+                    let Some(fetch) = this.fetch.as_mut() else {
+                        this.hub
+                            .close_fetching(&this.queue, "replay was interrupted");
+                        continue;
+                    };
+                    let fetch = match fetch.get_mut() {
+                        Ok(f) => f,
+                        Err(poisoned) => poisoned.into_inner(),
+                    };
+                    match fetch.poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(reason)) => {
+                            this.fetch = None;
+                            this.hub.close_fetching(
+                                &this.queue,
+                                &format!("storage unavailable: {reason}; reconnect to resume"),
+                            );
+                        }
+                        Poll::Ready(Ok(step)) => {
+                            match this
+                                .hub
+                                .redis_step(this.key, &this.queue, &this.filter, step)
+                            {
+                                Some(after) => fetch.next_page(after),
+                                None => this.fetch = None,
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -3,7 +3,8 @@
 //! A [`Hub`] is a cheap-to-clone handle. Publishers call [`Hub::publish`]; each subscriber gets a
 //! [`SubscriberStream`] of ready-to-write `text/event-stream` bytes from [`Hub::subscribe`]. The
 //! HTTP faces (the Mercure API, your own axum routes) live in `ssehub-server`; this crate does
-//! no I/O.
+//! no network I/O of its own except to Redis when the hub's log is a Redis stream
+//! ([`HubBuilder::redis`]).
 //!
 //! ```
 //! use futures_util::StreamExt;
@@ -52,6 +53,21 @@
 //! (full disk) is [`PublishError::Unavailable`]; [`Hub::publish_now`] is refused
 //! ([`PublishError::NeedsAwait`]) since it cannot wait for the fsync.
 //!
+//! # Redis
+//!
+//! With [`HubBuilder::redis`] (a [`RedisBackend`] from [`RedisBackend::connect`]) the log is a
+//! Redis stream that several hub processes share. A publish is one atomic script on Redis
+//! (duplicate publisher id check, `XADD` with `MAXLEN`/`MINID` retention, indexes) and
+//! returns the stream id once Redis has it; nothing is delivered at publish time. Every node
+//! reads the stream in order and delivers it locally, so ids (the stream ids, e.g.
+//! `1700000000000-0`, or the publisher's) and order are the same on every node, and a client
+//! can resume on any node with its `Last-Event-ID`. Replay that the ring cannot serve, and lag
+//! catch-up past the ring, are read from the stream and join live delivery without gap or
+//! duplicate. When Redis is unreachable, publishes fail with [`PublishError::Unavailable`],
+//! subscribers stay connected (heartbeats go on), and the reader reconnects with backoff and
+//! resumes after the last entry it delivered. [`Hub::presence`] and
+//! [`Hub::topic_subscribers`] then count the subscribers of every live node.
+//!
 //! # Heartbeats
 //!
 //! One shared timer per hub (not one per subscriber) sends a `:` comment to every subscriber
@@ -62,6 +78,7 @@ mod history;
 mod hub;
 mod presence;
 mod queue;
+mod redis_store;
 mod storage;
 mod subscription;
 mod update;
@@ -69,6 +86,7 @@ mod update;
 pub use error::{PublishError, SubscribeError};
 pub use hub::{HISTORY_GAP_EVENT, Hub, HubBuilder, HubStats, LAGGED_EVENT, SubscriberStream};
 pub use presence::{PresenceEvent, PresenceHook, PresenceKind};
+pub use redis_store::{RedisBackend, RedisOptions, RedisStorageError};
 pub use ssehub_selector::{Selector, SelectorError};
 /// The durable log behind [`HubBuilder::durable`] (re-exported so users need no extra crate).
 pub use ssehub_store as store;

@@ -12,6 +12,8 @@ use std::task::Waker;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::history::Sid;
+
 /// A writer never takes more than this in one batch, so one wake-up cannot build a huge buffer.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 
@@ -24,6 +26,8 @@ pub(crate) enum Mode {
     Live,
     /// The queue overflowed; the writer must catch up from history starting at this seq.
     Lagged { resume_from: u64 },
+    /// Redis: the writer is replaying from the stream; producers skip it until it joins.
+    Fetching,
     /// No more pushes; the writer sends what is queued, then ends the stream.
     Closing,
 }
@@ -38,6 +42,9 @@ pub(crate) struct Queue {
     pub(crate) mode: Mode,
     /// Something was queued since the last heartbeat tick, so no heartbeat is needed.
     pub(crate) active: bool,
+    /// Redis: the stream id of the update the queue turned `Lagged` at, so catch-up can read
+    /// from Redis when the ring no longer holds it.
+    pub(crate) lagged_sid: Sid,
 }
 
 impl Queue {
@@ -50,6 +57,7 @@ impl Queue {
             waker: None,
             mode: Mode::Live,
             active: false,
+            lagged_sid: Sid::ZERO,
         }
     }
 
@@ -70,7 +78,13 @@ impl Queue {
 
     /// Queues an update frame of sequence `seq` for a live subscriber, or turns it `Lagged` at
     /// `seq` when it does not fit. Returns whether it was queued.
+    #[cfg(test)]
     pub(crate) fn offer(&mut self, seq: u64, frame: &Bytes) -> bool {
+        self.offer_at(seq, Sid::ZERO, frame)
+    }
+
+    /// [`Queue::offer`] of an update whose Redis stream id is `sid` ([`Sid::ZERO`] otherwise).
+    pub(crate) fn offer_at(&mut self, seq: u64, sid: Sid, frame: &Bytes) -> bool {
         if self.mode != Mode::Live {
             return false;
         }
@@ -79,6 +93,7 @@ impl Queue {
             true
         } else {
             self.mode = Mode::Lagged { resume_from: seq };
+            self.lagged_sid = sid;
             self.wake();
             false
         }

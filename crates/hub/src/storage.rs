@@ -8,6 +8,10 @@
 //!   answered. So subscribers only ever see durable updates, and seqs never repeat across
 //!   crashes. The ring stays as a cache of the newest updates; replay and catch-up from older
 //!   points read the log outside the hub lock, then join live delivery under it.
+//! - `Redis`: a Redis stream shared by several nodes sets the order (`crate::redis_store`).
+//!   Each node's reader delivers the stream's entries under the hub lock with local seqs; the
+//!   ring caches the newest; replay from older points is read from Redis by the subscriber's
+//!   stream, then joins live delivery under the lock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +27,8 @@ pub(crate) const DEFAULT_RETAIN_EVERY: Duration = Duration::from_secs(1);
 pub(crate) enum Storage {
     Memory,
     Durable(Durable),
+    /// A Redis stream shared with other nodes (`crate::redis_store`).
+    Redis(crate::redis_store::RedisStorage),
 }
 
 pub(crate) struct Durable {

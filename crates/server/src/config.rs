@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use ssehub_auth::Authorizer;
 
+use crate::IpRange;
+
 /// Settings of the Mercure endpoint.
 #[derive(Debug, Clone)]
 pub struct MercureConfig {
@@ -17,8 +19,23 @@ pub struct MercureConfig {
     pub max_body: usize,
     /// Longest query string accepted, in bytes (`400` beyond).
     pub max_query: usize,
-    /// Most `topic` parameters in one subscribe request (`400` beyond).
+    /// Most `topic` parameters in one subscribe request (`400` beyond). The hub has its own
+    /// bound (`HubBuilder::max_selectors`); `ssehub serve` sets both.
     pub max_topics: usize,
+    /// Most `topic` fields in one publish (`400` beyond); the hub never takes more than
+    /// [`ssehub_hub::MAX_TOPICS_PER_UPDATE`].
+    pub max_topics_per_update: usize,
+    /// Most open subscriptions per client address (`429` beyond; 0: no limit). The address is
+    /// the TCP peer's, or the one a trusted proxy forwarded (see
+    /// [`MercureConfig::trusted_proxies`]); IPv6 addresses count per /64. Enforced when the
+    /// peer address is known: always under [`crate::MercureServer::serve`], and with axum's
+    /// `ConnectInfo<SocketAddr>` when you serve the router yourself.
+    pub max_subscribers_per_ip: usize,
+    /// Peers whose `X-Forwarded-For` is believed (reverse proxies). Default: loopback only.
+    pub trusted_proxies: Vec<IpRange>,
+    /// Publishes per second per publisher token, with a burst of as many (`429` with
+    /// `Retry-After` beyond; 0: no limit).
+    pub publish_rate: u32,
     /// Reconnection time advised to subscribers in the first bytes of each stream.
     pub retry: Duration,
     /// Serve the web console at `/` (on for `ssehub serve`; off by default so a library user's
@@ -27,11 +44,28 @@ pub struct MercureConfig {
     /// After shutdown ended every stream, how long connections may take to drain (a client that
     /// stopped reading keeps its connection open) before they are dropped.
     pub shutdown_grace: Duration,
+    /// How long a connection may take to send a request head, counted from its accept (or, on
+    /// a keep-alive connection, from the end of the previous response); silent or dribbling
+    /// connections are closed after it. Idle keep-alive connections close after it too.
+    pub head_timeout: Duration,
+    /// Largest request head (request line and headers), in bytes (`431` beyond). Subscribes
+    /// are read by the connection layer with exactly this limit; requests handed to hyper get
+    /// it as hyper's read-buffer limit, which cannot be under 8 KiB (so below that, hyper's
+    /// requests may be up to 8 KiB).
+    pub max_head: usize,
+    /// Serve plain SSE subscribes in [`crate::MercureServer::serve`]'s own connection layer,
+    /// which keeps an idle subscriber to a fraction of what hyper's buffers cost (see
+    /// `docs/DESIGN.md`, "Connection layer"). Such requests then skip any layer wrapped around
+    /// the router passed to `serve`; turn this off if one of yours must see them.
+    pub fast_subscribe: bool,
 }
 
 impl MercureConfig {
     /// Defaults around an authorizer: anonymous subscribers allowed, no CORS, 1 MiB bodies,
-    /// 16 KiB query strings, 128 topics, 3 s retry advice, no console, 10 s shutdown grace.
+    /// 16 KiB query strings, 128 topics per subscription, 64 per update, 1,000 subscribers per
+    /// client address, loopback as the only trusted proxy, 10,000 publishes per second per
+    /// token, 3 s retry advice, no console, 10 s shutdown grace, 10 s request-head timeout,
+    /// 64 KiB request heads, fast subscribes on.
     pub fn new(authorizer: Authorizer) -> Self {
         MercureConfig {
             authorizer,
@@ -40,9 +74,16 @@ impl MercureConfig {
             max_body: 1024 * 1024,
             max_query: 16 * 1024,
             max_topics: 128,
+            max_topics_per_update: ssehub_hub::MAX_TOPICS_PER_UPDATE,
+            max_subscribers_per_ip: 1000,
+            trusted_proxies: IpRange::loopback(),
+            publish_rate: 10_000,
             retry: Duration::from_secs(3),
             console: false,
             shutdown_grace: Duration::from_secs(10),
+            head_timeout: Duration::from_secs(10),
+            max_head: 64 * 1024,
+            fast_subscribe: true,
         }
     }
 

@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 pub struct ApiError {
     status: StatusCode,
     reason: String,
+    /// Seconds for a `Retry-After` header (rate limits, a full hub).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -16,7 +18,19 @@ impl ApiError {
         ApiError {
             status,
             reason: reason.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error with `Retry-After: secs`: when trying again makes sense.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// The `Retry-After` seconds, if any.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
     }
 
     /// `400 Bad Request`.
@@ -55,6 +69,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

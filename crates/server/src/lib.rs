@@ -40,15 +40,20 @@
 //! ```
 
 mod config;
+mod conn;
 mod console;
 mod error;
 pub mod form;
+mod head;
+mod limits;
 mod mercure;
+mod rewind;
 mod serve;
 mod sse;
 
 pub use config::MercureConfig;
 pub use error::ApiError;
+pub use limits::{InvalidIpRange, IpRange};
 pub use mercure::MERCURE_PATH;
 pub use serve::{LISTEN_BACKLOG, MercureServer, bind};
 pub use sse::{Sse, preamble};

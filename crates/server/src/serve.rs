@@ -1,11 +1,12 @@
-//! Running the HTTP server: routes, CORS, and graceful shutdown.
+//! Running the HTTP server: routes, CORS, the accept loop and graceful shutdown.
 //!
 //! Shape borrowed from mini-redis: [`MercureServer::serve`] takes an already bound listener (so
-//! tests bind port 0) and a shutdown future. On shutdown it stops accepting, lets in-flight
-//! publishes finish, then closes the hub, which ends every stream cleanly (so clients reconnect
-//! elsewhere) and lets the connections drain.
+//! tests bind port 0) and a shutdown future, and spawns one task per connection
+//! ([`crate::conn`] serves it). On shutdown it stops accepting, lets in-flight publishes
+//! finish, then closes the hub, which ends every stream cleanly (so clients reconnect
+//! elsewhere) and lets the connections drain, for at most [`MercureConfig::shutdown_grace`].
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
@@ -13,12 +14,16 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::get;
 use ssehub_hub::Hub;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use ssehub_selector::SelectorCache;
 
 use crate::MercureConfig;
+use crate::conn::{self, Shared};
+use crate::limits::{PublishRate, SubscriberSlots};
 
 /// Distinct selector texts kept parsed; past it the cache starts over.
 const SELECTOR_CACHE_CAPACITY: usize = 10_000;
@@ -33,12 +38,17 @@ pub struct MercureServer {
 impl MercureServer {
     /// A server for `hub` with `config`.
     pub fn new(hub: Hub, config: MercureConfig) -> Self {
+        let slots = (config.max_subscribers_per_ip > 0)
+            .then(|| SubscriberSlots::new(config.max_subscribers_per_ip));
+        let publish_rate = PublishRate::new(config.publish_rate).map(Arc::new);
         MercureServer {
             state: MercureState {
                 hub,
                 config: Arc::new(config),
                 publishes: TaskTracker::new(),
                 selectors: Arc::new(SelectorCache::new(SELECTOR_CACHE_CAPACITY)),
+                slots,
+                publish_rate,
             },
         }
     }
@@ -66,53 +76,93 @@ impl MercureServer {
 
     /// Serves `router` (usually [`MercureServer::router`], maybe merged with more routes) on
     /// `listener` until `shutdown` completes, then shuts down gracefully.
+    ///
+    /// Plain SSE subscribes to the Mercure path are answered by the connection layer itself
+    /// (same logic and response as the router's handler, a fraction of the memory per idle
+    /// subscriber); everything else is served by hyper from `router`. See
+    /// [`MercureConfig::fast_subscribe`] if you wrap the router in layers.
     pub async fn serve(
         self,
         listener: TcpListener,
         router: Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        use axum::serve::ListenerExt;
-        let (tx, rx) = tokio::sync::watch::channel(false);
+        let signal = CancellationToken::new();
+        let shared = Arc::new(Shared::new(self.state.clone(), router, signal.clone()));
         let state = self.state.clone();
+        let cancel = signal.clone();
         let closer = tokio::spawn(async move {
             shutdown.await;
-            let _ = tx.send(true);
+            cancel.cancel();
             state.publishes.close();
             state.publishes.wait().await;
             state.hub.close();
         });
-        let listener = listener.tap_io(|tcp| {
-            // Events are small and latency matters more than packet count; batching happens
-            // above, in the subscriber's writer.
-            let _ = tcp.set_nodelay(true);
-        });
-        let mut rx2 = rx.clone();
-        let serving = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = rx2.wait_for(|v| *v).await;
-        });
-        // A client that stopped reading holds its connection open past the end of its stream;
-        // it must not hold the process hostage. After the grace period, remaining connections
-        // are dropped with the server future.
-        let mut rx3 = rx.clone();
-        let grace = self.state.config.shutdown_grace;
-        let deadline = async move {
-            let _ = rx3.wait_for(|v| *v).await;
-            tokio::time::sleep(grace).await;
-        };
-        let result = tokio::select! {
-            r = serving.into_future() => r,
-            () = deadline => {
-                tracing::warn!("connections still open {grace:?} after shutdown: dropping them");
-                Ok(())
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, _)) => {
+                        // Events are small and latency matters more than packet count;
+                        // batching happens above, in the subscriber's writer.
+                        let _ = tcp.set_nodelay(true);
+                        conns.spawn(conn::serve_connection(tcp, shared.clone()));
+                    }
+                    Err(e) => accept_failed(e).await,
+                },
+                Some(done) = conns.join_next(), if !conns.is_empty() => log_task_end(done),
+                () = signal.cancelled() => break,
             }
-        };
-        if !*rx.borrow() {
-            // The server stopped on its own (I/O error): close the hub too.
-            self.state.hub.close();
+        }
+        drop(listener);
+        // Connections end as the hub closes their streams. A client that stopped reading holds
+        // its connection open past the end of its stream; it must not hold the process
+        // hostage: after the grace period, remaining connections are dropped.
+        let grace = self.state.config.shutdown_grace;
+        let deadline = tokio::time::sleep(grace);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                next = conns.join_next() => match next {
+                    Some(done) => log_task_end(done),
+                    None => break,
+                },
+                () = &mut deadline => {
+                    tracing::warn!("connections still open {grace:?} after shutdown: dropping them");
+                    conns.shutdown().await;
+                    break;
+                }
+            }
         }
         closer.abort();
-        result
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> &MercureState {
+        &self.state
+    }
+}
+
+/// An accept error: per-connection ones (the peer gave up) are ignored; others (usually out of
+/// file descriptors) pause accepting instead of spinning, as axum::serve does.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!("accept failed: {e}; pausing 1 s");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+}
+
+fn log_task_end(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        tracing::error!("connection task panicked: {e}");
     }
 }
 
@@ -139,7 +189,7 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+pub(crate) fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {
         return None;
     }

@@ -21,7 +21,7 @@
 use std::convert::Infallible;
 
 use axum::body::Body;
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use ssehub_hub::SubscriberStream;
@@ -46,17 +46,28 @@ static X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-bufferin
 
 impl IntoResponse for Sse {
     fn into_response(self) -> Response {
-        let body = Body::from_stream(self.stream.map(Ok::<_, Infallible>));
-        let mut res = Response::new(body);
-        let h = res.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        h.insert(X_ACCEL_BUFFERING.clone(), HeaderValue::from_static("no"));
+        let mut res = Response::new(body(self.stream));
+        insert_headers(res.headers_mut());
         res
     }
+}
+
+/// The response body streaming `stream`.
+pub(crate) fn body(
+    stream: impl futures_core::Stream<Item = bytes::Bytes> + Send + 'static,
+) -> Body {
+    Body::from_stream(stream.map(Ok::<_, Infallible>))
+}
+
+/// The SSE response headers, in this order (the connection layer writes them in the order of
+/// the map).
+pub(crate) fn insert_headers(h: &mut HeaderMap) {
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(X_ACCEL_BUFFERING.clone(), HeaderValue::from_static("no"));
 }
 
 /// The first bytes of a stream: an empty comment and the reconnection-time advice, so browsers

@@ -10,13 +10,24 @@
 //! The writer is a plain thread, not a Tokio task, because commit blocks in fsync; it needs no
 //! runtime and exits when the committer is dropped or shut down.
 //!
+//! **Linger.** Answering a whole group at once makes its appenders come back together, but not
+//! at the same instant: the first of them reaches an idle writer alone, and without care the
+//! load splits into a small group and a large one, each paying a full commit (measured with 16
+//! HTTP publishers: 6.2 records per commit on average). Every commit costs the same CPU and
+//! fsync whatever its size, so the writer waits briefly for the rest when the group it holds is
+//! much smaller than the groups it has seen lately (the way PostgreSQL's `commit_delay` waits
+//! for `commit_siblings`). The wait ends as soon as enough have arrived, and never lasts longer
+//! than a recent commit took or [`CommitterOptions::max_linger`], so a lone appender does not
+//! wait at all (its groups are all of size one) and added latency stays under one commit.
+//!
 //! An optional hook sees each committed group, in seq order, before anyone is acknowledged:
 //! the hub fans out from there, so subscribers only ever see durable updates, in log order.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::log::Item;
 use crate::{Log, Record, StoreError, StoredRecord};
@@ -28,6 +39,10 @@ pub struct CommitterOptions {
     pub max_batch: usize,
     /// Appends that may wait for the writer before `append` itself waits (default 8,192).
     pub queue: usize,
+    /// Longest the writer waits for more appenders to join a group that is small compared with
+    /// recent ones (see the module docs, "Linger"; default 1 ms, zero turns lingering off). The
+    /// wait is also capped by how long a recent commit took.
+    pub max_linger: Duration,
 }
 
 impl Default for CommitterOptions {
@@ -35,6 +50,7 @@ impl Default for CommitterOptions {
         CommitterOptions {
             max_batch: 1024,
             queue: 8192,
+            max_linger: Duration::from_millis(1),
         }
     }
 }
@@ -51,6 +67,8 @@ pub struct CommitStats {
     pub failed_commits: u64,
     /// Most records in one transaction.
     pub largest_batch: u64,
+    /// Times the writer waited for more appenders before committing (see "Linger").
+    pub lingers: u64,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +77,7 @@ struct Stats {
     records: AtomicU64,
     failed_commits: AtomicU64,
     largest_batch: AtomicU64,
+    lingers: AtomicU64,
 }
 
 struct Request {
@@ -72,7 +91,7 @@ type Hook = Box<dyn FnMut(&[StoredRecord]) + Send>;
 /// [`GroupCommitter::shutdown`]) to stop the writer after what is queued.
 #[derive(Debug)]
 pub struct GroupCommitter {
-    tx: mpsc::Sender<Request>,
+    tx: flume::Sender<Request>,
     stats: Arc<Stats>,
     done: oneshot::Receiver<()>,
 }
@@ -94,7 +113,7 @@ impl GroupCommitter {
     }
 
     fn start(log: Log, options: CommitterOptions, hook: Option<Hook>) -> Result<Self, StoreError> {
-        let (tx, rx) = mpsc::channel(options.queue.max(1));
+        let (tx, rx) = flume::bounded(options.queue.max(1));
         let (done_tx, done) = oneshot::channel();
         let stats = Arc::new(Stats::default());
         let writer = Writer {
@@ -103,6 +122,7 @@ impl GroupCommitter {
             max_batch: options.max_batch.max(1),
             stats: stats.clone(),
             hook,
+            linger: Linger::new(options.max_linger),
         };
         std::thread::Builder::new()
             .name("ssehub-store-writer".into())
@@ -132,7 +152,7 @@ impl GroupCommitter {
     async fn submit(&self, item: Item) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Request { item, reply })
+            .send_async(Request { item, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -145,6 +165,7 @@ impl GroupCommitter {
             records: self.stats.records.load(Ordering::Relaxed),
             failed_commits: self.stats.failed_commits.load(Ordering::Relaxed),
             largest_batch: self.stats.largest_batch.load(Ordering::Relaxed),
+            lingers: self.stats.lingers.load(Ordering::Relaxed),
         }
     }
 
@@ -158,25 +179,56 @@ impl GroupCommitter {
 
 struct Writer {
     log: Log,
-    rx: mpsc::Receiver<Request>,
+    rx: flume::Receiver<Request>,
     max_batch: usize,
     stats: Arc<Stats>,
     hook: Option<Hook>,
+    linger: Linger,
 }
 
 impl Writer {
     fn run(mut self) {
         let mut group = Vec::with_capacity(self.max_batch);
-        while let Some(first) = self.rx.blocking_recv() {
+        while let Ok(first) = self.rx.recv() {
             group.push(first);
             // Everything that arrived while the previous commit was syncing shares this one.
-            while group.len() < self.max_batch {
-                match self.rx.try_recv() {
-                    Ok(r) => group.push(r),
-                    Err(_) => break,
+            self.take_waiting(&mut group);
+            let want = self.linger.expected().min(self.max_batch);
+            if group.len() < want {
+                self.stats.lingers.fetch_add(1, Ordering::Relaxed);
+                let deadline = Instant::now() + self.linger.max_wait();
+                while group.len() < want {
+                    match self.rx.recv_deadline(deadline) {
+                        Ok(r) => {
+                            group.push(r);
+                            self.take_waiting(&mut group);
+                        }
+                        // Timed out, or every sender is gone: commit what there is.
+                        Err(_) => break,
+                    }
                 }
             }
+            let size = group.len();
+            let started = Instant::now();
             self.commit(&mut group);
+            self.linger.committed(size, started.elapsed());
+        }
+        let s = &self.stats;
+        tracing::info!(
+            commits = s.commits.load(Ordering::Relaxed),
+            records = s.records.load(Ordering::Relaxed),
+            largest = s.largest_batch.load(Ordering::Relaxed),
+            lingers = s.lingers.load(Ordering::Relaxed),
+            "log writer stopped"
+        );
+    }
+
+    fn take_waiting(&self, group: &mut Vec<Request>) {
+        while group.len() < self.max_batch {
+            match self.rx.try_recv() {
+                Ok(r) => group.push(r),
+                Err(_) => break,
+            }
         }
     }
 
@@ -213,5 +265,98 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+/// The writer's estimate of how many appenders publish together and how long a commit takes,
+/// which decide whether and how long it lingers (see the module docs).
+#[derive(Debug)]
+struct Linger {
+    max: Duration,
+    /// The largest recent group, decaying by [`Linger::DECAY`] per commit so that the estimate
+    /// follows the load down within a few dozen commits.
+    peak: f64,
+    /// Moving average of commit durations, in seconds.
+    commit_secs: f64,
+}
+
+impl Linger {
+    const DECAY: f64 = 0.9;
+    /// The share of the recent peak worth waiting for: the stragglers past it would cost more
+    /// waiting than a commit of their own.
+    const SHARE: f64 = 0.75;
+
+    fn new(max: Duration) -> Self {
+        Linger {
+            max,
+            peak: 1.0,
+            commit_secs: 0.0,
+        }
+    }
+
+    /// How many records a group should hold before it commits without waiting.
+    fn expected(&self) -> usize {
+        if self.max.is_zero() {
+            return 1;
+        }
+        ((self.peak * Self::SHARE) as usize).max(1)
+    }
+
+    /// The longest the writer waits for the group to fill.
+    fn max_wait(&self) -> Duration {
+        Duration::from_secs_f64(self.commit_secs).min(self.max)
+    }
+
+    fn committed(&mut self, size: usize, took: Duration) {
+        self.peak = (self.peak * Self::DECAY).max(size as f64);
+        let took = took.as_secs_f64();
+        self.commit_secs = if self.commit_secs == 0.0 {
+            took
+        } else {
+            0.8 * self.commit_secs + 0.2 * took
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lone_appender_never_waits() {
+        let mut l = Linger::new(Duration::from_millis(1));
+        for _ in 0..100 {
+            assert_eq!(l.expected(), 1);
+            l.committed(1, Duration::from_micros(300));
+        }
+    }
+
+    #[test]
+    fn waits_for_most_of_a_recent_peak_and_follows_the_load_down() {
+        let mut l = Linger::new(Duration::from_millis(1));
+        l.committed(16, Duration::from_micros(300));
+        assert_eq!(l.expected(), 12);
+        assert_eq!(l.max_wait(), Duration::from_micros(300));
+        // The load drops to one appender: within a few dozen commits it stops waiting.
+        let mut commits = 0;
+        while l.expected() > 1 {
+            l.committed(1, Duration::from_micros(300));
+            commits += 1;
+            assert!(
+                commits < 30,
+                "still waiting for {} after {commits}",
+                l.expected()
+            );
+        }
+    }
+
+    #[test]
+    fn the_wait_is_capped_by_max_linger_and_off_at_zero() {
+        let mut l = Linger::new(Duration::from_micros(200));
+        l.committed(50, Duration::from_millis(5));
+        assert_eq!(l.max_wait(), Duration::from_micros(200));
+        let mut off = Linger::new(Duration::ZERO);
+        off.committed(50, Duration::from_millis(5));
+        assert_eq!(off.expected(), 1);
     }
 }

@@ -12,10 +12,11 @@ use ssehub_hub::Hub;
 use ssehub_selector::SelectorCache;
 use tokio_util::task::TaskTracker;
 
+use crate::limits::{PublishRate, SubscriberSlots};
 use crate::{ApiError, MercureConfig};
 
 pub(crate) use publish::publish;
-pub(crate) use subscribe::subscribe;
+pub(crate) use subscribe::{Subscribed, insert_subscribe_headers, open_subscription, subscribe};
 
 /// The path of the Mercure endpoint.
 pub const MERCURE_PATH: &str = "/.well-known/mercure";
@@ -29,6 +30,18 @@ pub(crate) struct MercureState {
     pub(crate) publishes: TaskTracker,
     /// Subscribers share parsed selectors instead of compiling a template each.
     pub(crate) selectors: Arc<SelectorCache>,
+    /// Open subscriptions per client address (`None`: no limit).
+    pub(crate) slots: Option<Arc<SubscriberSlots>>,
+    /// Publishes per second per token (`None`: no limit).
+    pub(crate) publish_rate: Option<Arc<PublishRate>>,
+}
+
+/// A verified token: its claims, where it came from, and the token itself (the publish rate
+/// limit is per token).
+pub(crate) struct Authenticated {
+    pub(crate) claims: Arc<Claims>,
+    pub(crate) source: TokenSource,
+    pub(crate) token: String,
 }
 
 /// Finds and verifies the request's token, if it has one.
@@ -37,7 +50,7 @@ pub(crate) fn authenticate(
     headers: &HeaderMap,
     query: Option<&str>,
     role: Role,
-) -> Result<Option<(Arc<Claims>, TokenSource)>, ApiError> {
+) -> Result<Option<Authenticated>, ApiError> {
     let found = ssehub_auth::extract_token(headers, query)
         .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
     let Some((token, source)) = found else {
@@ -47,5 +60,9 @@ pub(crate) fn authenticate(
         .authorizer
         .verify(&token, role)
         .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
-    Ok(Some((claims, source)))
+    Ok(Some(Authenticated {
+        claims,
+        source,
+        token,
+    }))
 }

@@ -10,8 +10,9 @@ use axum::response::{IntoResponse, Response};
 use ssehub_auth::{Role, TokenSource};
 use ssehub_hub::{PublishError, Update};
 
-use super::{MercureState, authenticate};
+use super::{Authenticated, MercureState, authenticate};
 use crate::form::decode_pairs;
+use crate::limits::retry_after_secs;
 use crate::{ApiError, MercureConfig};
 
 pub(crate) async fn publish(
@@ -22,18 +23,39 @@ pub(crate) async fn publish(
     let config = &state.config;
     check_content_type(&parts.headers)?;
 
-    let claims = match authenticate(config, &parts.headers, parts.uri.query(), Role::Publisher)? {
-        Some((claims, source)) => {
-            if source == TokenSource::Cookie {
-                check_cookie_origin(config, &parts.headers)?;
-            }
-            claims
-        }
-        None => return Err(ApiError::unauthorized("a publisher token is required")),
+    let Some(Authenticated {
+        claims,
+        source,
+        token,
+    }) = authenticate(config, &parts.headers, parts.uri.query(), Role::Publisher)?
+    else {
+        return Err(ApiError::unauthorized("a publisher token is required"));
     };
+    if source == TokenSource::Cookie {
+        check_cookie_origin(config, &parts.headers)?;
+    }
+    // Before the body is read: a publisher over its rate costs as little as possible.
+    if let Some(rate) = &state.publish_rate
+        && let Err(wait) = rate.check(&token)
+    {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many publishes with this token (at most {} per second)",
+                config.publish_rate
+            ),
+        )
+        .with_retry_after(retry_after_secs(wait)));
+    }
+    drop(token);
 
+    // A declared length over the limit is refused before reading a byte: waiting for a body
+    // we would refuse anyway lets a client hold the request open for as long as it likes.
+    if declared_length(&parts.headers).is_some_and(|n| n > config.max_body as u64) {
+        return Err(too_large(config.max_body));
+    }
     let body = read_body(body, config.max_body).await?;
-    let update = parse_update(&body)?;
+    let update = parse_update(&body, config.max_topics_per_update)?;
     if claims.publish.is_none()
         || !claims.can_publish_all(update.topics().iter().map(String::as_str))
     {
@@ -81,13 +103,23 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// A browser sends cookies with cross-site form posts, so a cookie-authenticated publish must come
 /// from an origin the operator allowed (CSRF protection, as the Mercure draft requires).
+///
+/// Only an origin listed by name counts: a `*` in the CORS origins lets any page *read* without
+/// credentials, but a form post from any page would still carry the cookie, so the wildcard
+/// must not turn this check off.
 fn check_cookie_origin(config: &MercureConfig, headers: &HeaderMap) -> Result<(), ApiError> {
     let origin = headers
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER));
     let origin = origin.and_then(|v| v.to_str().ok()).map(origin_of);
+    let listed = |o: &str| {
+        config
+            .cors_origins
+            .iter()
+            .any(|allowed| allowed != "*" && allowed.eq_ignore_ascii_case(o))
+    };
     match origin {
-        Some(o) if config.origin_allowed(o) => Ok(()),
+        Some(o) if listed(o) => Ok(()),
         Some(_) => Err(ApiError::forbidden(
             "cookie-authenticated publish from an origin that is not allowed",
         )),
@@ -106,13 +138,25 @@ fn origin_of(url: &str) -> &str {
     }
 }
 
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn too_large(max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body larger than {max} bytes"),
+    )
+}
+
 async fn read_body(body: Body, max: usize) -> Result<bytes::Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body larger than {max} bytes"),
-        )
-    };
+    let too_large = || too_large(max);
     match axum::body::to_bytes(body, max).await {
         Ok(b) => Ok(b),
         Err(e) => {
@@ -134,10 +178,12 @@ mod http_body_util_limited {
     pub(crate) use http_body_util::LengthLimitError;
 }
 
-fn parse_update(body: &[u8]) -> Result<Update, ApiError> {
+/// The update a form describes; at most `max_topics` topics.
+fn parse_update(body: &[u8], max_topics: usize) -> Result<Update, ApiError> {
     let pairs =
         decode_pairs(body).map_err(|e| ApiError::bad_request(format!("invalid form: {e}")))?;
     let mut update = Update::empty();
+    let mut topics = 0usize;
     let mut seen = [false; 5];
     let mut once = |i: usize, name: &str| {
         if std::mem::replace(&mut seen[i], true) {
@@ -150,7 +196,15 @@ fn parse_update(body: &[u8]) -> Result<Update, ApiError> {
     };
     for (key, value) in pairs {
         update = match key.as_str() {
-            "topic" => update.topic(value),
+            "topic" => {
+                topics += 1;
+                if topics > max_topics {
+                    return Err(ApiError::bad_request(format!(
+                        "too many topics in one update (at most {max_topics})"
+                    )));
+                }
+                update.topic(value)
+            }
             "data" => {
                 once(0, "data")?;
                 update.data(value)
@@ -202,7 +256,11 @@ mod tests {
 
     #[test]
     fn parse_update_reads_every_field() {
-        let u = parse_update(b"topic=a&topic=b&data=x&id=i1&type=t&retry=50&private=on").unwrap();
+        let u = parse_update(
+            b"topic=a&topic=b&data=x&id=i1&type=t&retry=50&private=on",
+            64,
+        )
+        .unwrap();
         assert_eq!(u.topics(), ["a", "b"]);
         assert_eq!(u.data_str(), "x");
         assert_eq!(u.id_str(), Some("i1"));
@@ -221,9 +279,12 @@ mod tests {
             (b"topic=a&data=1&data=2", "data given more than once"),
             (b"topic=a&data=%C3%28", "not valid UTF-8"),
         ] {
-            let err = parse_update(body).unwrap_err();
+            let err = parse_update(body, 64).unwrap_err();
             assert_eq!(err.status(), StatusCode::BAD_REQUEST);
             assert!(err.reason().contains(reason), "{body:?}: {}", err.reason());
         }
+        let err = parse_update(b"topic=a&topic=b&topic=c", 2).unwrap_err();
+        assert_eq!(err.reason(), "too many topics in one update (at most 2)");
+        assert!(parse_update(b"topic=a&topic=b", 2).is_ok());
     }
 }

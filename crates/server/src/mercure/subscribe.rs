@@ -1,22 +1,81 @@
 //! `GET /.well-known/mercure`: subscribe to topic selectors, with replay and private updates.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_core::Stream;
+use futures_util::StreamExt;
 use ssehub_auth::Role;
-use ssehub_hub::{SubscribeError, Subscription};
+use ssehub_hub::{SubscribeError, SubscriberStream, Subscription};
 
-use super::{MercureState, authenticate};
+use super::{Authenticated, MercureState, authenticate};
 use crate::form::decode_pairs;
-use crate::{ApiError, Sse, preamble};
+use crate::limits::{SlotGuard, client_ip};
+use crate::{ApiError, preamble};
 
+/// `Retry-After` of a subscribe refused for a subscriber limit: slots free up only as other
+/// subscribers leave, so there is no exact time to give; this keeps retries infrequent.
+const SUBSCRIBER_LIMIT_RETRY_AFTER: u64 = 10;
+
+/// A subscriber's stream together with its slot in the per-address count, so the slot is
+/// released exactly when the stream is dropped, on either serving path.
+#[derive(Debug)]
+pub(crate) struct Subscribed {
+    stream: SubscriberStream,
+    _slot: Option<SlotGuard>,
+}
+
+impl Subscribed {
+    pub(crate) fn stream(&self) -> &SubscriberStream {
+        &self.stream
+    }
+}
+
+impl Stream for Subscribed {
+    type Item = Bytes;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        self.stream.poll_next_unpin(cx)
+    }
+}
+
+/// The axum handler. The peer address comes from axum's `ConnectInfo`, which
+/// [`crate::MercureServer::serve`] inserts into every request it hands to the router.
 pub(crate) async fn subscribe(
     State(state): State<MercureState>,
     parts: Parts,
 ) -> Result<Response, ApiError> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr);
+    let stream = open_subscription(&state, &parts.uri, &parts.headers, peer)?;
+    let mut headers = HeaderMap::with_capacity(4);
+    insert_subscribe_headers(&stream, &mut headers);
+    let mut res = Response::new(crate::sse::body(stream));
+    *res.headers_mut() = headers;
+    Ok(res)
+}
+
+/// Everything a subscribe request decides, shared by the axum handler and the connection
+/// layer's fast path ([`crate::conn`]): query parsing and limits, the `Last-Event-ID` header
+/// over the `lastEventID` parameter, `retained=latest`, authentication, and the hub's answer.
+/// Refusals have no side effect, so the fast path can let the handler answer them. `peer`
+/// (the TCP peer, when known) is what the per-address subscriber limit counts.
+pub(crate) fn open_subscription(
+    state: &MercureState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Result<Subscribed, ApiError> {
     let config = &state.config;
-    let query = parts.uri.query().unwrap_or("");
+    let query = uri.query().unwrap_or("");
     if query.len() > config.max_query {
         return Err(ApiError::bad_request(format!(
             "query string too long (at most {} bytes)",
@@ -62,7 +121,7 @@ pub(crate) async fn subscribe(
         return Err(ApiError::bad_request("missing topic parameter"));
     }
     // The header, set by browsers on reconnect, is newer than the query parameter the page built.
-    if let Some(header) = parts.headers.get("last-event-id") {
+    if let Some(header) = headers.get("last-event-id") {
         let id = header
             .to_str()
             .map_err(|_| ApiError::bad_request("Last-Event-ID header is not visible ASCII"))?;
@@ -74,8 +133,8 @@ pub(crate) async fn subscribe(
         subscription = subscription.last_event_id(id);
     }
 
-    match authenticate(config, &parts.headers, parts.uri.query(), Role::Subscriber)? {
-        Some((claims, _)) => {
+    match authenticate(config, headers, uri.query(), Role::Subscriber)? {
+        Some(Authenticated { claims, .. }) => {
             if let Some(allowed) = &claims.subscribe {
                 subscription = subscription.authorized(allowed.clone());
             }
@@ -89,22 +148,52 @@ pub(crate) async fn subscribe(
         None => {}
     }
 
+    // Taken before the hub subscribes, so a refusal has no side effect (no join hook).
+    let slot = match (&state.slots, peer) {
+        (Some(slots), Some(peer)) => {
+            let ip = client_ip(peer.ip(), headers, &config.trusted_proxies);
+            let slot = slots.acquire(ip).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "too many subscriptions from your address (at most {})",
+                        config.max_subscribers_per_ip
+                    ),
+                )
+                .with_retry_after(SUBSCRIBER_LIMIT_RETRY_AFTER)
+            })?;
+            Some(slot)
+        }
+        _ => None,
+    };
     let stream = state
         .hub
         .subscribe(subscription.preamble(preamble(config.retry)))
         .map_err(|e| match e {
-            SubscribeError::TooManySubscribers { .. }
-            | SubscribeError::Closed
-            | SubscribeError::Unavailable(_) => {
+            SubscribeError::TooManySubscribers { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                    .with_retry_after(SUBSCRIBER_LIMIT_RETRY_AFTER)
+            }
+            SubscribeError::Closed | SubscribeError::Unavailable(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
             _ => ApiError::bad_request(e.to_string()),
         })?;
-    let head = stream.head_event_id().unwrap_or(ssehub_hub::EARLIEST);
-    let head = HeaderValue::from_str(head).ok();
-    let mut res = Sse::new(stream).into_response();
-    if let Some(head) = head {
-        res.headers_mut().insert("last-event-id", head);
+    Ok(Subscribed {
+        stream,
+        _slot: slot,
+    })
+}
+
+/// The subscribe response's headers, in order: the SSE ones, then `Last-Event-ID` with the
+/// newest retained id (`earliest` when none), as Mercure does.
+pub(crate) fn insert_subscribe_headers(stream: &Subscribed, headers: &mut HeaderMap) {
+    crate::sse::insert_headers(headers);
+    let head = stream
+        .stream()
+        .head_event_id()
+        .unwrap_or(ssehub_hub::EARLIEST);
+    if let Ok(head) = HeaderValue::from_str(head) {
+        headers.insert("last-event-id", head);
     }
-    Ok(res)
 }

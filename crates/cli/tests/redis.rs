@@ -1,0 +1,619 @@
+//! `ssehub serve --redis` as real processes on a real Redis: several nodes on one stream agree
+//! on ids and order; a node killed with `-9` loses its subscribers nothing when they resume on
+//! another node with `Last-Event-ID`; a Redis restart during publishing gives clear 503s,
+//! loses nothing acknowledged and delivers the rest without duplicates.
+//!
+//! The shared Redis is 127.0.0.1:6379 (or `SSEHUB_TEST_REDIS`); each test uses its own stream.
+//! These tests fail, not skip, when it does not answer: run `scripts/ensure-redis` first. The
+//! restart test starts its own `redis-server` (`SSEHUB_TEST_REDIS_SERVER`, default
+//! `redis-server` on the PATH) on a free port, with `appendonly yes` + `appendfsync always`:
+//! the setting an operator needs for acknowledged updates to survive a Redis restart.
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ssehub_auth::{Algorithm, KeyConfig};
+
+mod common;
+
+use common::Served;
+
+const KEY: &str = "redis-test-secret-redis-test-secret-0123";
+
+fn redis_url() -> String {
+    std::env::var("SSEHUB_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn stream_name() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "ssehub-clitest-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Deletes a test stream's keys when dropped.
+struct Cleanup(String, String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Ok(client) = redis::Client::open(self.0.as_str())
+            && let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(1))
+        {
+            let _: redis::RedisResult<()> = redis::cmd("DEL")
+                .arg(&self.1)
+                .arg(format!("{}:pubids", self.1))
+                .arg(format!("{}:latest", self.1))
+                .query(&mut c);
+        }
+    }
+}
+
+/// Fails the test (never skips it) when Redis does not answer.
+fn require_redis(url: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("Redis at {url} must be running (scripts/ensure-redis): {e}"));
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+}
+
+fn node(url: &str, stream: &str, heartbeat: &str) -> (Served, String) {
+    let served = Served::start(
+        &[
+            "--heartbeat",
+            heartbeat,
+            "--jwt-key",
+            KEY,
+            "--redis",
+            url,
+            "--redis-stream",
+            stream,
+        ],
+        &[],
+    );
+    let hub = served.hub_url();
+    (served, hub)
+}
+
+fn token() -> String {
+    let key = KeyConfig {
+        algorithm: Algorithm::HS256,
+        key: KEY.into(),
+    };
+    ssehub_auth::encode_token(&key, Some(&["*"]), Some(&["*"]), None).unwrap()
+}
+
+/// `Ok(id)`, or `Err((status, reason))` (status 0: no HTTP answer).
+async fn publish(client: &reqwest::Client, url: &str, data: &str) -> Result<String, (u16, String)> {
+    let res = client
+        .post(url)
+        .bearer_auth(token())
+        .form(&[("topic", "t"), ("data", data)])
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| (0, e.to_string()))?;
+    let status = res.status().as_u16();
+    let body = res.text().await.map_err(|e| (0, e.to_string()))?;
+    if status == 200 {
+        Ok(body)
+    } else {
+        Err((status, body))
+    }
+}
+
+/// A stream id's position, to check the order.
+fn sid(id: &str) -> (u64, u64) {
+    let (ms, seq) = id
+        .split_once('-')
+        .unwrap_or_else(|| panic!("not a stream id: {id}"));
+    (ms.parse().unwrap(), seq.parse().unwrap())
+}
+
+/// The raw text of a subscription at `url` until it holds `data: {until}`.
+async fn raw_until(url: &str, until: &str) -> String {
+    let mut res = reqwest::Client::new().get(url).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let mut raw = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !raw.contains(&format!("data: {until}\n")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, res.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("timed out with {raw:?}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("ended with {raw:?}"));
+        raw.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    raw
+}
+
+/// One SSE subscription over HTTP.
+struct Sse {
+    res: reqwest::Response,
+    buf: String,
+    /// Heartbeat comments seen (`:` alone, after the preamble).
+    heartbeats: usize,
+}
+
+/// What `Sse::next` got.
+#[derive(Debug)]
+enum Got {
+    Event(String, String),
+    /// The stream ended or broke (its node died).
+    End,
+}
+
+impl Sse {
+    async fn open(url: &str, last_event_id: Option<&str>) -> Sse {
+        let mut req = reqwest::Client::new().get(format!("{url}?topic=t"));
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        Sse {
+            res,
+            buf: String::new(),
+            heartbeats: 0,
+        }
+    }
+
+    /// The next update `(id, data)`, or `End`; fails the test after `within`.
+    async fn next(&mut self, within: Duration) -> Got {
+        let deadline = Instant::now() + within;
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let frame: String = self.buf.drain(..end + 2).collect();
+                let (mut id, mut data) = (None, None);
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        id = Some(v.to_owned());
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data = Some(v.to_owned());
+                    } else if line == ":" && frame == ":\n\n" {
+                        self.heartbeats += 1;
+                    } else {
+                        assert!(
+                            line.is_empty() || line.starts_with(':') || line.starts_with("retry:"),
+                            "unexpected line {line:?} in {frame:?}"
+                        );
+                    }
+                }
+                if let (Some(id), Some(data)) = (id, data) {
+                    return Got::Event(id, data);
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.res.chunk()).await {
+                Err(_) => panic!("no event within {within:?}"),
+                Ok(Ok(Some(chunk))) => self.buf.push_str(std::str::from_utf8(&chunk).unwrap()),
+                Ok(Ok(None) | Err(_)) => return Got::End,
+            }
+        }
+    }
+
+    /// The next `n` updates; fails if the stream ends first.
+    async fn take(&mut self, n: usize) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            match self.next(Duration::from_secs(20)).await {
+                Got::Event(id, data) => out.push((id, data)),
+                Got::End => panic!("stream ended after {} of {n}", out.len()),
+            }
+        }
+        out
+    }
+
+    /// Nothing more for a moment.
+    async fn quiet(&mut self) {
+        assert!(!self.buf.contains("id: "), "unexpected {:?}", self.buf);
+        if let Ok(Ok(Some(more))) =
+            tokio::time::timeout(Duration::from_millis(500), self.res.chunk()).await
+        {
+            let more = String::from_utf8_lossy(&more);
+            assert!(!more.contains("id: "), "unexpected {more:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_deliver_the_same_updates_in_the_same_order_with_the_same_ids() {
+    let url = redis_url();
+    require_redis(&url);
+    let stream = stream_name();
+    let _c = Cleanup(url.clone(), stream.clone());
+    let nodes: Vec<_> = (0..3).map(|_| node(&url, &stream, "0")).collect();
+    let mut subs = Vec::new();
+    for (_, hub) in &nodes {
+        subs.push(Sse::open(hub, None).await);
+    }
+    // Three publishers at once, one per node.
+    let mut tasks = Vec::new();
+    for (n, (_, hub)) in nodes.iter().enumerate() {
+        let hub = hub.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut acked = Vec::new();
+            for i in 0..25 {
+                let data = format!("n{n}-{i}");
+                acked.push((publish(&client, &hub, &data).await.unwrap(), data));
+            }
+            acked
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    let mut first: Option<Vec<(String, String)>> = None;
+    for s in &mut subs {
+        let got = s.take(acked.len()).await;
+        s.quiet().await;
+        match &first {
+            None => first = Some(got),
+            Some(f) => assert_eq!(&got, f, "every node: same updates, same order, same ids"),
+        }
+    }
+    let got = first.unwrap();
+    // Exactly the acknowledged updates, with the ids their publishers were given, in stream order.
+    let mut want = acked.clone();
+    want.sort_by_key(|(id, _)| sid(id));
+    assert_eq!(got, want);
+    // A clean shutdown is not held up by the stream reader or the presence task.
+    drop(subs);
+    for (served, _) in nodes {
+        let status = tokio::task::spawn_blocking(move || served.terminate())
+            .await
+            .unwrap();
+        assert!(status.success(), "{status}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_of_a_killed_node_resumes_on_another_without_gap_or_duplicate() {
+    let url = redis_url();
+    require_redis(&url);
+    let stream = stream_name();
+    let _c = Cleanup(url.clone(), stream.clone());
+    let (a, hub_a) = node(&url, &stream, "0");
+    let (_b, hub_b) = node(&url, &stream, "0");
+    let mut sub = Sse::open(&hub_a, None).await;
+
+    // One publisher on node b, all through the failover; ack order is stream order.
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let publisher = {
+        let (acked, hub_b) = (acked.clone(), hub_b.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0..400 {
+                let data = format!("u{i}");
+                let id = publish(&client, &hub_b, &data).await.unwrap();
+                acked.lock().unwrap().push((id, data));
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let mut got = sub.take(60).await;
+    tokio::task::spawn_blocking(move || a.crash())
+        .await
+        .unwrap();
+    // Drain what node a had sent before it died.
+    while let Got::Event(id, data) = sub.next(Duration::from_secs(10)).await {
+        got.push((id, data));
+    }
+    let last = got.last().unwrap().0.clone();
+    let mut sub = Sse::open(&hub_b, Some(&last)).await;
+    publisher.await.unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(got.len() < acked.len(), "the kill came mid-stream");
+    got.extend(sub.take(acked.len() - got.len()).await);
+    sub.quiet().await;
+    assert_eq!(got, acked, "no gap, no duplicate, same order");
+}
+
+/// A `redis-server` of this test's own, so it can be killed and restarted.
+struct OwnRedis {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl OwnRedis {
+    fn start() -> OwnRedis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = OwnRedis {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        r.restart();
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port and directory; returns once it answers.
+    fn restart(&mut self) {
+        let bin =
+            std::env::var("SSEHUB_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let child = Command::new(&bin)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ok = redis::Client::open(self.url())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok();
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `kill -9`.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_gives_503s_loses_nothing_acknowledged_and_delivery_resumes() {
+    let mut redis = tokio::task::spawn_blocking(OwnRedis::start).await.unwrap();
+    let stream = stream_name();
+    let (node, hub) = node(&redis.url(), &stream, "200ms");
+    let mut sub = Sse::open(&hub, None).await;
+
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let refused: Arc<Mutex<Vec<(String, u16, String)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (acked, refused, stop, hub) =
+            (acked.clone(), refused.clone(), stop.clone(), hub.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let data = format!("u{i}");
+                i += 1;
+                match publish(&client, &hub, &data).await {
+                    Ok(id) => acked.lock().unwrap().push((id, data)),
+                    Err((status, reason)) => refused.lock().unwrap().push((data, status, reason)),
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let mut got = sub.take(20).await;
+    redis = tokio::task::spawn_blocking(move || {
+        redis.kill();
+        redis
+    })
+    .await
+    .unwrap();
+    let acked_before = acked.lock().unwrap().len();
+    // Down for a while: the subscriber stays connected and keeps getting heartbeats.
+    let heartbeats = sub.heartbeats;
+    let down_until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < down_until {
+        match tokio::time::timeout(Duration::from_millis(100), sub.res.chunk()).await {
+            Ok(Ok(Some(chunk))) => sub.buf.push_str(std::str::from_utf8(&chunk).unwrap()),
+            Ok(Ok(None) | Err(_)) => panic!("the subscriber was disconnected while Redis was down"),
+            Err(_) => {}
+        }
+        // Count heartbeats as they come; keep updates (sent before the kill) in the buffer.
+        while let Some(pos) = sub.buf.find(":\n\n") {
+            if pos == 0 || sub.buf[..pos].ends_with("\n\n") {
+                sub.buf.replace_range(pos..pos + 3, "");
+                sub.heartbeats += 1;
+            } else {
+                break;
+            }
+        }
+    }
+    assert!(
+        sub.heartbeats >= heartbeats + 3,
+        "heartbeats continued while Redis was down"
+    );
+    {
+        let refused = refused.lock().unwrap();
+        assert!(
+            !refused.is_empty(),
+            "publishes were refused while Redis was down"
+        );
+        for (data, status, reason) in refused.iter() {
+            assert_eq!(*status, 503, "{data}: {reason}");
+            assert!(reason.contains("redis"), "the reason says why: {reason:?}");
+        }
+    }
+    let acked_while_down = acked.lock().unwrap().len() - acked_before;
+    assert!(
+        acked_while_down <= 1,
+        "{acked_while_down} publishes acknowledged while Redis was down"
+    );
+
+    redis = tokio::task::spawn_blocking(move || {
+        redis.restart();
+        redis
+    })
+    .await
+    .unwrap();
+    // Publishing works again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked.lock().unwrap().len() < acked_before + acked_while_down + 20 {
+        assert!(
+            Instant::now() < deadline,
+            "publishing did not resume after Redis returned"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    publisher.await.unwrap();
+    let acked = acked.lock().unwrap().clone();
+    let refused: HashSet<String> = refused
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.0.clone())
+        .collect();
+
+    // Everything acknowledged, once, in order. A publish refused because Redis died before
+    // answering may still have been written (the usual at-least-once ambiguity): such extras
+    // are allowed, nothing else.
+    let acked_data: HashSet<&str> = acked.iter().map(|(_, d)| d.as_str()).collect();
+    let mut want = acked.iter();
+    let mut next_want = want.next();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Some(w) = next_want {
+        assert!(Instant::now() < deadline, "not delivered: {w:?}");
+        if got.is_empty() {
+            match sub.next(Duration::from_secs(20)).await {
+                Got::Event(id, data) => got.push((id, data)),
+                Got::End => panic!("the subscriber's stream ended"),
+            }
+        }
+        let (id, data) = got.remove(0);
+        if (&id, &data) == (&w.0, &w.1) {
+            next_want = want.next();
+        } else {
+            assert!(
+                refused.contains(&data) && !acked_data.contains(data.as_str()),
+                "unexpected {id} {data}, waiting for {w:?}"
+            );
+        }
+    }
+    assert!(got.is_empty(), "duplicates or extras: {got:?}");
+    sub.quiet().await;
+    // The reader said what happened.
+    node.wait_line("redis reader lost its connection; reconnecting with backoff");
+    node.wait_line("redis reader reconnected");
+    drop(redis);
+}
+
+#[test]
+fn an_unreachable_redis_stops_serve_at_start_with_the_reason() {
+    let mut child = Command::new(common::BIN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--jwt-key", KEY])
+        .args(["--redis", "redis://127.0.0.1:1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ssehub serve kept running without Redis");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("cannot use Redis (--redis)"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_earliest_gap_and_retained_state_over_http() {
+    let url = redis_url();
+    require_redis(&url);
+    let stream = stream_name();
+    let _c = Cleanup(url.clone(), stream.clone());
+    let (_a, hub_a) = node(&url, &stream, "0");
+    let client = reqwest::Client::new();
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        let data = format!("u{i}");
+        acked.push((publish(&client, &hub_a, &data).await.unwrap(), data));
+    }
+    // A node started afterwards holds none of it in memory: all from Redis.
+    let (_b, hub_b) = node(&url, &stream, "0");
+    let mut s = Sse::open(&hub_b, Some(&acked[1].0)).await;
+    assert_eq!(s.take(3).await, acked[2..]);
+    s.quiet().await;
+    let mut s = Sse::open(&hub_b, Some("earliest")).await;
+    assert_eq!(s.take(5).await, acked);
+    s.quiet().await;
+
+    // An id older than the stream when nothing was trimmed: everything, no gap notice. An
+    // id the stream never had: the gap notice (no id), then everything retained.
+    let raw = raw_until(&format!("{hub_b}?topic=t&lastEventID=1-0"), &acked[4].1).await;
+    assert!(!raw.contains("history-gap"), "{raw}");
+    assert!(
+        raw.contains(&format!("id: {}\ndata: u0", acked[0].0)),
+        "{raw}"
+    );
+    let raw = raw_until(
+        &format!("{hub_b}?topic=t&lastEventID=no-such-id"),
+        &acked[4].1,
+    )
+    .await;
+    let gap = "event: ssehub.history-gap\ndata: {\"lastEventID\":\"no-such-id\",\"oldest\":";
+    assert!(raw.contains(gap), "{raw}");
+    assert!(
+        raw.find(gap) < raw.find("id: "),
+        "the notice comes first: {raw}"
+    );
+
+    // retained=latest: the newest update of the topic, then live ones.
+    let res = client
+        .get(format!("{hub_b}?topic=t&retained=latest"))
+        .send()
+        .await
+        .unwrap();
+    let mut s = Sse {
+        res,
+        buf: String::new(),
+        heartbeats: 0,
+    };
+    assert_eq!(s.take(1).await, [acked[4].clone()]);
+    let id = publish(&client, &hub_a, "live").await.unwrap();
+    assert_eq!(s.take(1).await, [(id, "live".to_owned())]);
+    s.quiet().await;
+}

@@ -1,0 +1,156 @@
+//! Tokens never appear in the hub's logs: the real `ssehub serve` binary, logging at `trace`,
+//! is sent good and bad tokens in every place a token can travel (header, query parameter,
+//! cookie) for publish and subscribe; afterwards its whole stderr must not contain any token,
+//! any signature, or the key.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ssehub_auth::{Algorithm, KeyConfig, encode_token};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ssehub");
+const KEY: &str = "log-test-secret-log-test-secret-0123456789";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_keys_never_reach_the_logs_even_at_trace() {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--memory",
+            "--addr",
+            "127.0.0.1:0",
+            "--jwt-key",
+            KEY,
+        ])
+        .env("RUST_LOG", "trace")
+        .env_remove("SSEHUB_JWT_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let hub = loop {
+        let found = lines.lock().unwrap().iter().find_map(|l| {
+            let at = l.find("hub at ")? + "hub at ".len();
+            l[at..].split_whitespace().next().map(str::to_owned)
+        });
+        if let Some(url) = found {
+            break url;
+        }
+        assert!(Instant::now() < deadline, "the hub did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    let key = KeyConfig::new(Algorithm::HS256, KEY);
+    let good = encode_token(&key, Some(&["*"]), Some(&["*"]), None).unwrap();
+    let expired = {
+        let claims = serde_json::json!({
+            "exp": jsonwebtoken::get_current_timestamp() - 3600,
+            "mercure": {"publish": ["*"], "subscribe": ["*"]},
+        });
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
+        )
+        .unwrap()
+    };
+    let wrong_key = encode_token(
+        &KeyConfig::new(Algorithm::HS256, "another-secret-another-secret"),
+        Some(&["*"]),
+        Some(&["*"]),
+        None,
+    )
+    .unwrap();
+    let garbage = "garbageTokenText0123456789.notBase64Either.xyzzyPlugh".to_owned();
+    let tokens = [&good, &expired, &wrong_key, &garbage];
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    for token in tokens {
+        let form = [("topic", "demo"), ("data", "hello")];
+        let requests = [
+            client.post(&hub).bearer_auth(token).form(&form),
+            client
+                .post(&hub)
+                .query(&[("authorization", token)])
+                .form(&form),
+            client
+                .post(&hub)
+                .header("Cookie", format!("mercureAuthorization={token}"))
+                .header("Origin", "https://app.example")
+                .form(&form),
+            // A token in a bad place: the Authorization header without the Bearer scheme.
+            client
+                .post(&hub)
+                .header("Authorization", format!("Token {token}"))
+                .form(&form),
+            client
+                .get(&hub)
+                .query(&[("topic", "demo")])
+                .bearer_auth(token),
+            client
+                .get(&hub)
+                .query(&[("topic", "demo"), ("authorization", token)]),
+            client
+                .get(&hub)
+                .query(&[("topic", "demo")])
+                .header("Cookie", format!("mercureAuthorization={token}")),
+        ];
+        for request in requests {
+            let res = request.send().await.unwrap();
+            // Streams stay open: drop them once the head is in.
+            drop(res);
+        }
+    }
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "ssehub did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    reader.join().unwrap();
+
+    let log = lines.lock().unwrap().join("\n");
+    // The log was really at debug level and saw the refusals, so absence below means something.
+    assert!(
+        log.contains("request refused"),
+        "no debug log captured:\n{log}"
+    );
+    assert!(
+        log.contains("expired"),
+        "no refusal reason in the log:\n{log}"
+    );
+    for token in tokens {
+        assert!(
+            !log.contains(token.as_str()),
+            "a token is in the log:\n{log}"
+        );
+        for part in token.split('.').filter(|p| p.len() >= 16) {
+            assert!(!log.contains(part), "a token part {part:?} is in the log");
+        }
+    }
+    assert!(!log.contains(KEY), "the key is in the log");
+}
