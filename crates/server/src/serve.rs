@@ -78,7 +78,11 @@ impl MercureServer {
     }
 
     /// Serves `router` (usually [`MercureServer::router`], maybe merged with more routes) on
-    /// `listener` until `shutdown` completes, then shuts down gracefully.
+    /// `listener` until `shutdown` completes, then shuts down gracefully: closes the listener,
+    /// lets in-flight publishes finish, drains the subscriber streams over
+    /// [`MercureConfig::drain_timeout`] ([`Hub::drain`]), closes the hub, and returns once every
+    /// connection ended, or `drain_timeout` + [`MercureConfig::shutdown_grace`] after
+    /// `shutdown` completed (dropping the connections left).
     ///
     /// Plain SSE subscribes to the Mercure path are answered by the connection layer itself
     /// (same logic and response as the router's handler, a fraction of the memory per idle

@@ -249,3 +249,63 @@ async fn a_zero_drain_timeout_closes_every_stream_at_once_as_before() {
         String::from_utf8_lossy(&raw)
     );
 }
+
+/// HTTP/2 (prior knowledge, all streams on one connection, served by hyper): each stream ends
+/// at its own time with `END_STREAM` (a clean end of body, not a reset) after its `retry:`.
+#[tokio::test]
+async fn http2_streams_end_one_by_one_with_end_stream_after_their_retry() {
+    let hub = start_with(Hub::builder().heartbeat(None).build(), |c| {
+        c.drain_timeout = Duration::from_secs(1);
+        c.retry = Duration::from_millis(RETRY_MS);
+    })
+    .await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let mut responses = Vec::new();
+    for _ in 0..20 {
+        let res = client
+            .get(hub.hub_url())
+            .query(&[("topic", "t")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.version(), reqwest::Version::HTTP_2);
+        responses.push(res);
+    }
+    let readers: Vec<_> = responses
+        .into_iter()
+        .map(|mut res| {
+            tokio::spawn(async move {
+                let mut body = Vec::new();
+                // `Ok(None)`: END_STREAM; a reset would be an error.
+                while let Some(chunk) = res.chunk().await.expect("stream reset") {
+                    body.extend_from_slice(&chunk);
+                }
+                (Instant::now(), String::from_utf8(body).unwrap())
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let shutdown = tokio::spawn(hub.shutdown());
+    let mut ends = Vec::new();
+    for r in readers {
+        let (at, body) = tokio::time::timeout(Duration::from_secs(5), r)
+            .await
+            .expect("an h2 stream did not end")
+            .unwrap();
+        let last = body.rsplit("retry: ").next().unwrap();
+        assert!(body.matches("retry: ").count() == 2, "{body:?}");
+        let retry: u64 = last.strip_suffix("\n\n").unwrap().parse().unwrap();
+        assert!((RETRY_MS..2 * RETRY_MS).contains(&retry), "{retry}");
+        ends.push(at - started);
+    }
+    shutdown.await.unwrap().unwrap();
+    ends.sort();
+    assert!(
+        ends[ends.len() - 1] - ends[0] > Duration::from_millis(200),
+        "h2 streams ended together: {ends:?}"
+    );
+}
