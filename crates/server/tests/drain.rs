@@ -28,7 +28,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// paths are drained.
 async fn subscribe(addr: std::net::SocketAddr, i: usize) -> (TcpStream, Vec<u8>) {
     let mut sock = TcpStream::connect(addr).await.unwrap();
-    let extra = if i % 10 == 0 {
+    let extra = if i.is_multiple_of(10) {
         "Connection: close\r\n"
     } else {
         ""
