@@ -113,7 +113,8 @@ fn bad_or_half_given_tls_settings_exit_2_with_a_clear_line() {
     let missing = cert.path("missing-key.pem");
     std::fs::write(cert.path("junk.pem"), "not a key\n").unwrap();
     let junk = cert.path("junk.pem");
-    let cases: [(&[&str], &[(&str, &str)], String); 5] = [
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], String);
+    let cases: [Case<'_>; 5] = [
         (
             &["--tls-cert", &cert_pem, "--tls-key", &missing],
             &[],
