@@ -102,7 +102,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
             },
         )
     })?;
-    with_alpn(chain, private).map_err(|source| TlsError::Rejected {
+    server_config_from_der(chain, private).map_err(|source| TlsError::Rejected {
         cert: cert.to_owned(),
         key: key.to_owned(),
         source,
@@ -111,7 +111,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
 
 /// A server configuration from a DER certificate chain and key, with ALPN `h2` and
 /// `http/1.1`: what [`server_config`] builds once the files are read.
-pub fn with_alpn(
+pub fn server_config_from_der(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
