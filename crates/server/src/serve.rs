@@ -98,6 +98,12 @@ impl MercureServer {
             state.publishes.wait().await;
             state.hub.close();
         });
+        let tls = self
+            .state
+            .config
+            .tls
+            .clone()
+            .map(tokio_rustls::TlsAcceptor::from);
         let mut conns = JoinSet::new();
         loop {
             tokio::select! {
@@ -106,7 +112,14 @@ impl MercureServer {
                         // Events are small and latency matters more than packet count;
                         // batching happens above, in the subscriber's writer.
                         let _ = tcp.set_nodelay(true);
-                        conns.spawn(conn::serve_connection(tcp, shared.clone()));
+                        match &tls {
+                            Some(tls) => conns.spawn(crate::tls::serve_connection(
+                                tcp,
+                                tls.clone(),
+                                shared.clone(),
+                            )),
+                            None => conns.spawn(conn::serve_connection(tcp, shared.clone())),
+                        };
                     }
                     Err(e) => accept_failed(e).await,
                 },
