@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -43,9 +44,10 @@ export function freePort() {
 
 /**
  * Starts a binary and resolves once it serves `readyPath` with 200. Output is kept for failure
- * messages. Returns { url, port, proc, output(), stop(signal) }.
+ * messages. With `ca` (a PEM certificate to trust), it is served over https. Returns
+ * { url, port, proc, output(), stop(signal) }.
  */
-export async function start(name, { port, args = [], readyPath = '/healthz', timeout = 15000 } = {}) {
+export async function start(name, { port, args = [], readyPath = '/healthz', timeout = 15000, ca } = {}) {
   port ??= await freePort();
   const exe = binary(name);
   const proc = spawn(exe, [...args, '--addr', `127.0.0.1:${port}`], {
@@ -56,7 +58,7 @@ export async function start(name, { port, args = [], readyPath = '/healthz', tim
   proc.stdout.on('data', (d) => { out += d; });
   proc.stderr.on('data', (d) => { out += d; });
   const exited = new Promise((ok) => proc.once('exit', (code, signal) => ok({ code, signal })));
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${ca ? 'https' : 'http'}://127.0.0.1:${port}`;
   const app = {
     url,
     port,
@@ -76,7 +78,7 @@ export async function start(name, { port, args = [], readyPath = '/healthz', tim
   try {
     await waitFor(async () => {
       if (proc.exitCode !== null) throw new Error(`${name} exited with ${proc.exitCode}:\n${out}`);
-      return (await httpOk(url + readyPath)) || null;
+      return (await (ca ? httpsOk(url + readyPath, ca) : httpOk(url + readyPath))) || null;
     }, { timeout, what: `${name} to serve ${url}${readyPath}` });
   } catch (err) {
     proc.kill('SIGKILL');
@@ -90,6 +92,33 @@ async function httpOk(url) {
     const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
     await res.arrayBuffer();
     return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * An https request trusting `ca` (PEM), as node's fetch cannot be told to. Resolves with
+ * { status, headers, text } once the whole body is read; rejects after `timeout` ms.
+ */
+export function httpsFetch(url, { ca, method = 'GET', headers = {}, body, timeout = 5000 } = {}) {
+  return new Promise((ok, fail) => {
+    const req = httpsRequest(url, { ca, method, headers, timeout }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => ok({ status: res.statusCode, headers: res.headers, text }));
+      res.on('error', fail);
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${url}: no answer within ${timeout} ms`)));
+    req.on('error', fail);
+    req.end(body);
+  });
+}
+
+async function httpsOk(url, ca) {
+  try {
+    return (await httpsFetch(url, { ca, timeout: 1000 })).status === 200;
   } catch {
     return false;
   }
@@ -128,9 +157,10 @@ export function waitText(page, selector, text, timeout = 10000) {
 }
 
 /**
- * Headless Chromium with a fresh, empty profile. Returns { browser context, newPage(), close() }.
+ * Headless Chromium with a fresh, empty profile, and `args` added to its usual flags. Returns
+ * { browser context, newPage(), close() }.
  */
-export async function launchBrowser() {
+export async function launchBrowser({ args = [] } = {}) {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium chromium-driver (tests/browser/run does)`);
   }
@@ -143,6 +173,7 @@ export async function launchBrowser() {
     args: [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
       '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync',
+      ...args,
     ],
   });
   return {

@@ -25,6 +25,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once at startup: the size of the `serve` variant costs nothing worth boxing it for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the hub: the Mercure protocol at /.well-known/mercure (GET subscribes, POST
@@ -47,6 +49,16 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "SSEHUB_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
+
+    /// PEM certificate chain (leaf first) to serve HTTPS with; needs --tls-key. ALPN offers
+    /// HTTP/2 and HTTP/1.1: over HTTP/2 a browser's EventSources to the hub share one
+    /// connection instead of being held to 6 per origin.
+    #[arg(long, env = "SSEHUB_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "SSEHUB_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
 
     /// Key for both publisher and subscriber JWTs: the HS* shared secret, or for RS*/ES*/PS* a
     /// PEM public key (its text or a file path). Without any key, one is generated and a

@@ -17,6 +17,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .jwt_algorithm
         .parse()
         .map_err(|_| UsageError(format!("unknown --jwt-algorithm {:?}", args.jwt_algorithm)))?;
+    // Checked first: a bad certificate should not wait for the log to open.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            ssehub_server::tls::server_config(cert, key)
+                .map_err(|e| UsageError(format!("cannot use --tls-cert/--tls-key: {e}")))?,
+        ),
+        (None, None) => None,
+        _ => {
+            return Err(UsageError(
+                "--tls-cert and --tls-key go together: give both, or neither".into(),
+            )
+            .into());
+        }
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let mut generated = None;
     let shared = match (
         &args.jwt_key,
@@ -122,19 +137,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.drain_timeout = args.drain_timeout;
     config.publish_rate = args.publish_rate;
     config.console = true;
+    config.tls = tls;
 
     let listener = ssehub_server::bind(args.addr)
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let local = listener.local_addr()?;
-    tracing::info!(addr = %local, "ssehub listening; hub at http://{local}{MERCURE_PATH}");
+    tracing::info!(addr = %local, "ssehub listening; hub at {scheme}://{local}{MERCURE_PATH}");
     if let (Some(secret), Some(publisher)) = (generated, publisher) {
         let token = ssehub_auth::encode_token(&publisher, Some(&["*"]), Some(&["*"]), None)
             .context("cannot sign the demo token")?;
         tracing::warn!(
             "no JWT key given: generated one for this run only (pass --jwt-key to keep tokens valid across restarts)\n  \
              key:       {secret}\n  \
-             subscribe: curl -N 'http://{local}{MERCURE_PATH}?topic=demo'\n  \
-             publish:   curl -d topic=demo -d data=hello -H 'Authorization: Bearer {token}' http://{local}{MERCURE_PATH}"
+             subscribe: curl -N '{scheme}://{local}{MERCURE_PATH}?topic=demo'\n  \
+             publish:   curl -d topic=demo -d data=hello -H 'Authorization: Bearer {token}' {scheme}://{local}{MERCURE_PATH}"
         );
     }
 

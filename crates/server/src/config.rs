@@ -1,10 +1,12 @@
 //! [`MercureConfig`]: how the Mercure endpoint authorizes, limits and answers requests.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ssehub_auth::Authorizer;
 
 use crate::IpRange;
+use tokio_rustls::rustls;
 
 /// Settings of the Mercure endpoint.
 #[derive(Debug, Clone)]
@@ -62,14 +64,19 @@ pub struct MercureConfig {
     /// `docs/DESIGN.md`, "Connection layer"). Such requests then skip any layer wrapped around
     /// the router passed to `serve`; turn this off if one of yours must see them.
     pub fast_subscribe: bool,
+    /// Serve HTTPS: every connection [`crate::MercureServer::serve`] accepts must start with
+    /// a TLS handshake (within [`MercureConfig::head_timeout`]), then speaks HTTP/2 or
+    /// HTTP/1.1 as ALPN says ([`crate::tls::server_config`] builds one offering both). `None`
+    /// (the default): plain HTTP/1.1, and HTTP/2 with prior knowledge (h2c).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl MercureConfig {
     /// Defaults around an authorizer: anonymous subscribers allowed, no CORS, 1 MiB bodies,
     /// 16 KiB query strings, 128 topics per subscription, 64 per update, 1,000 subscribers per
     /// client address, loopback as the only trusted proxy, 10,000 publishes per second per
-    /// token, 3 s retry advice, no console, 30 s drain, 10 s shutdown grace, 10 s request-head timeout,
-    /// 64 KiB request heads, fast subscribes on.
+    /// token, 3 s retry advice, no console, 30 s drain, 10 s shutdown grace, 10 s request-head
+    /// timeout, 64 KiB request heads, fast subscribes on, no TLS.
     pub fn new(authorizer: Authorizer) -> Self {
         MercureConfig {
             authorizer,
@@ -89,6 +96,7 @@ impl MercureConfig {
             head_timeout: Duration::from_secs(10),
             max_head: 64 * 1024,
             fast_subscribe: true,
+            tls: None,
         }
     }
 

@@ -12,7 +12,8 @@
 //! waits, the task holds the socket, the stream and a few words, no buffer. Anything else
 //! (publishes, preflights, `/healthz`, the console, h2 prior knowledge, refused subscribes,
 //! pipelining, `Expect`, `Upgrade`, HTTP/1.0...) goes to hyper serving the router as before,
-//! with the bytes already read replayed first ([`Rewind`]).
+//! with the bytes already read replayed first ([`Rewind`]). Connections over TLS
+//! ([`crate::tls`]) are all hyper's, through [`serve_hyper`].
 //!
 //! The per-connection future is kept small on purpose: hyper's connection future and anything
 //! with a sizable buffer are boxed on the paths that need them, so a waiting subscriber does not
@@ -20,6 +21,7 @@
 
 use std::convert::Infallible;
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -33,7 +35,7 @@ use futures_util::{FutureExt, StreamExt};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::{Layer, ServiceExt};
@@ -496,7 +498,7 @@ async fn refuse_too_large(mut tcp: TcpStream, shared: &Shared) {
 /// Closes our side, then reads and drops what the client still sends for a moment: closing a
 /// socket with unread input resets the connection, which can destroy the answer before the
 /// client reads it.
-async fn linger(mut tcp: TcpStream) {
+pub(crate) async fn linger(mut tcp: TcpStream) {
     let _ = tcp.shutdown().await;
     let mut sink = [0u8; 1024];
     let drain = async {
@@ -519,7 +521,16 @@ async fn linger(mut tcp: TcpStream) {
 /// the user's own handlers may too.
 async fn hand_over(tcp: TcpStream, read: Vec<u8>, shared: &Shared) {
     let peer = tcp.peer_addr().ok();
-    let io = TokioIo::new(Rewind::new(read, tcp));
+    serve_hyper(Rewind::new(read, tcp), peer, shared).await;
+}
+
+/// [`hand_over`] for any stream (TLS connections come here too, see [`crate::tls`]): hyper
+/// serves HTTP/1.1 or HTTP/2, whichever the client speaks, until the connection closes.
+pub(crate) async fn serve_hyper<I>(io: I, peer: Option<SocketAddr>, shared: &Shared)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
     let service = TowerToHyperService::new(shared.router.clone().map_request(
         move |mut request: Request<_>| {
             if let Some(peer) = peer {

@@ -50,6 +50,7 @@ mod mercure;
 mod rewind;
 mod serve;
 mod sse;
+pub mod tls;
 
 pub use config::MercureConfig;
 pub use error::ApiError;
@@ -57,3 +58,5 @@ pub use limits::{InvalidIpRange, IpRange};
 pub use mercure::MERCURE_PATH;
 pub use serve::{LISTEN_BACKLOG, MercureServer, bind};
 pub use sse::{Sse, preamble};
+/// The rustls this crate is built with, for [`MercureConfig::tls`].
+pub use tokio_rustls::rustls;

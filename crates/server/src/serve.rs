@@ -115,6 +115,12 @@ impl MercureServer {
                 state.hub.drain(config.drain_timeout, config.retry).await;
             }
         });
+        let tls = self
+            .state
+            .config
+            .tls
+            .clone()
+            .map(tokio_rustls::TlsAcceptor::from);
         let mut conns = JoinSet::new();
         loop {
             tokio::select! {
@@ -123,7 +129,14 @@ impl MercureServer {
                         // Events are small and latency matters more than packet count;
                         // batching happens above, in the subscriber's writer.
                         let _ = tcp.set_nodelay(true);
-                        conns.spawn(conn::serve_connection(tcp, shared.clone()));
+                        match &tls {
+                            Some(tls) => conns.spawn(crate::tls::serve_connection(
+                                tcp,
+                                tls.clone(),
+                                shared.clone(),
+                            )),
+                            None => conns.spawn(conn::serve_connection(tcp, shared.clone())),
+                        };
                     }
                     Err(e) => accept_failed(e).await,
                 },

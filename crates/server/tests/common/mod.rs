@@ -166,7 +166,9 @@ fn split(
     reqwest::Response,
     std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
 ) {
-    let mut head = http::Response::builder().status(response.status());
+    let mut head = http::Response::builder()
+        .status(response.status())
+        .version(response.version());
     for (k, v) in response.headers() {
         head = head.header(k, v);
     }

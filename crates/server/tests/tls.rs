@@ -1,0 +1,367 @@
+//! TLS and HTTP/2 over real TCP: a hub with a self-signed certificate made at test time serves
+//! HTTP/2 (ALPN `h2`) and HTTP/1.1 over TLS, many streams on one HTTP/2 connection, and bounds
+//! or refuses clients that do not speak TLS; a plain hub still serves cleartext HTTP/2 with
+//! prior knowledge (h2c).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{Events, TestHub, publisher, start_with};
+use http_body_util::BodyExt;
+use reqwest::Version;
+use ssehub_codec::{Frame, Parser};
+use ssehub_hub::Hub;
+use ssehub_server::rustls::pki_types::{CertificateDer, ServerName};
+use ssehub_server::rustls::{self, ClientConfig, RootCertStore};
+use ssehub_server::tls::TlsError;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A self-signed certificate for 127.0.0.1 and localhost, and its key, as PEM files.
+struct Cert {
+    pem: String,
+    der: CertificateDer<'static>,
+    cert_file: tempfile::NamedTempFile,
+    key_file: tempfile::NamedTempFile,
+}
+
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+    f
+}
+
+fn cert() -> Cert {
+    let made =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    Cert {
+        pem: made.cert.pem(),
+        der: made.cert.der().clone(),
+        cert_file: file(&made.cert.pem()),
+        key_file: file(&made.signing_key.serialize_pem()),
+    }
+}
+
+/// A hub serving TLS with `cert` (loaded from its files, as `ssehub serve` does).
+async fn start_tls(
+    cert: &Cert,
+    configure: impl FnOnce(&mut ssehub_server::MercureConfig),
+) -> TestHub {
+    let tls = ssehub_server::tls::server_config(cert.cert_file.path(), cert.key_file.path())
+        .expect("the generated certificate loads");
+    start_with(Hub::builder().heartbeat(None).build(), |c| {
+        c.tls = Some(tls);
+        configure(c);
+    })
+    .await
+}
+
+fn https(hub: &TestHub, path_and_query: &str) -> String {
+    format!("https://127.0.0.1:{}{path_and_query}", hub.addr.port())
+}
+
+/// A client trusting only `cert`; HTTP/2 when the server offers it unless `http1`.
+fn client(cert: &Cert, http1: bool) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(10));
+    if http1 {
+        builder = builder.http1_only();
+    }
+    builder.build().unwrap()
+}
+
+async fn publish_to(client: &reqwest::Client, url: String, topic: &str, data: &str) -> String {
+    let response = client
+        .post(url)
+        .bearer_auth(publisher())
+        .form(&[("topic", topic), ("data", data)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+/// Waits (bounded) until the hub counts `n` subscribers.
+async fn subscribers(hub: &TestHub, n: usize) {
+    let started = Instant::now();
+    while hub.hub.subscriber_count() != n {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{} subscribers, expected {n}",
+            hub.hub.subscriber_count()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn subscribe_and_publish_over_tls_with_http2_and_http1() {
+    let cert = cert();
+    let hub = start_tls(&cert, |_| {}).await;
+    for (http1, version) in [(false, Version::HTTP_2), (true, Version::HTTP_11)] {
+        let client = client(&cert, http1);
+        let url = https(&hub, "/.well-known/mercure?topic=news");
+        let mut events = Events::open(client.get(url)).await;
+        assert_eq!(events.response.version(), version);
+        assert_eq!(
+            events.response.headers()["content-type"],
+            "text/event-stream"
+        );
+        let data = format!("hello over {version:?}");
+        let id = publish_to(&client, https(&hub, "/.well-known/mercure"), "news", &data).await;
+        let event = events.event().await;
+        assert_eq!(
+            (event.data.as_str(), event.last_event_id.as_str()),
+            (data.as_str(), id.as_str())
+        );
+
+        let health = client.get(https(&hub, "/healthz")).send().await.unwrap();
+        assert_eq!(health.version(), version);
+        assert_eq!(health.text().await.unwrap(), "ok\n");
+    }
+}
+
+/// A TLS connection to `hub` trusting `cert` and offering only `alpn`.
+async fn connect_tls(
+    hub: &TestHub,
+    cert: &Cert,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut roots = RootCertStore::empty();
+    roots.add(cert.der.clone()).unwrap();
+    let mut config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = TcpStream::connect(hub.addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// What a browser does over HTTP/2: many EventSources as streams of one connection. Over
+/// HTTP/1.1 a browser would stop at 6.
+#[tokio::test]
+async fn twenty_subscriptions_share_one_http2_connection() {
+    let cert = cert();
+    let hub = start_tls(&cert, |_| {}).await;
+    let tls = connect_tls(&hub, &cert, b"h2").await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+
+    let mut bodies = Vec::new();
+    for i in 0..20 {
+        let request = http::Request::get(format!(
+            "https://127.0.0.1:{}/.well-known/mercure?topic=t{i}",
+            hub.addr.port()
+        ))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+        let mut sender = sender.clone();
+        let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
+            .await
+            .expect("no response head within 5 s")
+            .unwrap();
+        assert_eq!(response.status(), 200, "stream {i}");
+        assert_eq!(response.version(), http::Version::HTTP_2);
+        bodies.push(response.into_body());
+    }
+    subscribers(&hub, 20).await;
+
+    let publisher = client(&cert, false);
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let url = https(&hub, "/.well-known/mercure");
+        ids.push(publish_to(&publisher, url, &format!("t{i}"), &format!("update {i}")).await);
+    }
+    // Every stream gets exactly its own update.
+    for (i, body) in bodies.iter_mut().enumerate() {
+        let mut parser = Parser::new();
+        let event = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match parser.next_frame() {
+                    Some(Frame::Event(e)) => return e,
+                    Some(_) => continue,
+                    None => {}
+                }
+                let frame = body.frame().await.expect("stream ended").unwrap();
+                if let Ok(data) = frame.into_data() {
+                    parser.feed(&data);
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("stream {i}: no event within 5 s"));
+        assert_eq!(event.data, format!("update {i}"));
+        assert_eq!(event.last_event_id, ids[i]);
+    }
+}
+
+/// How long until the server closes `sock` (EOF or reset), which must send nothing.
+async fn closed_after(
+    sock: &mut (impl tokio::io::AsyncRead + Unpin),
+    started: Instant,
+) -> Duration {
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf))
+        .await
+        .expect("still open after 5 s");
+    assert_eq!(read.unwrap_or(0), 0, "nothing is answered");
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn clients_silent_before_or_after_the_handshake_are_closed_after_the_head_timeout() {
+    let timeout = Duration::from_millis(300);
+    let cert = cert();
+    let hub = start_tls(&cert, |c| c.head_timeout = timeout).await;
+
+    // Never sends a ClientHello.
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(hub.addr).await.unwrap();
+    let took = closed_after(&mut silent, started).await;
+    assert!(
+        took >= timeout - Duration::from_millis(50) && took < Duration::from_secs(3),
+        "silent: {took:?}"
+    );
+
+    // Completes the handshake, then sends no request.
+    let started = Instant::now();
+    let mut quiet = connect_tls(&hub, &cert, b"h2").await;
+    let took = closed_after(&mut quiet, started).await;
+    assert!(
+        took >= timeout - Duration::from_millis(50) && took < Duration::from_secs(3),
+        "silent after the handshake: {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn plaintext_to_a_tls_port_is_refused_without_disturbing_others() {
+    let cert = cert();
+    let hub = start_tls(&cert, |_| {}).await;
+    let client = client(&cert, false);
+    let mut events = Events::open(client.get(https(&hub, "/.well-known/mercure?topic=a"))).await;
+
+    // A plain HTTP request gets a clear answer, then the connection closes.
+    let mut plain = TcpStream::connect(hub.addr).await.unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut answer))
+        .await
+        .expect("closed after the answer")
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.ends_with("\r\n\r\nthis port speaks HTTPS (TLS): use an https:// URL\n"),
+        "{answer}"
+    );
+
+    // Bytes that are neither TLS nor HTTP: closed without an answer.
+    let mut junk = TcpStream::connect(hub.addr).await.unwrap();
+    junk.write_all(&[0u8, 1, 2, 3]).await.unwrap();
+    closed_after(&mut junk, Instant::now()).await;
+
+    // The TLS subscriber and new TLS clients are unaffected.
+    let id = publish_to(
+        &client,
+        https(&hub, "/.well-known/mercure"),
+        "a",
+        "still here",
+    )
+    .await;
+    let event = events.event().await;
+    assert_eq!(
+        (event.data.as_str(), event.last_event_id.as_str()),
+        ("still here", id.as_str())
+    );
+    let health = client.get(https(&hub, "/healthz")).send().await.unwrap();
+    assert_eq!(health.text().await.unwrap(), "ok\n");
+}
+
+#[tokio::test]
+async fn shutdown_ends_http2_streams_cleanly() {
+    let cert = cert();
+    let hub = start_tls(&cert, |_| {}).await;
+    let client = client(&cert, false);
+    let mut streams = Vec::new();
+    for topic in ["a", "b"] {
+        let url = https(&hub, &format!("/.well-known/mercure?topic={topic}"));
+        let events = Events::open(client.get(url)).await;
+        assert_eq!(events.response.version(), Version::HTTP_2);
+        streams.push(events);
+    }
+    subscribers(&hub, 2).await;
+    let started = Instant::now();
+    hub.shutdown().await.unwrap();
+    for mut events in streams {
+        // `frame` fails the test on a stream error (a reset rather than a clean end).
+        while let Some(frame) = events.frame().await {
+            assert!(!matches!(frame, Frame::Event(_)), "{frame:?}");
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn cleartext_http2_with_prior_knowledge_still_works() {
+    let hub = start_with(Hub::builder().heartbeat(None).build(), |_| {}).await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut events = Events::open(client.get(hub.url("/.well-known/mercure?topic=c"))).await;
+    assert_eq!(events.response.version(), Version::HTTP_2);
+    let id = publish_to(&client, hub.hub_url(), "c", "over h2c").await;
+    let event = events.event().await;
+    assert_eq!(
+        (event.data.as_str(), event.last_event_id.as_str()),
+        ("over h2c", id.as_str())
+    );
+}
+
+#[test]
+fn a_key_that_does_not_match_the_certificate_is_refused() {
+    let one = cert();
+    let other = cert();
+    let err =
+        ssehub_server::tls::server_config(one.cert_file.path(), other.key_file.path()).unwrap_err();
+    assert!(matches!(err, TlsError::Rejected { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "certificate {} with key {}: ",
+            one.cert_file.path().display(),
+            other.key_file.path().display()
+        )),
+        "{text}"
+    );
+}
