@@ -81,6 +81,7 @@ mod queue;
 mod redis_store;
 mod storage;
 mod subscription;
+mod subscriptions;
 mod update;
 
 pub use error::{PublishError, SubscribeError};
@@ -91,6 +92,10 @@ pub use ssehub_selector::{Selector, SelectorError};
 /// The durable log behind [`HubBuilder::durable`] (re-exported so users need no extra crate).
 pub use ssehub_store as store;
 pub use subscription::Subscription;
+pub use subscriptions::{
+    SubscriberInfo, SubscriptionAnnouncer, SubscriptionChange, SubscriptionsSnapshot,
+};
+pub use uuid::Uuid;
 pub use update::{MAX_TOPICS_PER_UPDATE, Update};
 
 /// The `Last-Event-ID` value that asks for every retained update.

@@ -58,6 +58,10 @@ pub struct MercureConfig {
     /// `docs/DESIGN.md`, "Connection layer"). Such requests then skip any layer wrapped around
     /// the router passed to `serve`; turn this off if one of yours must see them.
     pub fast_subscribe: bool,
+    /// Mercure active subscriptions: announce every subscriber join and leave as private
+    /// subscription events, and serve `GET /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]]`
+    /// (`404` while off). See `docs/DESIGN.md`, "Active subscriptions".
+    pub subscriptions: bool,
 }
 
 impl MercureConfig {
@@ -65,7 +69,7 @@ impl MercureConfig {
     /// 16 KiB query strings, 128 topics per subscription, 64 per update, 1,000 subscribers per
     /// client address, loopback as the only trusted proxy, 10,000 publishes per second per
     /// token, 3 s retry advice, no console, 10 s shutdown grace, 10 s request-head timeout,
-    /// 64 KiB request heads, fast subscribes on.
+    /// 64 KiB request heads, fast subscribes on, active subscriptions off.
     pub fn new(authorizer: Authorizer) -> Self {
         MercureConfig {
             authorizer,
@@ -84,6 +88,7 @@ impl MercureConfig {
             head_timeout: Duration::from_secs(10),
             max_head: 64 * 1024,
             fast_subscribe: true,
+            subscriptions: false,
         }
     }
 
