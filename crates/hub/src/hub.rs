@@ -35,11 +35,10 @@ use crate::queue::{Mode, Queue};
 use crate::redis_store::{
     Fetch, FetchStart, RedisBackend, RedisStorage, Step, StreamEntry, SubsChange,
 };
-use crate::subscriptions::{
-    SubscriberInfo, SubscriptionAnnouncer, SubscriptionChange, SubscriptionsSnapshot, Tracker,
-    urn,
-};
 use crate::storage::{DEFAULT_RETAIN_EVERY, Durable, Storage, id_of, unavailable};
+use crate::subscriptions::{
+    SubscriberInfo, SubscriptionAnnouncer, SubscriptionChange, SubscriptionsSnapshot, Tracker, urn,
+};
 use crate::{Subscription, Update};
 
 /// Event type of the in-band notice sent when a `Last-Event-ID` is unknown or no longer
@@ -1319,9 +1318,11 @@ impl Hub {
             topics: topics.iter().map(|s| s.as_str().to_owned()).collect(),
             payload: payload.as_deref().cloned(),
         };
-        let _ = t
-            .tx
-            .send(crate::subscriptions::Job::Change(SubscriptionChange { active, info }));
+        let _ =
+            t.tx.send(crate::subscriptions::Job::Change(SubscriptionChange {
+                active,
+                info,
+            }));
     }
 
     /// This node's subscribers, sorted by id.

@@ -95,8 +95,8 @@ pub use subscription::Subscription;
 pub use subscriptions::{
     SubscriberInfo, SubscriptionAnnouncer, SubscriptionChange, SubscriptionsSnapshot,
 };
-pub use uuid::Uuid;
 pub use update::{MAX_TOPICS_PER_UPDATE, Update};
+pub use uuid::Uuid;
 
 /// The `Last-Event-ID` value that asks for every retained update.
 pub const EARLIEST: &str = "earliest";

@@ -658,7 +658,10 @@ impl Shared {
 
     /// Writes this node's whole subscriber hash again (after it expired, e.g. Redis restarted
     /// or this node stalled past the TTL). `subs`: field/value pairs.
-    pub(crate) async fn rewrite_subscriptions(&self, subs: &[(String, String)]) -> Result<(), String> {
+    pub(crate) async fn rewrite_subscriptions(
+        &self,
+        subs: &[(String, String)],
+    ) -> Result<(), String> {
         let key = self.subs_key();
         let mut pipe = redis::pipe();
         pipe.atomic();

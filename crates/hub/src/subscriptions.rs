@@ -110,10 +110,7 @@ pub(crate) async fn announce(
                     break;
                 }
                 Ok(Job::Change(c)) => {
-                    if batch
-                        .iter()
-                        .any(|b| b.info.subscriber == c.info.subscriber)
-                    {
+                    if batch.iter().any(|b| b.info.subscriber == c.info.subscriber) {
                         pending = Some(Job::Change(c));
                         break;
                     }

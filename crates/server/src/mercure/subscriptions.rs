@@ -52,10 +52,7 @@ pub fn subscription_id(topic: &str, subscriber: &str) -> String {
 /// A subscription's document (without `@context`).
 fn document(topic: &str, info: &SubscriberInfo, active: bool) -> serde_json::Map<String, Value> {
     let mut doc = serde_json::Map::new();
-    doc.insert(
-        "id".into(),
-        subscription_id(topic, &info.subscriber).into(),
-    );
+    doc.insert("id".into(), subscription_id(topic, &info.subscriber).into());
     doc.insert("type".into(), "Subscription".into());
     doc.insert("topic".into(), topic.into());
     doc.insert("subscriber".into(), info.subscriber.clone().into());
@@ -232,7 +229,10 @@ mod tests {
         assert_eq!(updates.len(), 2);
         let u = &updates[0];
         assert!(u.is_private());
-        assert_eq!(u.topics(), ["/.well-known/mercure/subscriptions/a/urn%3Auuid%3A1"]);
+        assert_eq!(
+            u.topics(),
+            ["/.well-known/mercure/subscriptions/a/urn%3Auuid%3A1"]
+        );
         let data: Value = serde_json::from_str(u.data_str()).unwrap();
         assert_eq!(
             data,
