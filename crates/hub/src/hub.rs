@@ -555,18 +555,7 @@ impl Hub {
             // It would read as a stream position on replay.
             return Err(PublishError::ReservedId);
         }
-        let sid = r
-            .shared
-            .publish(
-                &update.topics,
-                update.private,
-                update.id.as_deref(),
-                update.event_type.as_deref(),
-                update.retry,
-                &update.data,
-                subs.as_ref(),
-            )
-            .await?;
+        let sid = r.shared.publish(&update, subs.as_ref()).await?;
         Ok(update.id.unwrap_or_else(|| sid.to_string()))
     }
 
@@ -893,8 +882,7 @@ impl Hub {
         self.notify(
             &self.inner.on_join,
             PresenceKind::Join,
-            id,
-            uuid,
+            (id, uuid),
             &filter.0,
             &payload,
             total,
@@ -916,8 +904,7 @@ impl Hub {
         &self,
         hooks: &[PresenceHook],
         kind: PresenceKind,
-        subscriber: u64,
-        uuid: uuid::Uuid,
+        (subscriber, uuid): (u64, uuid::Uuid),
         topics: &Arc<[Selector]>,
         payload: &Option<Arc<serde_json::Value>>,
         total: usize,
@@ -1758,8 +1745,7 @@ impl Drop for SubscriberStream {
             self.hub.notify(
                 hooks,
                 PresenceKind::Leave,
-                self.id,
-                uuid,
+                (self.id, uuid),
                 &self.filter.0,
                 &self.payload,
                 total,

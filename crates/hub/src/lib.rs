@@ -68,6 +68,15 @@
 //! resumes after the last entry it delivered. [`Hub::presence`] and
 //! [`Hub::topic_subscribers`] then count the subscribers of every live node.
 //!
+//! # Active subscriptions
+//!
+//! Every subscriber gets a subscriber id (`urn:uuid:` and a random v4 UUID,
+//! [`SubscriberStream::subscriber_id`]). [`Hub::subscriptions`] lists the subscribers with
+//! their selectors and payloads; [`Hub::track_subscriptions`] announces each join and leave as
+//! updates of the caller's making (the server's Mercure subscription events), a subscriber's
+//! leave always after its join. With Redis storage, each node's list lives in Redis, changed
+//! atomically with the announcements, so every node lists every live node's subscribers.
+//!
 //! # Heartbeats
 //!
 //! One shared timer per hub (not one per subscriber) sends a `:` comment to every subscriber

@@ -488,14 +488,17 @@ impl Shared {
     /// Appends an update; returns its stream id once Redis has it.
     pub(crate) async fn publish(
         &self,
-        topics: &[String],
-        private: bool,
-        publisher_id: Option<&str>,
-        event_type: Option<&str>,
-        retry: Option<Duration>,
-        data: &str,
+        update: &crate::Update,
         subs: Option<&SubsChange>,
     ) -> Result<Sid, PublishError> {
+        let (topics, private, publisher_id, event_type, retry, data) = (
+            &update.topics,
+            update.private,
+            update.id.as_deref(),
+            update.event_type.as_deref(),
+            update.retry,
+            update.data.as_str(),
+        );
         let mut inv = self.publish.prepare_invoke();
         inv.key(&self.keys.stream)
             .key(&self.keys.pubids)
