@@ -296,6 +296,7 @@ impl HubBuilder {
                 shared: backend.shared.clone(),
                 tasks: Mutex::new(Vec::new()),
                 remote: Mutex::new(Default::default()),
+                subs_dirty: Default::default(),
             }),
         ));
         let reader = rt.spawn(crate::redis_store::read_loop(
@@ -1385,6 +1386,11 @@ impl Hub {
                 // Closed at shutdown is expected; anything else loses one announcement.
                 if !matches!(e, PublishError::Closed) {
                     tracing::warn!(error = %e, subscriber = %change.info.subscriber, "could not announce a subscription change");
+                    if let (Some(_), Storage::Redis(r)) = (&subs, &self.inner.storage) {
+                        // The list missed the change too: have it rewritten once Redis answers.
+                        r.subs_dirty
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
                 return;
             }
@@ -1401,6 +1407,8 @@ impl Hub {
             };
             if let Err(e) = res {
                 tracing::warn!(error = %e, "redis: could not record a subscription change");
+                r.subs_dirty
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
@@ -1420,6 +1428,8 @@ impl Hub {
             .collect();
         if let Err(e) = r.shared.rewrite_subscriptions(&all).await {
             tracing::debug!(error = %e, "redis: could not rewrite this node's subscribers");
+            r.subs_dirty
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
@@ -1575,8 +1585,15 @@ async fn cluster_presence(hub: Weak<Inner>) {
             Ok(remote) => {
                 let Some(inner) = hub.upgrade() else { return };
                 // The subscriber hash expired (Redis restarted, or this node stalled past
-                // the TTL) while this node has subscribers: write it again.
-                if !remote.subs_alive && total > 0 && inner.tracker.get().is_some() {
+                // the TTL) while this node has subscribers, or missed a change while Redis
+                // was unreachable: write it again.
+                let dirty = match &inner.storage {
+                    Storage::Redis(r) => r
+                        .subs_dirty
+                        .swap(false, std::sync::atomic::Ordering::Relaxed),
+                    _ => false,
+                };
+                if inner.tracker.get().is_some() && (dirty || (!remote.subs_alive && total > 0)) {
                     Hub {
                         inner: inner.clone(),
                     }

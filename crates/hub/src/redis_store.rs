@@ -149,6 +149,9 @@ pub(crate) struct RedisStorage {
     pub(crate) tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
     /// The other live nodes' subscriber counts, from the last presence refresh.
     pub(crate) remote: parking_lot::Mutex<RemotePresence>,
+    /// A change to this node's subscriber hash failed (Redis unreachable): the next
+    /// successful presence refresh has the hash written again.
+    pub(crate) subs_dirty: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for RedisStorage {
@@ -659,8 +662,8 @@ impl Shared {
         Ok((Sid::parse(&last).filter(|s| *s != Sid::ZERO), reply))
     }
 
-    /// Writes this node's whole subscriber hash again (after it expired, e.g. Redis restarted
-    /// or this node stalled past the TTL). `subs`: field/value pairs.
+    /// Replaces this node's whole subscriber hash, atomically (after it expired or missed a
+    /// change). `subs`: field/value pairs.
     pub(crate) async fn rewrite_subscriptions(
         &self,
         subs: &[(String, String)],
@@ -668,6 +671,7 @@ impl Shared {
         let key = self.subs_key();
         let mut pipe = redis::pipe();
         pipe.atomic();
+        pipe.cmd("DEL").arg(&key).ignore();
         for (field, value) in subs {
             pipe.cmd("HSET").arg(&key).arg(field).arg(value).ignore();
         }
