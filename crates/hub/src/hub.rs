@@ -1378,15 +1378,18 @@ impl Hub {
             _ => None,
         };
         for update in updates {
+            // Only the first update carries the change to the list.
+            let carried = subs.take();
+            let carries = carried.is_some();
             let res = match &self.inner.storage {
-                Storage::Redis(r) => self.publish_redis_with(r, update, subs.take()).await,
+                Storage::Redis(r) => self.publish_redis_with(r, update, carried).await,
                 _ => self.publish(update).await,
             };
             if let Err(e) = res {
                 // Closed at shutdown is expected; anything else loses one announcement.
                 if !matches!(e, PublishError::Closed) {
                     tracing::warn!(error = %e, subscriber = %change.info.subscriber, "could not announce a subscription change");
-                    if let (Some(_), Storage::Redis(r)) = (&subs, &self.inner.storage) {
+                    if let (true, Storage::Redis(r)) = (carries, &self.inner.storage) {
                         // The list missed the change too: have it rewritten once Redis answers.
                         r.subs_dirty
                             .store(true, std::sync::atomic::Ordering::Relaxed);

@@ -749,3 +749,61 @@ async fn subscriptions_are_listed_across_nodes_and_a_lost_list_is_written_again(
     }
     drop(early);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_whose_announcement_failed_reaches_the_list_at_the_next_refresh() {
+    let name = stream_name();
+    let _c = Cleanup(name.clone());
+    let a = hub(&name, 100).await;
+    let b = hub(&name, 100).await;
+    // Announcements of subscribers to `bad` fail (an id shaped like a stream id is refused
+    // before Redis is asked), so their changes never ride along with one.
+    let announce = |c: &ssehub_hub::SubscriptionChange| {
+        let u = Update::new(format!("subs/{}", c.info.subscriber), "x").private(true);
+        vec![if c.info.topics == ["bad"] {
+            u.id("1-1")
+        } else {
+            u
+        }]
+    };
+    assert!(a.track_subscriptions(announce));
+    assert!(b.track_subscriptions(announce));
+    let ids = |hub: Hub| async move {
+        let snap = hub.subscriptions().await.unwrap();
+        snap.subscribers
+            .into_iter()
+            .map(|i| i.topics.join(","))
+            .collect::<Vec<_>>()
+    };
+    let wait_for = |want: Vec<&'static str>| {
+        let a = a.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let mut got = ids(a.clone()).await;
+                got.sort();
+                if got == want {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "a lists {got:?}, want {want:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let good = b
+        .subscribe(Subscription::new().topic("good").unwrap())
+        .unwrap();
+    wait_for(vec!["good"]).await;
+    let bad = b
+        .subscribe(Subscription::new().topic("bad").unwrap())
+        .unwrap();
+    // Listed after b's next presence refresh (every second) rewrites its list.
+    wait_for(vec!["bad", "good"]).await;
+    drop(bad);
+    wait_for(vec!["good"]).await;
+    drop(good);
+    wait_for(vec![]).await;
+}
