@@ -68,6 +68,15 @@
 //! resumes after the last entry it delivered. [`Hub::presence`] and
 //! [`Hub::topic_subscribers`] then count the subscribers of every live node.
 //!
+//! # Active subscriptions
+//!
+//! Every subscriber gets a subscriber id (`urn:uuid:` and a random v4 UUID,
+//! [`SubscriberStream::subscriber_id`]). [`Hub::subscriptions`] lists the subscribers with
+//! their selectors and payloads; [`Hub::track_subscriptions`] announces each join and leave as
+//! updates of the caller's making (the server's Mercure subscription events), a subscriber's
+//! leave always after its join. With Redis storage, each node's list lives in Redis, changed
+//! atomically with the announcements, so every node lists every live node's subscribers.
+//!
 //! # Heartbeats
 //!
 //! One shared timer per hub (not one per subscriber) sends a `:` comment to every subscriber
@@ -81,6 +90,7 @@ mod queue;
 mod redis_store;
 mod storage;
 mod subscription;
+mod subscriptions;
 mod update;
 
 pub use error::{PublishError, SubscribeError};
@@ -91,7 +101,11 @@ pub use ssehub_selector::{Selector, SelectorError};
 /// The durable log behind [`HubBuilder::durable`] (re-exported so users need no extra crate).
 pub use ssehub_store as store;
 pub use subscription::Subscription;
+pub use subscriptions::{
+    SubscriberInfo, SubscriptionAnnouncer, SubscriptionChange, SubscriptionsSnapshot,
+};
 pub use update::{MAX_TOPICS_PER_UPDATE, Update};
+pub use uuid::Uuid;
 
 /// The `Last-Event-ID` value that asks for every retained update.
 pub const EARLIEST: &str = "earliest";
