@@ -149,6 +149,13 @@ pub struct ServeArgs {
     #[arg(long, env = "SSEHUB_NO_ANONYMOUS")]
     pub no_anonymous: bool,
 
+    /// Mercure active subscriptions: announce each subscriber's join and leave as private
+    /// updates on /.well-known/mercure/subscriptions/{topic}/{subscriber}, and serve GET
+    /// /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]] to subscriber tokens whose
+    /// mercure.subscribe selectors match the URL. With --redis, lists every node's subscribers.
+    #[arg(long, env = "SSEHUB_SUBSCRIPTIONS")]
+    pub subscriptions: bool,
+
     /// Largest publish request body, in bytes; larger ones get 413 (a declared Content-Length
     /// over it at once, before the body is read).
     #[arg(long, env = "SSEHUB_MAX_BODY", default_value_t = 1024 * 1024)]

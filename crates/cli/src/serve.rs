@@ -126,6 +126,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot start the durable log")?;
     let mut config = MercureConfig::new(authorizer);
     config.anonymous = !args.no_anonymous;
+    config.subscriptions = args.subscriptions;
     config.cors_origins = args.cors_origins.clone();
     config.max_body = args.max_body;
     config.max_topics = args.max_selectors as usize;

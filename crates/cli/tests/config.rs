@@ -273,3 +273,35 @@ fn log_format_json_from_the_file_gives_one_object_per_line() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn subscriptions_from_the_file_env_or_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "subs.toml", "subscriptions = true\nmemory = true\n");
+    let out = run(&["serve", "--config", &file, "--print-config"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        line(&printed, "subscriptions"),
+        "subscriptions = true  # file"
+    );
+    let out = run(
+        &["serve", "--print-config"],
+        &[("SSEHUB_SUBSCRIPTIONS", "true")],
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        line(&printed, "subscriptions"),
+        "subscriptions = true  # env"
+    );
+    let out = run(&["serve", "--print-config"], &[]);
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        line(&printed, "subscriptions").starts_with("subscriptions = false"),
+        "{printed}"
+    );
+}

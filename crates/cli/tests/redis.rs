@@ -617,3 +617,99 @@ async fn replay_earliest_gap_and_retained_state_over_http() {
     assert_eq!(s.take(1).await, [(id, "live".to_owned())]);
     s.quiet().await;
 }
+
+/// GETs `{hub}/subscriptions` with a token allowed everywhere: the listed topics.
+async fn listed_topics(client: &reqwest::Client, hub: &str) -> Vec<String> {
+    let res = client
+        .get(format!("{hub}/subscriptions"))
+        .bearer_auth(token())
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+    assert_eq!(body["type"], "Subscriptions");
+    body["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["topic"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscriptions_api_lists_every_node_and_forgets_a_killed_one() {
+    let url = redis_url();
+    require_redis(&url);
+    let stream = stream_name();
+    let _c = Cleanup(url.clone(), stream.clone());
+    let args = |extra: &'static [&'static str]| {
+        let mut v = vec![
+            "--heartbeat",
+            "0",
+            "--jwt-key",
+            KEY,
+            "--redis",
+            &url,
+            "--redis-stream",
+            &stream,
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
+    // The flag on one node, the variable on the other.
+    let a = Served::start(&args(&["--subscriptions"]), &[]);
+    let a_url = a.hub_url();
+    let b = Served::start(&args(&[]), &[("SSEHUB_SUBSCRIPTIONS", "true")]);
+    let b_url = b.hub_url();
+    let client = reqwest::Client::new();
+    let mut on_a = client
+        .get(format!("{a_url}?topic=urn:on-a"))
+        .send()
+        .await
+        .unwrap();
+    let mut on_b = client
+        .get(format!("{b_url}?topic=urn:on-b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((on_a.status().as_u16(), on_b.status().as_u16()), (200, 200));
+    // Read the first bytes, so both subscriptions are registered.
+    on_a.chunk().await.unwrap().unwrap();
+    on_b.chunk().await.unwrap().unwrap();
+
+    // Both nodes list both subscriptions (each join is recorded as it is announced, which
+    // takes a Redis round trip after the subscribe).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for hub in [&a_url, &b_url] {
+        loop {
+            let mut topics = listed_topics(&client, hub).await;
+            topics.sort();
+            if topics == ["urn:on-a", "urn:on-b"] {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{hub} lists {topics:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // Node b dies: nobody announces its subscriber's leave, but its entry expires with the
+    // node's presence (TTL 3 s), so a stops listing it.
+    let killed = Instant::now();
+    b.crash();
+    drop(on_b);
+    loop {
+        let topics = listed_topics(&client, &a_url).await;
+        if topics == ["urn:on-a"] {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(6),
+            "a still lists {topics:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(on_a);
+    drop(a);
+}

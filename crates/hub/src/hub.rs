@@ -32,8 +32,13 @@ use crate::error::{PublishError, SubscribeError};
 use crate::history::{Entry, History, Resolved, Sid, parse_hub_id};
 use crate::presence::{PresenceEvent, PresenceHook, PresenceKind};
 use crate::queue::{Mode, Queue};
-use crate::redis_store::{Fetch, FetchStart, RedisBackend, RedisStorage, Step, StreamEntry};
+use crate::redis_store::{
+    Fetch, FetchStart, RedisBackend, RedisStorage, Step, StreamEntry, SubsChange,
+};
 use crate::storage::{DEFAULT_RETAIN_EVERY, Durable, Storage, id_of, unavailable};
+use crate::subscriptions::{
+    SubscriberInfo, SubscriptionAnnouncer, SubscriptionChange, SubscriptionsSnapshot, Tracker, urn,
+};
 use crate::{Subscription, Update};
 
 /// Event type of the in-band notice sent when a `Last-Event-ID` is unknown or no longer
@@ -291,6 +296,7 @@ impl HubBuilder {
                 shared: backend.shared.clone(),
                 tasks: Mutex::new(Vec::new()),
                 remote: Mutex::new(Default::default()),
+                subs_dirty: Default::default(),
             }),
         ));
         let reader = rt.spawn(crate::redis_store::read_loop(
@@ -329,6 +335,7 @@ impl HubBuilder {
             on_join: self.on_join.clone(),
             on_leave: self.on_leave.clone(),
             storage,
+            tracker: std::sync::OnceLock::new(),
         }
     }
 }
@@ -365,7 +372,7 @@ impl std::fmt::Debug for Hub {
     }
 }
 
-struct Inner {
+pub(crate) struct Inner {
     state: Mutex<State>,
     max_queued_frames: usize,
     max_queued_bytes: usize,
@@ -374,6 +381,8 @@ struct Inner {
     on_join: Vec<PresenceHook>,
     on_leave: Vec<PresenceHook>,
     storage: Storage,
+    /// Set by [`Hub::track_subscriptions`]: where joins and leaves go to be announced.
+    tracker: std::sync::OnceLock<Tracker>,
 }
 
 struct State {
@@ -394,6 +403,9 @@ struct State {
 
 struct Sub {
     id: u64,
+    /// The subscriber id the subscriptions API shows (`urn:uuid:` + this).
+    uuid: uuid::Uuid,
+    payload: Option<Arc<serde_json::Value>>,
     queue: Arc<Mutex<Queue>>,
     selectors: Arc<[Selector]>,
     authorized: Option<Arc<[Selector]>>,
@@ -526,6 +538,17 @@ impl Hub {
         r: &RedisStorage,
         update: Update,
     ) -> Result<String, PublishError> {
+        self.publish_redis_with(r, update, None).await
+    }
+
+    /// [`Hub::publish_redis`], also applying a change to this node's subscriber hash in the
+    /// same script.
+    async fn publish_redis_with(
+        &self,
+        r: &RedisStorage,
+        update: Update,
+        subs: Option<SubsChange>,
+    ) -> Result<String, PublishError> {
         update.validate()?;
         if self.inner.state.lock().closed {
             return Err(PublishError::Closed);
@@ -536,17 +559,7 @@ impl Hub {
             // It would read as a stream position on replay.
             return Err(PublishError::ReservedId);
         }
-        let sid = r
-            .shared
-            .publish(
-                &update.topics,
-                update.private,
-                update.id.as_deref(),
-                update.event_type.as_deref(),
-                update.retry,
-                &update.data,
-            )
-            .await?;
+        let sid = r.shared.publish(&update, subs.as_ref()).await?;
         Ok(update.id.unwrap_or_else(|| sid.to_string()))
     }
 
@@ -720,8 +733,11 @@ impl Hub {
             self.inner.max_queued_frames,
             self.inner.max_queued_bytes,
         )));
+        let payload = payload.map(Arc::new);
         let mut sub = Sub {
             id: 0,
+            uuid: uuid::Uuid::new_v4(),
+            payload: payload.clone(),
             queue: queue.clone(),
             selectors: selectors.into(),
             authorized,
@@ -837,6 +853,7 @@ impl Hub {
             }
         }
         let id = sub.id;
+        let uuid = sub.uuid;
         let exact_only = sub.indexed_exactly();
         for s in sub.selectors.iter() {
             *st.selector_counts.entry(s.as_str().into()).or_default() += 1;
@@ -866,15 +883,15 @@ impl Hub {
         let head_id = st.history.last_id().map(str::to_owned);
         drop(guard);
 
-        let payload = payload.map(Arc::new);
         self.notify(
             &self.inner.on_join,
             PresenceKind::Join,
-            id,
+            (id, uuid),
             &filter.0,
             &payload,
             total,
         );
+        self.track(true, uuid, &filter.0, &payload);
         Ok(SubscriberStream {
             hub: self.clone(),
             key,
@@ -891,7 +908,7 @@ impl Hub {
         &self,
         hooks: &[PresenceHook],
         kind: PresenceKind,
-        subscriber: u64,
+        (subscriber, uuid): (u64, uuid::Uuid),
         topics: &Arc<[Selector]>,
         payload: &Option<Arc<serde_json::Value>>,
         total: usize,
@@ -902,6 +919,7 @@ impl Hub {
         let event = PresenceEvent {
             kind,
             subscriber,
+            uuid,
             topics: topics.clone(),
             payload: payload.clone(),
             total,
@@ -1090,7 +1108,8 @@ impl Hub {
         }
     }
 
-    fn unsubscribe(&self, key: usize, id: u64) -> Option<usize> {
+    /// Removes a subscriber: the subscribers left and its uuid, `None` if it was gone already.
+    fn unsubscribe(&self, key: usize, id: u64) -> Option<(usize, uuid::Uuid)> {
         let mut guard = self.inner.state.lock();
         let st = &mut *guard;
         if st.subs.get(key).map(|s| s.id) != Some(id) {
@@ -1123,7 +1142,7 @@ impl Hub {
         } else {
             remove(&mut st.wildcard);
         }
-        Some(st.subs.len())
+        Some((st.subs.len(), sub.uuid))
     }
 
     /// Ends every subscription cleanly (queued frames are still sent) and refuses new publishes
@@ -1241,6 +1260,221 @@ impl Hub {
             ..st.stats
         }
     }
+}
+
+impl Hub {
+    pub(crate) fn from_weak(weak: &Weak<Inner>) -> Option<Hub> {
+        weak.upgrade().map(|inner| Hub { inner })
+    }
+
+    /// Announces every subscriber join and leave from now on: `announcer` turns each change
+    /// into updates (e.g. Mercure's subscription events, one per selector) that the hub
+    /// publishes from one task of its own, a subscriber's leave always after its join. With
+    /// Redis storage it also keeps this node's subscribers in Redis, changed atomically with
+    /// each announcement, so [`Hub::subscriptions`] lists every live node's. Needs a Tokio
+    /// runtime; returns `false` (and changes nothing) when tracking is already on or there is
+    /// no runtime.
+    pub fn track_subscriptions(
+        &self,
+        announcer: impl Fn(&SubscriptionChange) -> Vec<Update> + Send + Sync + 'static,
+    ) -> bool {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("track_subscriptions outside a Tokio runtime: not tracking");
+            return false;
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        if self.inner.tracker.set(Tracker { tx }).is_err() {
+            return false;
+        }
+        let announcer: SubscriptionAnnouncer = Arc::new(announcer);
+        rt.spawn(crate::subscriptions::announce(
+            Arc::downgrade(&self.inner),
+            rx,
+            announcer,
+        ));
+        // Subscribers that joined before tracking started are listed too.
+        if matches!(self.inner.storage, Storage::Redis(_)) {
+            self.queue_resync();
+        }
+        true
+    }
+
+    /// Whether [`Hub::track_subscriptions`] is on.
+    pub fn tracks_subscriptions(&self) -> bool {
+        self.inner.tracker.get().is_some()
+    }
+
+    pub(crate) fn queue_resync(&self) {
+        if let Some(t) = self.inner.tracker.get() {
+            let _ = t.tx.send(crate::subscriptions::Job::Resync);
+        }
+    }
+
+    /// Hands a join or leave to the announcer, when tracking is on.
+    fn track(
+        &self,
+        active: bool,
+        uuid: uuid::Uuid,
+        topics: &Arc<[Selector]>,
+        payload: &Option<Arc<serde_json::Value>>,
+    ) {
+        let Some(t) = self.inner.tracker.get() else {
+            return;
+        };
+        let info = SubscriberInfo {
+            subscriber: urn(&uuid),
+            topics: topics.iter().map(|s| s.as_str().to_owned()).collect(),
+            payload: payload.as_deref().cloned(),
+        };
+        let _ =
+            t.tx.send(crate::subscriptions::Job::Change(SubscriptionChange {
+                active,
+                info,
+            }));
+    }
+
+    /// This node's subscribers, sorted by id.
+    fn local_subscribers(&self) -> Vec<SubscriberInfo> {
+        let st = self.inner.state.lock();
+        let mut v: Vec<SubscriberInfo> = st
+            .subs
+            .iter()
+            .map(|(_, s)| SubscriberInfo {
+                subscriber: urn(&s.uuid),
+                topics: s.selectors.iter().map(|t| t.as_str().to_owned()).collect(),
+                payload: s.payload.as_deref().cloned(),
+            })
+            .collect();
+        drop(st);
+        v.sort_by(|a, b| a.subscriber.cmp(&b.subscriber));
+        v
+    }
+
+    /// The active subscribers and the id of the last update, for a subscriptions API.
+    ///
+    /// Without Redis: this hub's subscribers, taken under its lock. With Redis and
+    /// [`Hub::track_subscriptions`] on: every live node's, as recorded with their
+    /// announcements, and the stream's last id, read in one atomic script (an announcement
+    /// after `last_event_id` is a change the list does not show yet). With Redis and tracking
+    /// off: this node's only.
+    pub async fn subscriptions(&self) -> Result<SubscriptionsSnapshot, SubscribeError> {
+        match &self.inner.storage {
+            Storage::Redis(r) if self.tracks_subscriptions() => {
+                let (last, raw) = r
+                    .shared
+                    .list_subscriptions()
+                    .await
+                    .map_err(SubscribeError::Unavailable)?;
+                let mut subscribers: Vec<SubscriberInfo> =
+                    raw.iter().filter_map(|v| decode_info(v)).collect();
+                subscribers.sort_by(|a, b| a.subscriber.cmp(&b.subscriber));
+                subscribers.dedup_by(|a, b| a.subscriber == b.subscriber);
+                Ok(SubscriptionsSnapshot {
+                    last_event_id: last.map(|s| s.to_string()),
+                    subscribers,
+                })
+            }
+            _ => {
+                // The id first: a change after it may already be in the list (it is then
+                // announced again after the id, which a client applies idempotently).
+                let last_event_id = self.last_event_id();
+                Ok(SubscriptionsSnapshot {
+                    last_event_id,
+                    subscribers: self.local_subscribers(),
+                })
+            }
+        }
+    }
+
+    /// Publishes the updates announcing one change, in order. With Redis the first one also
+    /// records the change in this node's subscriber hash, atomically.
+    pub(crate) async fn announce(&self, change: SubscriptionChange, updates: Vec<Update>) {
+        let mut subs = match &self.inner.storage {
+            Storage::Redis(_) => Some(if change.active {
+                SubsChange::Set(change.info.subscriber.clone(), encode_info(&change.info))
+            } else {
+                SubsChange::Del(change.info.subscriber.clone())
+            }),
+            _ => None,
+        };
+        for update in updates {
+            // Only the first update carries the change to the list.
+            let carried = subs.take();
+            let carries = carried.is_some();
+            let res = match &self.inner.storage {
+                Storage::Redis(r) => self.publish_redis_with(r, update, carried).await,
+                _ => self.publish(update).await,
+            };
+            if let Err(e) = res {
+                // Closed at shutdown is expected; anything else loses one announcement.
+                if !matches!(e, PublishError::Closed) {
+                    tracing::warn!(error = %e, subscriber = %change.info.subscriber, "could not announce a subscription change");
+                    if let (true, Storage::Redis(r)) = (carries, &self.inner.storage) {
+                        // The list missed the change too: have it rewritten once Redis answers.
+                        r.subs_dirty
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                return;
+            }
+        }
+        // No update to carry it (an announcer that returned none): record it alone.
+        if let (Some(change), Storage::Redis(r)) = (subs, &self.inner.storage) {
+            let (field, value) = match change {
+                SubsChange::Set(f, v) => (f, Some(v)),
+                SubsChange::Del(f) => (f, None),
+            };
+            let res = match value {
+                Some(v) => r.shared.rewrite_subscriptions(&[(field, v)]).await,
+                None => r.shared.remove_subscription(&field).await,
+            };
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "redis: could not record a subscription change");
+                r.subs_dirty
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Redis: writes this node's subscriber hash again from the local list.
+    pub(crate) async fn resync_subscriptions(&self) {
+        let Storage::Redis(r) = &self.inner.storage else {
+            return;
+        };
+        let all: Vec<(String, String)> = self
+            .local_subscribers()
+            .into_iter()
+            .map(|i| {
+                let v = encode_info(&i);
+                (i.subscriber, v)
+            })
+            .collect();
+        if let Err(e) = r.shared.rewrite_subscriptions(&all).await {
+            tracing::debug!(error = %e, "redis: could not rewrite this node's subscribers");
+            r.subs_dirty
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// A subscriber as stored in Redis.
+fn encode_info(i: &SubscriberInfo) -> String {
+    serde_json::json!({ "subscriber": i.subscriber, "topics": i.topics, "payload": i.payload })
+        .to_string()
+}
+
+fn decode_info(raw: &[u8]) -> Option<SubscriberInfo> {
+    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    Some(SubscriberInfo {
+        subscriber: v.get("subscriber")?.as_str()?.to_owned(),
+        topics: v
+            .get("topics")?
+            .as_array()?
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_owned))
+            .collect(),
+        payload: v.get("payload").filter(|p| !p.is_null()).cloned(),
+    })
 }
 
 /// Redis: where replay after `last` starts when this node's ring can serve it alone (a
@@ -1373,6 +1607,21 @@ async fn cluster_presence(hub: Weak<Inner>) {
         match shared.exchange_presence(total, &selectors).await {
             Ok(remote) => {
                 let Some(inner) = hub.upgrade() else { return };
+                // The subscriber hash expired (Redis restarted, or this node stalled past
+                // the TTL) while this node has subscribers, or missed a change while Redis
+                // was unreachable: write it again.
+                let dirty = match &inner.storage {
+                    Storage::Redis(r) => r
+                        .subs_dirty
+                        .swap(false, std::sync::atomic::Ordering::Relaxed),
+                    _ => false,
+                };
+                if inner.tracker.get().is_some() && (dirty || (!remote.subs_alive && total > 0)) {
+                    Hub {
+                        inner: inner.clone(),
+                    }
+                    .queue_resync();
+                }
                 if let Storage::Redis(r) = &inner.storage {
                     *r.remote.lock() = remote;
                 }
@@ -1443,6 +1692,16 @@ impl SubscriberStream {
     /// The hub-local subscriber id (also given to presence hooks).
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The subscriber id the subscriptions API shows (`urn:uuid:` and a random v4 UUID);
+    /// `None` once the subscriber was removed from the hub.
+    pub fn subscriber_id(&self) -> Option<String> {
+        let st = self.hub.inner.state.lock();
+        st.subs
+            .get(self.key)
+            .filter(|s| s.id == self.id)
+            .map(|s| urn(&s.uuid))
     }
 
     /// The id of the newest retained update when the subscription started (what Mercure sends
@@ -1520,16 +1779,18 @@ impl Stream for SubscriberStream {
 
 impl Drop for SubscriberStream {
     fn drop(&mut self) {
-        if let Some(total) = self.hub.unsubscribe(self.key, self.id) {
+        // The uuid lives in the hub's entry only, keeping every stream 16 bytes smaller.
+        if let Some((total, uuid)) = self.hub.unsubscribe(self.key, self.id) {
             let hooks = &self.hub.inner.on_leave;
             self.hub.notify(
                 hooks,
                 PresenceKind::Leave,
-                self.id,
+                (self.id, uuid),
                 &self.filter.0,
                 &self.payload,
                 total,
             );
+            self.hub.track(false, uuid, &self.filter.0, &self.payload);
         }
     }
 }

@@ -76,6 +76,15 @@
 //! is jittered too, so clients come back spread out; then it closes the hub.
 //! `MercureServer::serve` (in `ssehub-server`) drains this way on shutdown.
 //!
+//! # Active subscriptions
+//!
+//! Every subscriber gets a subscriber id (`urn:uuid:` and a random v4 UUID,
+//! [`SubscriberStream::subscriber_id`]). [`Hub::subscriptions`] lists the subscribers with
+//! their selectors and payloads; [`Hub::track_subscriptions`] announces each join and leave as
+//! updates of the caller's making (the server's Mercure subscription events), a subscriber's
+//! leave always after its join. With Redis storage, each node's list lives in Redis, changed
+//! atomically with the announcements, so every node lists every live node's subscribers.
+//!
 //! # Heartbeats
 //!
 //! One shared timer per hub (not one per subscriber) sends a `:` comment to every subscriber
@@ -90,6 +99,7 @@ mod queue;
 mod redis_store;
 mod storage;
 mod subscription;
+mod subscriptions;
 mod update;
 
 pub use error::{PublishError, SubscribeError};
@@ -100,7 +110,11 @@ pub use ssehub_selector::{Selector, SelectorError};
 /// The durable log behind [`HubBuilder::durable`] (re-exported so users need no extra crate).
 pub use ssehub_store as store;
 pub use subscription::Subscription;
+pub use subscriptions::{
+    SubscriberInfo, SubscriptionAnnouncer, SubscriptionChange, SubscriptionsSnapshot,
+};
 pub use update::{MAX_TOPICS_PER_UPDATE, Update};
+pub use uuid::Uuid;
 
 /// The `Last-Event-ID` value that asks for every retained update.
 pub const EARLIEST: &str = "earliest";

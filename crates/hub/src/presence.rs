@@ -9,6 +9,8 @@ pub struct PresenceEvent {
     pub kind: PresenceKind,
     /// The hub-local subscriber id (unique for the life of the hub).
     pub subscriber: u64,
+    /// The subscriber id the subscriptions API shows is `urn:uuid:` and this (random, v4).
+    pub uuid: uuid::Uuid,
     /// The subscriber's topic selectors, as given (`Selector::as_str` gives the text).
     pub topics: Arc<[ssehub_selector::Selector]>,
     /// The subscriber's payload (e.g. the JWT `mercure.payload`), if any.

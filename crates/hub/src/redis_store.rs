@@ -21,6 +21,14 @@
 //! `S:presence:{node}` (expires after [`PRESENCE_TTL`]) and registers in the sorted set
 //! `S:nodes` (score: when its entry expires); the same script returns the counts of the other
 //! live nodes. A node that dies stops counting within the TTL.
+//!
+//! Subscriptions across nodes (only once [`crate::Hub::track_subscriptions`] is on): each node
+//! keeps its subscribers in the hash `S:subs:{node}` (field: subscriber id, value: JSON with
+//! its topics and payload). A join or leave changes it in the same publish script that appends
+//! its announcement to the stream, so the hashes and the stream agree at every instant; the
+//! presence refresh renews the hash's TTL with the node's (a dead node's subscribers drop out
+//! of the list within [`PRESENCE_TTL`]). [`Shared::list_subscriptions`] reads every live node's
+//! hash and the stream's last id in one script.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -116,6 +124,8 @@ pub(crate) struct Keys {
     nodes: String,
     /// Prefix of the per-node presence hashes (`S:presence:`).
     presence: String,
+    /// Prefix of the per-node subscriber hashes (`S:subs:`).
+    subs: String,
 }
 
 pub(crate) struct Shared {
@@ -126,6 +136,7 @@ pub(crate) struct Shared {
     publish: Script,
     snapshot: Script,
     presence: Script,
+    subscriptions: Script,
     /// This process's name among the stream's nodes (for presence).
     node: String,
 }
@@ -138,6 +149,9 @@ pub(crate) struct RedisStorage {
     pub(crate) tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
     /// The other live nodes' subscriber counts, from the last presence refresh.
     pub(crate) remote: parking_lot::Mutex<RemotePresence>,
+    /// A change to this node's subscriber hash failed (Redis unreachable): the next
+    /// successful presence refresh has the hash written again.
+    pub(crate) subs_dirty: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for RedisStorage {
@@ -151,6 +165,8 @@ impl Drop for RedisStorage {
 /// Subscriber counts of the other live nodes of a stream.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct RemotePresence {
+    /// Whether this node's subscriber hash existed when its TTL was renewed.
+    pub(crate) subs_alive: bool,
     pub(crate) subscribers: usize,
     pub(crate) selectors: std::collections::HashMap<String, usize>,
 }
@@ -167,8 +183,10 @@ pub(crate) struct StreamEntry {
 }
 
 /// Atomically: refuse a publisher id still in use by a retained entry, append, trim, index.
-/// KEYS: stream, pubids, latest, pubids scan cursor. ARGV: publisher id or '', max len or '',
-/// max age ms or '', topic count n, n topics, then the entry's field/value pairs.
+/// KEYS: stream, pubids, latest, pubids scan cursor, this node's subscriber hash. ARGV:
+/// publisher id or '', max len or '', max age ms or '', topic count n, n topics, then a
+/// subscriber hash change (`'set'`, `'del'` or `''`; field; value; TTL ms), then the entry's
+/// field/value pairs.
 ///
 /// Trimming cannot tell which publisher ids it dropped, so each publish that records one also
 /// looks at a few more entries of the pubids hash (`HSCAN`, resuming where the last one
@@ -184,7 +202,7 @@ if pid ~= '' then
 end
 local n = tonumber(ARGV[4])
 local fields = {}
-for i = 5 + n, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 9 + n, #ARGV do fields[#fields + 1] = ARGV[i] end
 local id
 if ARGV[2] ~= '' then
   id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
@@ -218,13 +236,23 @@ if pid ~= '' then
 end
 local copy = cjson.encode({id, unpack(fields)})
 for i = 5, 4 + n do redis.call('HSET', KEYS[3], ARGV[i], copy) end
+local op = ARGV[5 + n]
+if op == 'set' then
+  redis.call('HSET', KEYS[5], ARGV[6 + n], ARGV[7 + n])
+  redis.call('PEXPIRE', KEYS[5], ARGV[8 + n])
+elseif op == 'del' then
+  redis.call('HDEL', KEYS[5], ARGV[6 + n])
+end
 return id
 "#;
 
 /// Writes this node's presence counts and returns the other live nodes' counts as flat
 /// `field, count` pairs (field `''` is a node's subscriber total; selectors are never empty).
-/// KEYS: the nodes sorted set. ARGV: node id, TTL ms, presence key prefix, subscriber total,
-/// then selector/count pairs. The per-node keys are derived here (a single Redis, not Cluster).
+/// The first element says whether this node's subscriber hash (KEYS[2]) still existed when its
+/// TTL was renewed (`1`/`0`).
+/// KEYS: the nodes sorted set, this node's subscriber hash. ARGV: node id, TTL ms, presence key
+/// prefix, subscriber total, then selector/count pairs. The per-node keys are derived here (a
+/// single Redis, not Cluster).
 const PRESENCE_LUA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -237,7 +265,7 @@ redis.call('PEXPIRE', mine, ttl)
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('PEXPIRE', KEYS[1], 2 * ttl)
-local out = {}
+local out = {tostring(redis.call('PEXPIRE', KEYS[2], ttl))}
 for _, node in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if node ~= ARGV[1] then
     local h = redis.call('HGETALL', ARGV[3] .. node)
@@ -246,6 +274,39 @@ for _, node in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
 end
 return out
 "#;
+
+/// The subscriptions of every live node and the stream's last generated id, atomically: the
+/// first element is the id (`''` without a stream), then every subscriber's JSON.
+/// KEYS: the nodes sorted set, the stream. ARGV: subscriber hash prefix, this node's id.
+const SUBSCRIPTIONS_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {''}
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[2])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then out[1] = info[i + 1] end
+  end
+end
+local nodes = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+local mine = false
+for _, node in ipairs(nodes) do if node == ARGV[2] then mine = true end end
+if not mine then nodes[#nodes + 1] = ARGV[2] end
+for _, node in ipairs(nodes) do
+  local h = redis.call('HVALS', ARGV[1] .. node)
+  for i = 1, #h do out[#out + 1] = h[i] end
+end
+return out
+"#;
+
+/// A change to this node's subscriber hash, made by the script that publishes its announcement.
+#[derive(Debug, Clone)]
+pub(crate) enum SubsChange {
+    /// Field (subscriber id) and value (its JSON).
+    Set(String, String),
+    /// Field.
+    Del(String),
+}
 
 /// One consistent view for resolving a subscription: the stream's last generated id, the
 /// newest id deleted by `XDEL`, its first entry (id and fields), a publisher id's stream id,
@@ -327,6 +388,7 @@ impl RedisBackend {
             latest: format!("{}:latest", options.stream),
             nodes: format!("{}:nodes", options.stream),
             presence: format!("{}:presence:", options.stream),
+            subs: format!("{}:subs:", options.stream),
         };
         // Unique enough among a stream's nodes: process id and start time in ns.
         let node = format!(
@@ -344,6 +406,7 @@ impl RedisBackend {
             publish: Script::new(PUBLISH_LUA),
             snapshot: Script::new(SNAPSHOT_LUA),
             presence: Script::new(PRESENCE_LUA),
+            subscriptions: Script::new(SUBSCRIPTIONS_LUA),
             node,
         });
         // `XINFO STREAM`'s `entries-added` (gap detection after trimming) is Redis 7.0+.
@@ -428,18 +491,23 @@ impl Shared {
     /// Appends an update; returns its stream id once Redis has it.
     pub(crate) async fn publish(
         &self,
-        topics: &[String],
-        private: bool,
-        publisher_id: Option<&str>,
-        event_type: Option<&str>,
-        retry: Option<Duration>,
-        data: &str,
+        update: &crate::Update,
+        subs: Option<&SubsChange>,
     ) -> Result<Sid, PublishError> {
+        let (topics, private, publisher_id, event_type, retry, data) = (
+            &update.topics,
+            update.private,
+            update.id.as_deref(),
+            update.event_type.as_deref(),
+            update.retry,
+            update.data.as_str(),
+        );
         let mut inv = self.publish.prepare_invoke();
         inv.key(&self.keys.stream)
             .key(&self.keys.pubids)
             .key(&self.keys.latest)
             .key(&self.keys.pubids_cursor)
+            .key(self.subs_key())
             .arg(publisher_id.unwrap_or(""))
             .arg(
                 self.options
@@ -457,6 +525,12 @@ impl Shared {
         for t in topics {
             inv.arg(t);
         }
+        match subs {
+            Some(SubsChange::Set(field, value)) => inv.arg("set").arg(field).arg(value),
+            Some(SubsChange::Del(field)) => inv.arg("del").arg(field).arg(""),
+            None => inv.arg("").arg("").arg(""),
+        };
+        inv.arg(PRESENCE_TTL.as_millis() as u64);
         let topics_json = serde_json::to_string(topics).unwrap_or_default();
         inv.arg("topics").arg(topics_json);
         inv.arg("private").arg(if private { "1" } else { "0" });
@@ -540,6 +614,7 @@ impl Shared {
     ) -> Result<RemotePresence, String> {
         let mut inv = self.presence.prepare_invoke();
         inv.key(&self.keys.nodes)
+            .key(self.subs_key())
             .arg(&self.node)
             .arg(PRESENCE_TTL.as_millis() as u64)
             .arg(&self.keys.presence)
@@ -550,6 +625,10 @@ impl Shared {
         let mut conn = self.conn.clone();
         let pairs: Vec<String> = self.timed(inv.invoke_async(&mut conn)).await?;
         let mut remote = RemotePresence::default();
+        let Some((alive, pairs)) = pairs.split_first() else {
+            return Err("redis: empty presence reply".into());
+        };
+        remote.subs_alive = alive == "1";
         for pair in pairs.chunks_exact(2) {
             let n: usize = pair[1].parse().unwrap_or(0);
             if pair[0].is_empty() {
@@ -559,6 +638,61 @@ impl Shared {
             }
         }
         Ok(remote)
+    }
+
+    /// This node's subscriber hash (`S:subs:{node}`).
+    fn subs_key(&self) -> String {
+        format!("{}{}", self.keys.subs, self.node)
+    }
+
+    /// The subscribers of every live node (their JSON as stored) and the stream's last
+    /// generated id, read atomically.
+    pub(crate) async fn list_subscriptions(&self) -> Result<(Option<Sid>, Vec<Vec<u8>>), String> {
+        let mut inv = self.subscriptions.prepare_invoke();
+        inv.key(&self.keys.nodes)
+            .key(&self.keys.stream)
+            .arg(&self.keys.subs)
+            .arg(&self.node);
+        let mut conn = self.conn.clone();
+        let mut reply: Vec<Vec<u8>> = self.timed(inv.invoke_async(&mut conn)).await?;
+        if reply.is_empty() {
+            return Err("redis: empty subscriptions reply".into());
+        }
+        let last = String::from_utf8_lossy(&reply.remove(0)).into_owned();
+        Ok((Sid::parse(&last).filter(|s| *s != Sid::ZERO), reply))
+    }
+
+    /// Replaces this node's whole subscriber hash, atomically (after it expired or missed a
+    /// change). `subs`: field/value pairs.
+    pub(crate) async fn rewrite_subscriptions(
+        &self,
+        subs: &[(String, String)],
+    ) -> Result<(), String> {
+        let key = self.subs_key();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("DEL").arg(&key).ignore();
+        for (field, value) in subs {
+            pipe.cmd("HSET").arg(&key).arg(field).arg(value).ignore();
+        }
+        pipe.cmd("PEXPIRE")
+            .arg(&key)
+            .arg(PRESENCE_TTL.as_millis() as u64)
+            .ignore();
+        let mut conn = self.conn.clone();
+        self.timed(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    /// Removes one subscriber from this node's hash.
+    pub(crate) async fn remove_subscription(&self, field: &str) -> Result<(), String> {
+        let mut conn = self.conn.clone();
+        self.timed(
+            redis::cmd("HDEL")
+                .arg(self.subs_key())
+                .arg(field)
+                .query_async::<()>(&mut conn),
+        )
+        .await
     }
 
     /// Removes this node from presence at once (clean shutdown), instead of after the TTL.
@@ -571,6 +705,9 @@ impl Shared {
             .ignore()
             .cmd("DEL")
             .arg(format!("{}{}", self.keys.presence, self.node))
+            .ignore()
+            .cmd("DEL")
+            .arg(self.subs_key())
             .ignore();
         if let Err(e) = self.timed(pipe.query_async::<()>(&mut conn)).await {
             tracing::debug!(error = %e, "redis: could not remove this node's presence");

@@ -400,3 +400,107 @@ async fn concurrent_publishers_give_every_subscriber_the_same_order() {
     assert_eq!(orders[0].len(), 1000);
     assert!(orders.iter().all(|o| o == &orders[0]));
 }
+
+/// The next message event of `stream` (fails after 5 s).
+async fn next_event(stream: &mut SubscriberStream, parser: &mut Parser) -> MessageEvent {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            while let Some(f) = parser.next_frame() {
+                if let Frame::Event(e) = f {
+                    return e;
+                }
+            }
+            parser.feed(&stream.next().await.expect("stream ended"));
+        }
+    })
+    .await
+    .expect("no event within 5 s")
+}
+
+#[tokio::test]
+async fn subscriptions_are_listed_and_announced_in_order() {
+    let joined = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let seen = joined.clone();
+    let hub = Hub::builder()
+        .heartbeat(None)
+        .on_join(move |e| seen.lock().push(format!("urn:uuid:{}", e.uuid)))
+        .build();
+    assert!(!hub.tracks_subscriptions());
+    let tracked = hub.track_subscriptions(|c| {
+        vec![
+            Update::new(
+                format!("subs/{}", c.info.subscriber),
+                format!(
+                    "{} {}",
+                    if c.active { "join" } else { "leave" },
+                    c.info.topics.join(",")
+                ),
+            )
+            .private(true),
+        ]
+    });
+    assert!(tracked);
+    assert!(hub.tracks_subscriptions());
+    assert!(
+        !hub.track_subscriptions(|_| Vec::new()),
+        "tracking starts once"
+    );
+
+    let all = Selector::parse("subs/{+id}").unwrap();
+    let mut watcher = hub
+        .subscribe(sub(&["subs/{+id}"]).authorized(vec![all]))
+        .unwrap();
+    let mut wp = Parser::new();
+    let watcher_id = watcher.subscriber_id().unwrap();
+    assert!(watcher_id.starts_with("urn:uuid:"), "{watcher_id}");
+    let me = next_event(&mut watcher, &mut wp).await;
+    assert_eq!(me.data, "join subs/{+id}");
+
+    // Without a token, the private announcements stay invisible.
+    let mut anon = hub.subscribe(sub(&["subs/{+id}"])).unwrap();
+    let anon_id = anon.subscriber_id().unwrap();
+    assert_eq!(
+        next_event(&mut watcher, &mut wp).await.data,
+        "join subs/{+id}"
+    );
+
+    let s = hub
+        .subscribe(sub(&["b", "a"]).payload(serde_json::json!({"n": 1})))
+        .unwrap();
+    let s_id = s.subscriber_id().unwrap();
+    assert_eq!(next_event(&mut watcher, &mut wp).await.data, "join b,a");
+    assert_eq!(
+        *joined.lock(),
+        [watcher_id.clone(), anon_id.clone(), s_id.clone()]
+    );
+
+    let snap = hub.subscriptions().await.unwrap();
+    assert_eq!(snap.last_event_id, hub.last_event_id());
+    let mut ids = vec![watcher_id.clone(), anon_id.clone(), s_id.clone()];
+    ids.sort();
+    let listed: Vec<&str> = snap
+        .subscribers
+        .iter()
+        .map(|i| i.subscriber.as_str())
+        .collect();
+    assert_eq!(listed, ids);
+    let info = snap
+        .subscribers
+        .iter()
+        .find(|i| i.subscriber == s_id)
+        .unwrap();
+    assert_eq!(info.topics, ["b", "a"]);
+    assert_eq!(info.payload, Some(serde_json::json!({"n": 1})));
+
+    // A join and a leave in quick succession are announced in that order.
+    let quick = hub.subscribe(sub(&["q"])).unwrap();
+    drop(quick);
+    drop(s);
+    assert_eq!(next_event(&mut watcher, &mut wp).await.data, "join q");
+    assert_eq!(next_event(&mut watcher, &mut wp).await.data, "leave q");
+    assert_eq!(next_event(&mut watcher, &mut wp).await.data, "leave b,a");
+    let snap = hub.subscriptions().await.unwrap();
+    assert_eq!(snap.subscribers.len(), 2);
+    let mut ap = Parser::new();
+    assert!(drain(&mut anon, &mut ap).is_empty());
+}

@@ -663,3 +663,147 @@ async fn publisher_ids_of_trimmed_updates_are_pruned_from_the_index() {
     // A trimmed id is free again.
     hub.publish(Update::new("t", "z").id("p-0")).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_are_listed_across_nodes_and_a_lost_list_is_written_again() {
+    let name = stream_name();
+    let _c = Cleanup(name.clone());
+    let a = hub(&name, 100).await;
+    let b = hub(&name, 100).await;
+    // Subscribers from before tracking started are listed too.
+    let early = b
+        .subscribe(Subscription::new().topic("early").unwrap())
+        .unwrap();
+    let announce = |c: &ssehub_hub::SubscriptionChange| {
+        vec![Update::new(format!("subs/{}", c.info.subscriber), c.active.to_string()).private(true)]
+    };
+    assert!(a.track_subscriptions(announce));
+    assert!(b.track_subscriptions(announce));
+    let s = b
+        .subscribe(
+            Subscription::new()
+                .topic("t")
+                .unwrap()
+                .payload(serde_json::json!({"on": "b"})),
+        )
+        .unwrap();
+    let early_id = early.subscriber_id().unwrap();
+    let s_id = s.subscriber_id().unwrap();
+    let mut want = vec![early_id.clone(), s_id.clone()];
+    want.sort();
+    let listed = |hub: Hub| async move {
+        let snap = hub.subscriptions().await.unwrap();
+        let ids: Vec<String> = snap
+            .subscribers
+            .iter()
+            .map(|i| i.subscriber.clone())
+            .collect();
+        (snap, ids)
+    };
+    // Announcements take a Redis round trip after the subscribe: bounded wait.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (snap, ids) = listed(a.clone()).await;
+        if ids == want {
+            let info = snap
+                .subscribers
+                .iter()
+                .find(|i| i.subscriber == s_id)
+                .unwrap();
+            assert_eq!(info.topics, ["t"]);
+            assert_eq!(info.payload, Some(serde_json::json!({"on": "b"})));
+            assert!(snap.last_event_id.is_some());
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "a lists {ids:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // b's list is lost (as after a Redis restart): b's next presence refresh writes it again.
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{name}:subs:*"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(listed(a.clone()).await.1.is_empty());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while listed(a.clone()).await.1 != want {
+        assert!(std::time::Instant::now() < deadline, "not written again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A leave is recorded with its announcement.
+    drop(s);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while listed(a.clone()).await.1 != [early_id.clone()] {
+        assert!(std::time::Instant::now() < deadline, "leave not recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(early);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_whose_announcement_failed_reaches_the_list_at_the_next_refresh() {
+    let name = stream_name();
+    let _c = Cleanup(name.clone());
+    let a = hub(&name, 100).await;
+    let b = hub(&name, 100).await;
+    // Announcements of subscribers to `bad` fail (an id shaped like a stream id is refused
+    // before Redis is asked), so their changes never ride along with one.
+    let announce = |c: &ssehub_hub::SubscriptionChange| {
+        let u = Update::new(format!("subs/{}", c.info.subscriber), "x").private(true);
+        vec![if c.info.topics == ["bad"] {
+            u.id("1-1")
+        } else {
+            u
+        }]
+    };
+    assert!(a.track_subscriptions(announce));
+    assert!(b.track_subscriptions(announce));
+    let ids = |hub: Hub| async move {
+        let snap = hub.subscriptions().await.unwrap();
+        snap.subscribers
+            .into_iter()
+            .map(|i| i.topics.join(","))
+            .collect::<Vec<_>>()
+    };
+    let wait_for = |want: Vec<&'static str>| {
+        let a = a.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let mut got = ids(a.clone()).await;
+                got.sort();
+                if got == want {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "a lists {got:?}, want {want:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let good = b
+        .subscribe(Subscription::new().topic("good").unwrap())
+        .unwrap();
+    wait_for(vec!["good"]).await;
+    let bad = b
+        .subscribe(Subscription::new().topic("bad").unwrap())
+        .unwrap();
+    // Listed after b's next presence refresh (every second) rewrites its list.
+    wait_for(vec!["bad", "good"]).await;
+    drop(bad);
+    wait_for(vec!["good"]).await;
+    drop(good);
+    wait_for(vec![]).await;
+}

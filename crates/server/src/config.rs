@@ -69,6 +69,10 @@ pub struct MercureConfig {
     /// HTTP/1.1 as ALPN says ([`crate::tls::server_config`] builds one offering both). `None`
     /// (the default): plain HTTP/1.1, and HTTP/2 with prior knowledge (h2c).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Mercure active subscriptions: announce every subscriber join and leave as private
+    /// subscription events, and serve `GET /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]]`
+    /// (`404` while off). See `docs/DESIGN.md`, "Active subscriptions".
+    pub subscriptions: bool,
 }
 
 impl MercureConfig {
@@ -76,7 +80,7 @@ impl MercureConfig {
     /// 16 KiB query strings, 128 topics per subscription, 64 per update, 1,000 subscribers per
     /// client address, loopback as the only trusted proxy, 10,000 publishes per second per
     /// token, 3 s retry advice, no console, 30 s drain, 10 s shutdown grace, 10 s request-head
-    /// timeout, 64 KiB request heads, fast subscribes on, no TLS.
+    /// timeout, 64 KiB request heads, fast subscribes on, no TLS, active subscriptions off.
     pub fn new(authorizer: Authorizer) -> Self {
         MercureConfig {
             authorizer,
@@ -97,6 +101,7 @@ impl MercureConfig {
             max_head: 64 * 1024,
             fast_subscribe: true,
             tls: None,
+            subscriptions: false,
         }
     }
 

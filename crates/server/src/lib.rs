@@ -56,6 +56,7 @@ pub use config::MercureConfig;
 pub use error::ApiError;
 pub use limits::{InvalidIpRange, IpRange};
 pub use mercure::MERCURE_PATH;
+pub use mercure::subscriptions::{SUBSCRIPTIONS_PATH, subscription_id, subscription_updates};
 pub use serve::{LISTEN_BACKLOG, MercureServer, bind};
 pub use sse::{Sse, preamble};
 /// The rustls this crate is built with, for [`MercureConfig::tls`].

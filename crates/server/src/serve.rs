@@ -39,8 +39,12 @@ pub struct MercureServer {
 }
 
 impl MercureServer {
-    /// A server for `hub` with `config`.
+    /// A server for `hub` with `config`. With [`MercureConfig::subscriptions`] it turns on the
+    /// hub's subscription tracking (Mercure subscription events; needs a Tokio runtime).
     pub fn new(hub: Hub, config: MercureConfig) -> Self {
+        if config.subscriptions {
+            hub.track_subscriptions(mercure::subscriptions::subscription_updates);
+        }
         let slots = (config.max_subscribers_per_ip > 0)
             .then(|| SubscriberSlots::new(config.max_subscribers_per_ip));
         let publish_rate = PublishRate::new(config.publish_rate).map(Arc::new);
@@ -67,6 +71,16 @@ impl MercureServer {
         let mut router = Router::new()
             .route(MERCURE_PATH, get(mercure::subscribe).post(mercure::publish))
             .route("/healthz", get(healthz));
+        if self.state.config.subscriptions {
+            use mercure::subscriptions::{SUBSCRIPTIONS_PATH, all, by_topic, one};
+            router = router
+                .route(SUBSCRIPTIONS_PATH, get(all))
+                .route(&format!("{SUBSCRIPTIONS_PATH}/{{topic}}"), get(by_topic))
+                .route(
+                    &format!("{SUBSCRIPTIONS_PATH}/{{topic}}/{{subscriber}}"),
+                    get(one),
+                );
+        }
         if self.state.config.console {
             router = router.merge(crate::console::router(self.state.hub.clone()));
         }

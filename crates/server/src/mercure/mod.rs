@@ -1,8 +1,10 @@
 //! The Mercure protocol endpoint (IETF draft-dunglas-mercure) at `/.well-known/mercure`:
-//! `GET` subscribes, `POST` publishes.
+//! `GET` subscribes, `POST` publishes; the active subscriptions API below
+//! `/.well-known/mercure/subscriptions` when enabled.
 
 mod publish;
 mod subscribe;
+pub(crate) mod subscriptions;
 
 use std::sync::Arc;
 
