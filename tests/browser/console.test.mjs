@@ -11,7 +11,7 @@ let hub;
 
 before(async () => {
   browser = await launchBrowser();
-  hub = await start('ssehub', { args: ['serve', '--memory', '--jwt-key', KEY] });
+  hub = await start('ssehub', { args: ['serve', '--memory', '--jwt-key', KEY, '--drain-timeout', '1s'] });
 });
 
 after(async () => {
@@ -111,6 +111,6 @@ test('the connection state follows the hub', { timeout: 60000 }, async () => {
   const { port } = hub;
   await hub.stop('SIGTERM');
   await waitText(page, '#state', 'Reconnecting');
-  hub = await start('ssehub', { port, args: ['serve', '--memory', '--jwt-key', KEY] });
+  hub = await start('ssehub', { port, args: ['serve', '--memory', '--jwt-key', KEY, '--drain-timeout', '1s'] });
   await waitText(page, '#state', 'Connected', 15000);
 });

@@ -215,6 +215,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SSEHUB_HEAD_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
     pub head_timeout: Duration,
 
+    /// On SIGTERM/Ctrl-C: stop accepting, then close the subscriber streams spread at random
+    /// over this window, each with a jittered `retry:`, so clients reconnect (elsewhere)
+    /// spread out instead of all at once; 0s closes them all at once.
+    #[arg(long, env = "SSEHUB_DRAIN_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
     /// Publishes per second per publisher token, with a burst of as many; more get 429 with
     /// Retry-After (0: no limit). High enough never to slow an app backend publishing all
     /// its updates with one token; it stops a leaked or looping token from monopolizing the

@@ -135,6 +135,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.trusted_proxies = args.trusted_proxies.clone();
     config.max_head = args.max_head as usize;
     config.head_timeout = args.head_timeout;
+    config.drain_timeout = args.drain_timeout;
     config.publish_rate = args.publish_rate;
     config.console = true;
     config.tls = tls;

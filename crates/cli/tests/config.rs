@@ -45,6 +45,7 @@ addr = "127.0.0.1:3999"
 max-body = 2048
 history_size = 77
 heartbeat = "5s"
+drain-timeout = "2s"
 memory = true
 cors-origin = ["https://a.example", "https://b.example"]
 "#,
@@ -70,6 +71,10 @@ cors-origin = ["https://a.example", "https://b.example"]
     assert_eq!(line(&printed, "max-body"), "max-body = 4096  # env");
     assert_eq!(line(&printed, "heartbeat"), "heartbeat = \"7s\"  # env");
     assert_eq!(line(&printed, "addr"), "addr = \"127.0.0.1:3999\"  # file");
+    assert_eq!(
+        line(&printed, "drain-timeout"),
+        "drain-timeout = \"2s\"  # file"
+    );
     assert_eq!(line(&printed, "memory"), "memory = true  # file");
     assert_eq!(
         line(&printed, "cors-origin"),

@@ -10,7 +10,7 @@ use common::{BIN, Served, after};
 
 #[tokio::test]
 async fn generated_key_curl_line_works_and_sigterm_exits_zero() {
-    let served = Served::start(&["--memory"], &[]);
+    let served = Served::start(&["--memory", "--drain-timeout", "1s"], &[]);
     let listening = served.wait_line("hub at http://");
     let hub_url = after(&listening, "hub at ").to_owned();
     let publish_line = served.wait_line("publish:   curl");
@@ -47,7 +47,17 @@ async fn generated_key_curl_line_works_and_sigterm_exits_zero() {
         .await
         .unwrap();
     assert_eq!(status.code(), Some(0));
-    // The stream ended cleanly rather than being cut.
+    // Within the 1 s drain, the stream ended cleanly rather than being cut, after a last
+    // `retry:` drawn in [3 s, 6 s) (the retry advice is 3 s).
+    let last = sub.chunk().await.unwrap().unwrap();
+    let last = std::str::from_utf8(&last).unwrap();
+    let retry: u64 = last
+        .strip_prefix("retry: ")
+        .and_then(|r| r.strip_suffix("\n\n"))
+        .unwrap_or_else(|| panic!("not a retry frame: {last:?}"))
+        .parse()
+        .unwrap();
+    assert!((3000..6000).contains(&retry), "{retry}");
     assert_eq!(sub.chunk().await.unwrap(), None);
 }
 
@@ -105,6 +115,9 @@ fn help_lists_every_flag() {
         "--retain-age",
         "--retain-bytes",
         "--durability",
+        "--drain-timeout",
+        "SSEHUB_DRAIN_TIMEOUT",
+        "[default: 30s]",
         "SSEHUB_DATA_DIR",
         "SSEHUB_DURABILITY",
         "[default: ./ssehub-data]",

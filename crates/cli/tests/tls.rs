@@ -49,6 +49,8 @@ async fn serves_https_with_http2_and_exits_cleanly() {
     let served = Served::start(
         &[
             "--memory",
+            "--drain-timeout",
+            "1s",
             "--tls-cert",
             &cert.path("cert.pem"),
             "--tls-key",
@@ -99,11 +101,21 @@ async fn serves_https_with_http2_and_exits_cleanly() {
         .await
         .unwrap();
     assert_eq!(status.code(), Some(0));
-    // The HTTP/2 stream ended cleanly rather than being reset (an HTTP/2 body may end with
-    // an empty DATA frame, which reqwest passes on as an empty chunk).
-    while let Some(rest) = sub.chunk().await.unwrap() {
-        assert!(rest.is_empty(), "{rest:?}");
+    // Within the 1 s drain, the HTTP/2 stream ended cleanly rather than being reset (an
+    // HTTP/2 body may end with an empty DATA frame, which reqwest passes on as an empty
+    // chunk), after a last `retry:` drawn in [3 s, 6 s).
+    let mut rest = Vec::new();
+    while let Some(more) = sub.chunk().await.unwrap() {
+        rest.extend_from_slice(&more);
     }
+    let rest = String::from_utf8(rest).unwrap();
+    let retry: u64 = rest
+        .strip_prefix("retry: ")
+        .and_then(|r| r.strip_suffix("\n\n"))
+        .unwrap_or_else(|| panic!("not a retry frame: {rest:?}"))
+        .parse()
+        .unwrap();
+    assert!((3000..6000).contains(&retry), "{retry}");
 }
 
 #[test]

@@ -324,6 +324,7 @@ impl HubBuilder {
                 wildcard: Vec::new(),
                 selector_counts: HashMap::new(),
                 closed: false,
+                draining: false,
                 next_sub_id: 1,
                 stats: HubStats::default(),
             }),
@@ -394,6 +395,8 @@ struct State {
     /// Selector text -> subscribers that asked for it.
     selector_counts: HashMap<Box<str>, usize>,
     closed: bool,
+    /// [`Hub::drain`] started: new subscriptions are refused, publishes still delivered.
+    draining: bool,
     next_sub_id: u64,
     stats: HubStats,
 }
@@ -778,7 +781,7 @@ impl Hub {
         let mut fetch = None;
         let mut guard = self.inner.state.lock();
         let st = &mut *guard;
-        if st.closed {
+        if st.closed || st.draining {
             return Err(SubscribeError::Closed);
         }
         if st.subs.len() >= self.inner.max_subscribers {
@@ -1155,6 +1158,23 @@ impl Hub {
     /// Whether [`Hub::close`] was called.
     pub fn is_closed(&self) -> bool {
         self.inner.state.lock().closed
+    }
+
+    /// Starts draining (see [`Hub::drain`]): refuses new subscriptions from now on and returns
+    /// the queues of the subscribers connected now, to be closed one by one.
+    pub(crate) fn begin_drain(&self) -> Vec<Weak<Mutex<Queue>>> {
+        let mut st = self.inner.state.lock();
+        st.draining = true;
+        st.subs
+            .iter()
+            .map(|(_, sub)| Arc::downgrade(&sub.queue))
+            .collect()
+    }
+
+    /// Whether [`Hub::drain`] started (or the hub is closed).
+    pub fn is_draining(&self) -> bool {
+        let st = self.inner.state.lock();
+        st.draining || st.closed
     }
 
     /// Subscribers connected now.

@@ -68,6 +68,14 @@
 //! resumes after the last entry it delivered. [`Hub::presence`] and
 //! [`Hub::topic_subscribers`] then count the subscribers of every live node.
 //!
+//! # Draining
+//!
+//! [`Hub::close`] ends every stream at once, so every client reconnects at once. For a rolling
+//! restart, [`Hub::drain`] instead refuses new subscriptions, keeps delivering, and ends each
+//! stream at its own random time within a window, with a last `retry: <ms>` frame whose value
+//! is jittered too, so clients come back spread out; then it closes the hub.
+//! `MercureServer::serve` (in `ssehub-server`) drains this way on shutdown.
+//!
 //! # Active subscriptions
 //!
 //! Every subscriber gets a subscriber id (`urn:uuid:` and a random v4 UUID,
@@ -82,6 +90,7 @@
 //! One shared timer per hub (not one per subscriber) sends a `:` comment to every subscriber
 //! that received nothing during the last interval, so proxies keep idle streams open.
 
+mod drain;
 mod error;
 mod history;
 mod hub;

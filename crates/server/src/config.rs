@@ -46,6 +46,10 @@ pub struct MercureConfig {
     /// After shutdown ended every stream, how long connections may take to drain (a client that
     /// stopped reading keeps its connection open) before they are dropped.
     pub shutdown_grace: Duration,
+    /// On shutdown, the window over which subscriber streams are closed, each at its own random
+    /// time with a jittered `retry:` (see [`ssehub_hub::Hub::drain`]), so their clients do not
+    /// all reconnect at once. Zero: every stream ends at once ([`ssehub_hub::Hub::close`]).
+    pub drain_timeout: Duration,
     /// How long a connection may take to send a request head, counted from its accept (or, on
     /// a keep-alive connection, from the end of the previous response); silent or dribbling
     /// connections are closed after it. Idle keep-alive connections close after it too.
@@ -75,8 +79,8 @@ impl MercureConfig {
     /// Defaults around an authorizer: anonymous subscribers allowed, no CORS, 1 MiB bodies,
     /// 16 KiB query strings, 128 topics per subscription, 64 per update, 1,000 subscribers per
     /// client address, loopback as the only trusted proxy, 10,000 publishes per second per
-    /// token, 3 s retry advice, no console, 10 s shutdown grace, 10 s request-head timeout,
-    /// 64 KiB request heads, fast subscribes on, no TLS, active subscriptions off.
+    /// token, 3 s retry advice, no console, 30 s drain, 10 s shutdown grace, 10 s request-head
+    /// timeout, 64 KiB request heads, fast subscribes on, no TLS, active subscriptions off.
     pub fn new(authorizer: Authorizer) -> Self {
         MercureConfig {
             authorizer,
@@ -92,6 +96,7 @@ impl MercureConfig {
             retry: Duration::from_secs(3),
             console: false,
             shutdown_grace: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
             head_timeout: Duration::from_secs(10),
             max_head: 64 * 1024,
             fast_subscribe: true,

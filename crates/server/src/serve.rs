@@ -2,9 +2,12 @@
 //!
 //! Shape borrowed from mini-redis: [`MercureServer::serve`] takes an already bound listener (so
 //! tests bind port 0) and a shutdown future, and spawns one task per connection
-//! ([`crate::conn`] serves it). On shutdown it stops accepting, lets in-flight publishes
-//! finish, then closes the hub, which ends every stream cleanly (so clients reconnect
-//! elsewhere) and lets the connections drain, for at most [`MercureConfig::shutdown_grace`].
+//! ([`crate::conn`] serves it). On shutdown it stops accepting (the listener is closed, idle
+//! keep-alive connections are closed, a request in progress is answered and its connection
+//! closed), lets in-flight publishes finish, then drains the hub over
+//! [`MercureConfig::drain_timeout`] ([`Hub::drain`]: every stream ends cleanly at its own
+//! random time with a jittered `retry:`, so clients reconnect elsewhere spread out) and lets
+//! the connections end, for at most `drain_timeout` + [`MercureConfig::shutdown_grace`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -89,7 +92,11 @@ impl MercureServer {
     }
 
     /// Serves `router` (usually [`MercureServer::router`], maybe merged with more routes) on
-    /// `listener` until `shutdown` completes, then shuts down gracefully.
+    /// `listener` until `shutdown` completes, then shuts down gracefully: closes the listener,
+    /// lets in-flight publishes finish, drains the subscriber streams over
+    /// [`MercureConfig::drain_timeout`] ([`Hub::drain`]), closes the hub, and returns once every
+    /// connection ended, or `drain_timeout` + [`MercureConfig::shutdown_grace`] after
+    /// `shutdown` completed (dropping the connections left).
     ///
     /// Plain SSE subscribes to the Mercure path are answered by the connection layer itself
     /// (same logic and response as the router's handler, a fraction of the memory per idle
@@ -105,12 +112,22 @@ impl MercureServer {
         let shared = Arc::new(Shared::new(self.state.clone(), router, signal.clone()));
         let state = self.state.clone();
         let cancel = signal.clone();
+        // Cancelled once the listener is closed: no stream is ended before new connections
+        // are refused, so a client that is told to go reconnects elsewhere, not here.
+        let not_accepting = CancellationToken::new();
+        let listener_closed = not_accepting.clone();
         let closer = tokio::spawn(async move {
             shutdown.await;
             cancel.cancel();
+            listener_closed.cancelled().await;
             state.publishes.close();
             state.publishes.wait().await;
-            state.hub.close();
+            let config = &state.config;
+            if config.drain_timeout.is_zero() {
+                state.hub.close();
+            } else {
+                state.hub.drain(config.drain_timeout, config.retry).await;
+            }
         });
         let tls = self
             .state
@@ -142,10 +159,12 @@ impl MercureServer {
             }
         }
         drop(listener);
+        not_accepting.cancel();
         // Connections end as the hub closes their streams. A client that stopped reading holds
         // its connection open past the end of its stream; it must not hold the process
-        // hostage: after the grace period, remaining connections are dropped.
-        let grace = self.state.config.shutdown_grace;
+        // hostage: after the drain window and the grace period, remaining connections are
+        // dropped.
+        let grace = self.state.config.drain_timeout + self.state.config.shutdown_grace;
         let deadline = tokio::time::sleep(grace);
         tokio::pin!(deadline);
         loop {
@@ -161,7 +180,10 @@ impl MercureServer {
                 }
             }
         }
+        // Every connection ended (or was dropped), so no publish is in flight: what the drain
+        // has not reached yet has no connection left to end; close the hub in any case.
         closer.abort();
+        self.state.hub.close();
         Ok(())
     }
 

@@ -72,6 +72,8 @@ pub async fn start() -> TestHub {
 pub async fn start_with(hub: Hub, configure: impl FnOnce(&mut MercureConfig)) -> TestHub {
     let authorizer = Authorizer::new(Some(key()), Some(key())).unwrap();
     let mut config = MercureConfig::new(authorizer);
+    // Streams end at once on shutdown, as the tests of it expect; tests/drain.rs sets a window.
+    config.drain_timeout = Duration::ZERO;
     configure(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
