@@ -76,6 +76,7 @@
 mod error;
 mod history;
 mod hub;
+mod metrics;
 mod presence;
 mod queue;
 mod redis_store;
@@ -85,6 +86,7 @@ mod update;
 
 pub use error::{PublishError, SubscribeError};
 pub use hub::{HISTORY_GAP_EVENT, Hub, HubBuilder, HubStats, LAGGED_EVENT, SubscriberStream};
+pub use metrics::{HistogramSnapshot, LATENCY_BUCKETS, Latency, SubscriberCloses};
 pub use presence::{PresenceEvent, PresenceHook, PresenceKind};
 pub use redis_store::{RedisBackend, RedisOptions, RedisStorageError};
 pub use ssehub_selector::{Selector, SelectorError};

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use ssehub_auth::Authorizer;
 
-use crate::IpRange;
+use crate::{IpRange, MetricsAccess};
 
 /// Settings of the Mercure endpoint.
 #[derive(Debug, Clone)]
@@ -58,6 +58,12 @@ pub struct MercureConfig {
     /// `docs/DESIGN.md`, "Connection layer"). Such requests then skip any layer wrapped around
     /// the router passed to `serve`; turn this off if one of yours must see them.
     pub fast_subscribe: bool,
+    /// Whether and for whom [`crate::MercureServer::router`] serves `GET /metrics`
+    /// (Prometheus text; see `docs/metrics.md`). Off by default.
+    pub metrics: MetricsAccess,
+    /// How many selectors get their own `ssehub_selector_subscribers` series (the ones with
+    /// the most subscribers), which bounds the label cardinality; 0: none.
+    pub metrics_selectors: usize,
 }
 
 impl MercureConfig {
@@ -65,7 +71,7 @@ impl MercureConfig {
     /// 16 KiB query strings, 128 topics per subscription, 64 per update, 1,000 subscribers per
     /// client address, loopback as the only trusted proxy, 10,000 publishes per second per
     /// token, 3 s retry advice, no console, 10 s shutdown grace, 10 s request-head timeout,
-    /// 64 KiB request heads, fast subscribes on.
+    /// 64 KiB request heads, fast subscribes on, no `/metrics` (20 selectors when turned on).
     pub fn new(authorizer: Authorizer) -> Self {
         MercureConfig {
             authorizer,
@@ -84,6 +90,8 @@ impl MercureConfig {
             head_timeout: Duration::from_secs(10),
             max_head: 64 * 1024,
             fast_subscribe: true,
+            metrics: MetricsAccess::Off,
+            metrics_selectors: 20,
         }
     }
 
