@@ -25,6 +25,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once at startup: the size of the serve flags does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the hub: the Mercure protocol at /.well-known/mercure (GET subscribes, POST
