@@ -243,6 +243,32 @@ pub struct ServeArgs {
     /// what one stalled reader can cost the hub.
     #[arg(long, env = "SSEHUB_MAX_QUEUED_BYTES", value_name = "BYTES", default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_queued_bytes: u32,
+
+    /// Serve Prometheus metrics at GET /metrics (docs/metrics.md). Off by default: the
+    /// per-selector gauge names topics. Anyone who can reach the hub may read them unless
+    /// --metrics-token is set.
+    #[arg(long, env = "SSEHUB_METRICS")]
+    pub metrics: bool,
+
+    /// Serve /metrics only to requests with `Authorization: Bearer TOKEN` (others get 401);
+    /// implies --metrics.
+    #[arg(
+        long,
+        env = "SSEHUB_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
+
+    /// How many topic selectors, those with the most subscribers, get their own
+    /// ssehub_selector_subscribers series in /metrics (bounds the label cardinality; 0: none).
+    #[arg(
+        long,
+        env = "SSEHUB_METRICS_SELECTORS",
+        value_name = "N",
+        default_value_t = 20
+    )]
+    pub metrics_selectors: usize,
 }
 
 /// `--durability`.

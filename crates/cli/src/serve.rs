@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use ssehub_auth::{Algorithm, Authorizer, KeyConfig};
 use ssehub_hub::{Hub, RedisBackend, RedisOptions};
-use ssehub_server::{MERCURE_PATH, MercureConfig, MercureServer};
+use ssehub_server::{MERCURE_PATH, MercureConfig, MercureServer, MetricsAccess};
 
 use ssehub_hub::store::{CommitterOptions, Durability, Log, LogOptions, RetainPolicy};
 
@@ -60,6 +60,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let subscriber = key(args.subscriber_jwt_key.as_ref().or(shared.as_ref()));
     let authorizer = Authorizer::new(publisher.clone(), subscriber)
         .map_err(|e| UsageError(format!("invalid JWT key: {e}")))?;
+
+    let metrics = match (&args.metrics_token, args.metrics) {
+        (Some(t), _) if t.is_empty() => {
+            return Err(UsageError("--metrics-token must not be empty".into()).into());
+        }
+        (Some(t), _) => MetricsAccess::Bearer(t.clone()),
+        (None, true) => MetricsAccess::Open,
+        (None, false) => MetricsAccess::Off,
+    };
 
     let heartbeat = (!args.heartbeat.is_zero()).then_some(args.heartbeat);
     let mut builder = Hub::builder()
@@ -139,11 +148,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.publish_rate = args.publish_rate;
     config.console = true;
     config.tls = tls;
+    let metrics_note = match &metrics {
+        MetricsAccess::Off => None,
+        MetricsAccess::Open => Some("open to anyone who can reach the hub"),
+        MetricsAccess::Bearer(_) => Some("bearer token required"),
+    };
+    config.metrics = metrics;
+    config.metrics_selectors = args.metrics_selectors;
 
     let listener = ssehub_server::bind(args.addr)
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, "ssehub listening; hub at {scheme}://{local}{MERCURE_PATH}");
+    if let Some(note) = metrics_note {
+        tracing::info!("metrics at {scheme}://{local}/metrics ({note})");
+    }
     if let (Some(secret), Some(publisher)) = (generated, publisher) {
         let token = ssehub_auth::encode_token(&publisher, Some(&["*"]), Some(&["*"]), None)
             .context("cannot sign the demo token")?;

@@ -1,7 +1,8 @@
 //! Tokens never appear in the hub's logs: the real `ssehub serve` binary, logging at `trace`,
 //! is sent good and bad tokens in every place a token can travel (header, query parameter,
-//! cookie) for publish and subscribe; afterwards its whole stderr must not contain any token,
-//! any signature, or the key.
+//! cookie) for publish and subscribe, and `/metrics` is scraped with right and wrong bearer
+//! tokens; afterwards its whole stderr must not contain any token, any signature, the metrics
+//! token, or the key.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -12,6 +13,7 @@ use ssehub_auth::{Algorithm, KeyConfig, encode_token};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ssehub");
 const KEY: &str = "log-test-secret-log-test-secret-0123456789";
+const METRICS_TOKEN: &str = "metrics-log-test-token-0123456789";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_keys_never_reach_the_logs_even_at_trace() {
@@ -23,6 +25,8 @@ async fn tokens_and_keys_never_reach_the_logs_even_at_trace() {
             "127.0.0.1:0",
             "--jwt-key",
             KEY,
+            "--metrics-token",
+            METRICS_TOKEN,
         ])
         .env("RUST_LOG", "trace")
         .env_remove("SSEHUB_JWT_KEY")
@@ -118,6 +122,21 @@ async fn tokens_and_keys_never_reach_the_logs_even_at_trace() {
         }
     }
 
+    let metrics = hub.replace("/.well-known/mercure", "/metrics");
+    for (bearer, status) in [
+        (METRICS_TOKEN, 200),
+        (good.as_str(), 401),
+        (garbage.as_str(), 401),
+    ] {
+        let res = client
+            .get(&metrics)
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status);
+    }
+
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -153,4 +172,11 @@ async fn tokens_and_keys_never_reach_the_logs_even_at_trace() {
         }
     }
     assert!(!log.contains(KEY), "the key is in the log");
+    assert!(
+        !log.contains(METRICS_TOKEN),
+        "the metrics token is in the log"
+    );
+    // The one-line-per-event logs were there to leak: refused publishes and closed streams.
+    assert!(log.contains("publish refused"), "no refusal line:\n{log}");
+    assert!(log.contains("subscriber closed"), "no close line:\n{log}");
 }

@@ -78,7 +78,7 @@ fn close_one(queue: &Weak<Mutex<Queue>>, retry: Duration) -> bool {
         return false;
     }
     q.push_unbounded(final_frame(retry));
-    q.close();
+    q.close(crate::metrics::CloseReason::Shutdown);
     true
 }
 

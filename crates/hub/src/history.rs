@@ -21,6 +21,8 @@ pub(crate) struct Entry {
     pub(crate) frame: Bytes,
     /// The Redis stream id of the update (a Redis-backed hub), [`Sid::ZERO`] otherwise.
     pub(crate) sid: Sid,
+    /// When it entered the hub's order (`Metrics::stamp`), for lag catch-up's latency sample.
+    pub(crate) stamp: u64,
 }
 
 /// Where a replay starts for a given `Last-Event-ID`.
@@ -277,6 +279,7 @@ mod tests {
             private: false,
             frame: Bytes::new(),
             sid: Sid::ZERO,
+            stamp: 0,
         };
         h.push(e, pid.is_some());
         seq
@@ -367,6 +370,7 @@ mod tests {
                 private: false,
                 frame: Bytes::new(),
                 sid: Sid { ms, seq: 0 },
+                stamp: 0,
             };
             h.push(e, false);
         }

@@ -30,6 +30,7 @@ use ssehub_store::{
 
 use crate::error::{PublishError, SubscribeError};
 use crate::history::{Entry, History, Resolved, Sid, parse_hub_id};
+use crate::metrics::{CloseReason, Latency, Metrics, SubscriberCloses};
 use crate::presence::{PresenceEvent, PresenceHook, PresenceKind};
 use crate::queue::{Mode, Queue};
 use crate::redis_store::{
@@ -336,6 +337,7 @@ impl HubBuilder {
             on_leave: self.on_leave.clone(),
             storage,
             tracker: std::sync::OnceLock::new(),
+            metrics: Metrics::default(),
         }
     }
 }
@@ -354,6 +356,11 @@ pub struct HubStats {
     pub lagged: u64,
     /// Subscribers closed because what they missed was no longer retained.
     pub lag_closes: u64,
+    /// Event-stream bytes written to subscribers: a batch counts once its writer comes back
+    /// for the next one, i.e. once it was written.
+    pub bytes_out: u64,
+    /// Subscriber streams ended, by reason (counted when each stream is dropped).
+    pub closes: SubscriberCloses,
     /// Subscribers connected now.
     pub subscribers: usize,
     /// Updates retained in history now.
@@ -383,6 +390,7 @@ pub(crate) struct Inner {
     storage: Storage,
     /// Set by [`Hub::track_subscriptions`]: where joins and leaves go to be announced.
     tracker: std::sync::OnceLock<Tracker>,
+    metrics: Metrics,
 }
 
 struct State {
@@ -505,6 +513,7 @@ impl Hub {
             return Err(PublishError::ReservedId);
         }
         let answer_id = publisher_id.clone();
+        let started = std::time::Instant::now();
         // Encoding cannot fail after `validate`; the log puts the seq into the frame's id.
         let seq = d
             .committer
@@ -522,12 +531,13 @@ impl Hub {
                     published_ms: ssehub_store::now_ms(),
                 }
             })
-            .await
-            .map_err(|e| match e {
-                StoreError::DuplicatePublisherId(_) => PublishError::DuplicateId,
-                StoreError::Closed => PublishError::Closed,
-                e => PublishError::Unavailable(unavailable(&e)),
-            })?;
+            .await;
+        self.inner.metrics.storage.observe(started.elapsed());
+        let seq = seq.map_err(|e| match e {
+            StoreError::DuplicatePublisherId(_) => PublishError::DuplicateId,
+            StoreError::Closed => PublishError::Closed,
+            e => PublishError::Unavailable(unavailable(&e)),
+        })?;
         Ok(answer_id.unwrap_or_else(|| format!("{epoch}-{seq}")))
     }
 
@@ -559,7 +569,10 @@ impl Hub {
             // It would read as a stream position on replay.
             return Err(PublishError::ReservedId);
         }
-        let sid = r.shared.publish(&update, subs.as_ref()).await?;
+        let started = std::time::Instant::now();
+        let sid = r.shared.publish(&update, subs.as_ref()).await;
+        self.inner.metrics.storage.observe(started.elapsed());
+        let sid = sid?;
         Ok(update.id.unwrap_or_else(|| sid.to_string()))
     }
 
@@ -584,7 +597,8 @@ impl Hub {
         let (seq, id) = st.history.allocate(publisher_id.as_deref());
         let frame = encode_update(&id, event_type, retry, data)?;
         let topics = topics.into_boxed_slice();
-        fan_out(st, seq, Sid::ZERO, &topics, private, &frame);
+        let stamp = self.inner.metrics.stamp();
+        fan_out(st, seq, Sid::ZERO, &topics, private, &frame, stamp);
 
         let out = id.to_string();
         st.history.push(
@@ -595,6 +609,7 @@ impl Hub {
                 private,
                 frame,
                 sid: Sid::ZERO,
+                stamp,
             },
             publisher_id.is_some(),
         );
@@ -611,6 +626,7 @@ impl Inner {
         };
         let mut guard = self.state.lock();
         let st = &mut *guard;
+        let stamp = self.metrics.stamp();
         for r in records {
             let id = d.id_of(r);
             let topics: Box<[String]> = r.record.topics.clone().into_boxed_slice();
@@ -621,6 +637,7 @@ impl Inner {
                 &topics,
                 r.record.private,
                 &r.record.frame,
+                stamp,
             );
             st.history.push(
                 Entry {
@@ -630,6 +647,7 @@ impl Inner {
                     private: r.record.private,
                     frame: r.record.frame.clone(),
                     sid: Sid::ZERO,
+                    stamp,
                 },
                 r.record.publisher_id.is_some(),
             );
@@ -644,6 +662,7 @@ impl Inner {
         if st.closed {
             return false;
         }
+        let stamp = self.metrics.stamp();
         for e in entries {
             // The reader never hands an entry twice, but a restart of Redis without
             // persistence could make ids go back: never deliver out of order.
@@ -653,7 +672,7 @@ impl Inner {
             }
             let seq = st.history.next_seq();
             let topics = e.topics.into_boxed_slice();
-            fan_out(st, seq, e.sid, &topics, e.private, &e.frame);
+            fan_out(st, seq, e.sid, &topics, e.private, &e.frame, stamp);
             st.history.push(
                 Entry {
                     seq,
@@ -662,6 +681,7 @@ impl Inner {
                     private: e.private,
                     frame: e.frame,
                     sid: e.sid,
+                    stamp,
                 },
                 e.publisher_id,
             );
@@ -670,9 +690,18 @@ impl Inner {
     }
 }
 
-/// Offers update `seq` to every matching subscriber (under the state lock).
+/// Offers update `seq` to every matching subscriber (under the state lock). `stamp` is when
+/// it entered the hub's order (`Metrics::stamp`), kept by the queues for the latency sample.
 #[inline]
-fn fan_out(st: &mut State, seq: u64, sid: Sid, topics: &[String], private: bool, frame: &Bytes) {
+fn fan_out(
+    st: &mut State,
+    seq: u64,
+    sid: Sid,
+    topics: &[String],
+    private: bool,
+    frame: &Bytes,
+    stamp: u64,
+) {
     let State {
         subs,
         exact,
@@ -690,7 +719,7 @@ fn fan_out(st: &mut State, seq: u64, sid: Sid, topics: &[String], private: bool,
             return;
         }
         let mut q = sub.queue.lock();
-        if q.offer_at(seq, sid, frame) {
+        if q.offer_at(seq, sid, frame, stamp) {
             stats.deliveries += 1;
         } else if q.mode == (Mode::Lagged { resume_from: seq }) {
             stats.lagged += 1;
@@ -810,7 +839,7 @@ impl Hub {
                                 st.history.first_seq()
                             }
                         };
-                        st.stats.replayed += replay(&st.history, &sub, &mut q, from);
+                        st.stats.replayed += replay(&st.history, &sub, &mut q, from, false);
                     } else if retained {
                         st.stats.replayed += retained_from_ring(&st.history, &sub, &mut q);
                     }
@@ -819,7 +848,7 @@ impl Hub {
                     if let Some(from) = durable_from {
                         let from = from.min(st.history.next_seq());
                         if from >= st.history.first_seq() {
-                            st.stats.replayed += replay(&st.history, &sub, &mut q, from);
+                            st.stats.replayed += replay(&st.history, &sub, &mut q, from, false);
                         } else {
                             // Older than the ring: the stream reads it from the log outside the
                             // lock, then joins live delivery (see `catch_up`).
@@ -831,7 +860,7 @@ impl Hub {
                     let start = match last_event_id {
                         Some(last) => match redis_ring_start(&st.history, &last) {
                             Some(from) => {
-                                st.stats.replayed += replay(&st.history, &sub, &mut q, from);
+                                st.stats.replayed += replay(&st.history, &sub, &mut q, from, false);
                                 None
                             }
                             None => Some(FetchStart::After(last)),
@@ -947,7 +976,7 @@ impl Hub {
             };
             if resume_from >= st.history.first_seq() {
                 q.mode = Mode::Live;
-                st.stats.deliveries += replay(&st.history, sub, &mut q, resume_from);
+                st.stats.deliveries += replay(&st.history, sub, &mut q, resume_from, true);
                 return None;
             }
             match &self.inner.storage {
@@ -959,7 +988,7 @@ impl Hub {
                 }
                 Storage::Memory | Storage::Redis(_) => {
                     q.push_unbounded(lagged_frame());
-                    q.close();
+                    q.close(CloseReason::Lagged);
                     st.stats.lag_closes += 1;
                     return None;
                 }
@@ -983,14 +1012,18 @@ impl Hub {
             Ok(r) => r,
             Err(e) => {
                 drop(q);
-                self.close_lagged(queue, &format!("storage unavailable: {e}"));
+                self.close_lagged(
+                    queue,
+                    &format!("storage unavailable: {e}"),
+                    CloseReason::Storage,
+                );
                 return None;
             }
         };
         // Retention may have trimmed `resume_from` since: never skip silently.
         if records.first().map(|r| r.seq) != Some(resume_from) {
             drop(q);
-            self.close_lagged(queue, LAGGED_REASON);
+            self.close_lagged(queue, LAGGED_REASON, CloseReason::Lagged);
             return None;
         }
         let mut next = resume_from;
@@ -1044,7 +1077,7 @@ impl Hub {
         }
         if step.lost {
             q.push_unbounded(lagged_frame());
-            q.close();
+            q.close(CloseReason::Lagged);
             stats.lag_closes += 1;
             return None;
         }
@@ -1074,14 +1107,14 @@ impl Hub {
             if after > history.sid_head() {
                 sub.skip_through = Some(after);
             }
-            stats.replayed += replay(history, sub, &mut q, history.seq_after_sid(after));
+            stats.replayed += replay(history, sub, &mut q, history.seq_after_sid(after), false);
             return None;
         }
         if step.exhausted {
             // The stream has nothing after `after`, yet this node delivered entries past it:
             // they were trimmed (or lost) while we read. Never skip silently.
             q.push_unbounded(lagged_frame());
-            q.close();
+            q.close(CloseReason::Lagged);
             stats.lag_closes += 1;
             return None;
         }
@@ -1093,17 +1126,17 @@ impl Hub {
         let mut q = queue.lock();
         if q.mode == Mode::Fetching {
             q.push_unbounded(lagged_frame_with(reason));
-            q.close();
+            q.close(CloseReason::Storage);
             st.stats.lag_closes += 1;
         }
     }
 
-    fn close_lagged(&self, queue: &Mutex<Queue>, reason: &str) {
+    fn close_lagged(&self, queue: &Mutex<Queue>, reason: &str, why: CloseReason) {
         let mut st = self.inner.state.lock();
         let mut q = queue.lock();
         if matches!(q.mode, Mode::Lagged { .. }) {
             q.push_unbounded(lagged_frame_with(reason));
-            q.close();
+            q.close(why);
             st.stats.lag_closes += 1;
         }
     }
@@ -1151,7 +1184,7 @@ impl Hub {
         let mut st = self.inner.state.lock();
         st.closed = true;
         for (_, sub) in st.subs.iter() {
-            sub.queue.lock().close();
+            sub.queue.lock().close(CloseReason::Shutdown);
         }
     }
 
@@ -1257,8 +1290,45 @@ impl Hub {
         HubStats {
             subscribers: st.subs.len(),
             retained,
+            bytes_out: self
+                .inner
+                .metrics
+                .bytes_out
+                .load(std::sync::atomic::Ordering::Relaxed),
+            closes: self.inner.metrics.closes(),
             ..st.stats
         }
+    }
+
+    /// The latency histograms since start: storage commits and publish-to-flush.
+    pub fn latency(&self) -> Latency {
+        self.inner.metrics.latency()
+    }
+
+    /// The `n` selectors with the most subscribers, most first (ties by selector text); with
+    /// Redis storage, counted over the stream's live nodes like [`Hub::presence`]. Unlike
+    /// [`Hub::presence`] it copies only the `n` it returns, so it stays cheap to ask with
+    /// many distinct selectors.
+    pub fn top_selectors(&self, n: usize) -> Vec<(String, usize)> {
+        if n == 0 {
+            return Vec::new();
+        }
+        let by_count = |a: &(&str, usize), b: &(&str, usize)| b.1.cmp(&a.1).then(a.0.cmp(b.0));
+        let mut top: Vec<(String, usize)> = if let Storage::Redis(_) = &self.inner.storage {
+            self.presence()
+        } else {
+            let st = self.inner.state.lock();
+            let mut refs: Vec<(&str, usize)> =
+                st.selector_counts.iter().map(|(k, &c)| (&**k, c)).collect();
+            if refs.len() > n {
+                refs.select_nth_unstable_by(n - 1, by_count);
+                refs.truncate(n);
+            }
+            refs.into_iter().map(|(k, c)| (k.to_owned(), c)).collect()
+        };
+        top.sort_by(|a, b| by_count(&(a.0.as_str(), a.1), &(b.0.as_str(), b.1)));
+        top.truncate(n);
+        top
     }
 }
 
@@ -1514,14 +1584,17 @@ fn retained_from_ring(history: &History, sub: &Sub, q: &mut Queue) -> u64 {
 }
 
 /// Offers retained entries from `from` on that `sub` wants; stops at the first that does not fit
-/// (the queue is then `Lagged` at it). Returns how many were queued.
-fn replay(history: &History, sub: &Sub, q: &mut Queue, from: u64) -> u64 {
+/// (the queue is then `Lagged` at it). Returns how many were queued. `live`: a lagged
+/// subscriber catching up, whose updates keep their publish stamps for the latency sample
+/// (replay on connect is not sampled: those updates were published before it asked).
+fn replay(history: &History, sub: &Sub, q: &mut Queue, from: u64, live: bool) -> u64 {
     let mut n = 0;
     for e in history.range_from(from) {
         if !sub.wants(&e.topics, e.private) {
             continue;
         }
-        if !q.offer_at(e.seq, e.sid, &e.frame) {
+        let stamp = if live { e.stamp } else { 0 };
+        if !q.offer_at(e.seq, e.sid, &e.frame, stamp) {
             break;
         }
         n += 1;
@@ -1716,8 +1789,29 @@ impl Stream for SubscriberStream {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let this = self.get_mut();
+        // The writer is back: the batch it took last is written. Recorded after the queue's
+        // lock is released, so publishers never wait on the clock read.
+        let mut written = None;
+        let poll = this.poll_queue(cx, &mut written);
+        if let Some((bytes, stamp)) = written {
+            this.hub.inner.metrics.written(bytes, stamp);
+        }
+        poll
+    }
+}
+
+impl SubscriberStream {
+    fn poll_queue(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: &mut Option<(u64, u64)>,
+    ) -> Poll<Option<Bytes>> {
+        let this = self;
         loop {
             let mut q = this.queue.lock();
+            if written.is_none() {
+                *written = q.settle();
+            }
             if let Some(batch) = q.take_batch() {
                 return Poll::Ready(Some(batch));
             }
@@ -1779,6 +1873,30 @@ impl Stream for SubscriberStream {
 
 impl Drop for SubscriberStream {
     fn drop(&mut self) {
+        let reason = self.queue.lock().closed_for;
+        self.hub.inner.metrics.closed(reason);
+        // One line per close: churn (clients leaving, shutdown) at debug, the hub's own
+        // decisions to end a stream at info.
+        match reason {
+            None => tracing::debug!(
+                subscriber = self.id,
+                reason = "client_gone",
+                "subscriber closed"
+            ),
+            Some(CloseReason::Shutdown) => {
+                tracing::debug!(
+                    subscriber = self.id,
+                    reason = "shutdown",
+                    "subscriber closed"
+                );
+            }
+            Some(r) => tracing::info!(
+                subscriber = self.id,
+                reason = r.as_str(),
+                selectors = self.filter.0.len(),
+                "subscriber closed"
+            ),
+        }
         // The uuid lives in the hub's entry only, keeping every stream 16 bytes smaller.
         if let Some((total, uuid)) = self.hub.unsubscribe(self.key, self.id) {
             let hooks = &self.hub.inner.on_leave;

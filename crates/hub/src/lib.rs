@@ -94,6 +94,7 @@ mod drain;
 mod error;
 mod history;
 mod hub;
+mod metrics;
 mod presence;
 mod queue;
 mod redis_store;
@@ -104,6 +105,7 @@ mod update;
 
 pub use error::{PublishError, SubscribeError};
 pub use hub::{HISTORY_GAP_EVENT, Hub, HubBuilder, HubStats, LAGGED_EVENT, SubscriberStream};
+pub use metrics::{HistogramSnapshot, LATENCY_BUCKETS, Latency, SubscriberCloses};
 pub use presence::{PresenceEvent, PresenceHook, PresenceKind};
 pub use redis_store::{RedisBackend, RedisOptions, RedisStorageError};
 pub use ssehub_selector::{Selector, SelectorError};

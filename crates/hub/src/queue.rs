@@ -13,6 +13,7 @@ use std::task::Waker;
 use bytes::{Bytes, BytesMut};
 
 use crate::history::Sid;
+use crate::metrics::CloseReason;
 
 /// A writer never takes more than this in one batch, so one wake-up cannot build a huge buffer.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
@@ -45,6 +46,16 @@ pub(crate) struct Queue {
     /// Redis: the stream id of the update the queue turned `Lagged` at, so catch-up can read
     /// from Redis when the ring no longer holds it.
     pub(crate) lagged_sid: Sid,
+    /// The publish stamp (`Metrics::stamp`) of the oldest live update queued since the last
+    /// batch was taken; 0 when none. Set by the first offer after a take: one compare per
+    /// delivery, no clock read.
+    stamp: u64,
+    /// The last batch taken and not yet reported written: its length and stamp. The writer
+    /// comes back for the next batch only once it has written this one, so the next take
+    /// reports it (see `SubscriberStream::poll_next`).
+    taken: Option<(u64, u64)>,
+    /// Why the queue was closed, for the close's metrics and log line.
+    pub(crate) closed_for: Option<CloseReason>,
 }
 
 impl Queue {
@@ -58,6 +69,9 @@ impl Queue {
             mode: Mode::Live,
             active: false,
             lagged_sid: Sid::ZERO,
+            stamp: 0,
+            taken: None,
+            closed_for: None,
         }
     }
 
@@ -80,16 +94,20 @@ impl Queue {
     /// `seq` when it does not fit. Returns whether it was queued.
     #[cfg(test)]
     pub(crate) fn offer(&mut self, seq: u64, frame: &Bytes) -> bool {
-        self.offer_at(seq, Sid::ZERO, frame)
+        self.offer_at(seq, Sid::ZERO, frame, 0)
     }
 
-    /// [`Queue::offer`] of an update whose Redis stream id is `sid` ([`Sid::ZERO`] otherwise).
-    pub(crate) fn offer_at(&mut self, seq: u64, sid: Sid, frame: &Bytes) -> bool {
+    /// [`Queue::offer`] of an update whose Redis stream id is `sid` ([`Sid::ZERO`] otherwise)
+    /// and publish stamp `stamp` (0: not sampled, e.g. replay on connect).
+    pub(crate) fn offer_at(&mut self, seq: u64, sid: Sid, frame: &Bytes, stamp: u64) -> bool {
         if self.mode != Mode::Live {
             return false;
         }
         if self.has_room(frame.len()) {
             self.push_unbounded(frame.clone());
+            if self.stamp == 0 {
+                self.stamp = stamp;
+            }
             true
         } else {
             self.mode = Mode::Lagged { resume_from: seq };
@@ -99,9 +117,16 @@ impl Queue {
         }
     }
 
-    pub(crate) fn close(&mut self) {
+    /// Ends the queue: what is queued is still sent, then the stream ends.
+    pub(crate) fn close(&mut self, reason: CloseReason) {
         self.mode = Mode::Closing;
+        self.closed_for.get_or_insert(reason);
         self.wake();
+    }
+
+    /// The batch taken last, `(bytes, stamp)`, once: the writer is back, so it was written.
+    pub(crate) fn settle(&mut self) -> Option<(u64, u64)> {
+        self.taken.take()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -121,8 +146,22 @@ impl Queue {
         }
     }
 
-    /// Takes everything queued (up to [`MAX_BATCH_BYTES`], at least one frame) as one buffer.
+    /// Takes everything queued (up to [`MAX_BATCH_BYTES`], at least one frame) as one buffer,
+    /// remembered as taken (see [`Queue::settle`]).
     pub(crate) fn take_batch(&mut self) -> Option<Bytes> {
+        let batch = self.take_frames()?;
+        // When frames are left (a batch over the byte cap), they keep the stamp: newer than
+        // it, so their sample can only read high, never hide a delay.
+        let stamp = if self.frames.is_empty() {
+            std::mem::take(&mut self.stamp)
+        } else {
+            self.stamp
+        };
+        self.taken = Some((batch.len() as u64, stamp));
+        Some(batch)
+    }
+
+    fn take_frames(&mut self) -> Option<Bytes> {
         let first = self.frames.pop_front()?;
         self.bytes -= first.len();
         if self.frames.is_empty() || first.len() >= MAX_BATCH_BYTES {
@@ -183,6 +222,21 @@ mod tests {
             "a lagged queue takes nothing until it caught up"
         );
         assert_eq!(q.mode, Mode::Lagged { resume_from: 3 });
+    }
+
+    #[test]
+    fn a_batch_carries_the_stamp_of_its_oldest_live_update() {
+        let mut q = Queue::new(10, 1000);
+        q.push_unbounded(Bytes::from_static(b":\n\n"));
+        assert!(q.offer_at(1, Sid::ZERO, &Bytes::from_static(b"data: a\n\n"), 7));
+        assert!(q.offer_at(2, Sid::ZERO, &Bytes::from_static(b"data: b\n\n"), 9));
+        assert_eq!(q.settle(), None);
+        assert_eq!(q.take_batch().unwrap().len(), 21);
+        assert_eq!(q.settle(), Some((21, 7)));
+        assert_eq!(q.settle(), None, "reported once");
+        assert!(q.offer_at(3, Sid::ZERO, &Bytes::from_static(b"data: c\n\n"), 0));
+        q.take_batch().unwrap();
+        assert_eq!(q.settle(), Some((9, 0)), "replayed frames are not sampled");
     }
 
     #[test]

@@ -504,3 +504,49 @@ async fn subscriptions_are_listed_and_announced_in_order() {
     let mut ap = Parser::new();
     assert!(drain(&mut anon, &mut ap).is_empty());
 }
+
+/// What the `/metrics` endpoint reads: bytes written (counted when the writer comes back for
+/// the next batch), publish-to-flush samples per written batch, closes by reason, and the
+/// selectors with the most subscribers.
+#[tokio::test]
+async fn stats_count_bytes_closes_and_the_top_selectors() {
+    let hub = Hub::builder().heartbeat(None).build();
+    let mut a = hub.subscribe(sub(&["x"])).unwrap();
+    let b = hub.subscribe(sub(&["x", "y"])).unwrap();
+    let c = hub.subscribe(sub(&["z"])).unwrap();
+    hub.publish_now(Update::new("x", "1")).unwrap();
+    hub.publish_now(Update::new("x", "2")).unwrap();
+    let batch = a.next().await.unwrap();
+    assert_eq!(
+        hub.stats().bytes_out,
+        0,
+        "not written until the writer is back"
+    );
+    assert_eq!(hub.latency().publish_to_flush.count, 0);
+    let waker = futures_util::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    assert!(a.poll_next_unpin(&mut cx).is_pending());
+    assert_eq!(hub.stats().bytes_out, batch.len() as u64);
+    let latency = hub.latency();
+    assert_eq!(latency.publish_to_flush.count, 1, "one batch, one sample");
+    assert_eq!(latency.storage.count, 0, "no storage in a RAM-only hub");
+
+    assert_eq!(
+        hub.top_selectors(2),
+        [("x".to_owned(), 2), ("y".to_owned(), 1)],
+        "most first, ties by name"
+    );
+    assert!(hub.top_selectors(0).is_empty());
+    assert_eq!(hub.top_selectors(10).len(), 3);
+
+    drop(b);
+    hub.close();
+    while a.next().await.is_some() {}
+    drop(a);
+    drop(c);
+    let closes = hub.stats().closes;
+    assert_eq!(
+        (closes.client_gone, closes.shutdown, closes.lagged),
+        (1, 2, 0)
+    );
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ssehub_auth::Authorizer;
 
-use crate::IpRange;
+use crate::{IpRange, MetricsAccess};
 use tokio_rustls::rustls;
 
 /// Settings of the Mercure endpoint.
@@ -73,6 +73,12 @@ pub struct MercureConfig {
     /// subscription events, and serve `GET /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]]`
     /// (`404` while off). See `docs/DESIGN.md`, "Active subscriptions".
     pub subscriptions: bool,
+    /// Whether and for whom [`crate::MercureServer::router`] serves `GET /metrics`
+    /// (Prometheus text; see `docs/metrics.md`). Off by default.
+    pub metrics: MetricsAccess,
+    /// How many selectors get their own `ssehub_selector_subscribers` series (the ones with
+    /// the most subscribers), which bounds the label cardinality; 0: none.
+    pub metrics_selectors: usize,
 }
 
 impl MercureConfig {
@@ -80,7 +86,8 @@ impl MercureConfig {
     /// 16 KiB query strings, 128 topics per subscription, 64 per update, 1,000 subscribers per
     /// client address, loopback as the only trusted proxy, 10,000 publishes per second per
     /// token, 3 s retry advice, no console, 30 s drain, 10 s shutdown grace, 10 s request-head
-    /// timeout, 64 KiB request heads, fast subscribes on, no TLS, active subscriptions off.
+    /// timeout, 64 KiB request heads, fast subscribes on, no TLS, active subscriptions off,
+    /// no `/metrics` (20 selectors when turned on).
     pub fn new(authorizer: Authorizer) -> Self {
         MercureConfig {
             authorizer,
@@ -102,6 +109,8 @@ impl MercureConfig {
             fast_subscribe: true,
             tls: None,
             subscriptions: false,
+            metrics: MetricsAccess::Off,
+            metrics_selectors: 20,
         }
     }
 

@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, Request, Response, Uri};
+use axum::http::{HeaderMap, Request, Response, StatusCode, Uri};
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -43,6 +43,7 @@ use tower_http::cors::CorsLayer;
 
 use crate::head::{Head, Scan};
 use crate::mercure::{self, MercureState, Subscribed};
+use crate::metrics::{Cause, Endpoint, Limit};
 use crate::rewind::Rewind;
 
 /// First size of the request-head buffer: a browser's subscribe head with a token cookie fits.
@@ -490,6 +491,9 @@ async fn refuse_too_large(mut tcp: TcpStream, shared: &Shared) {
         reason.len(),
         http_date(),
     );
+    let metrics = &shared.state.metrics;
+    metrics.refused(Endpoint::Subscribe, Cause::Limit(Limit::Head));
+    metrics.subscribe_refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     if tcp.write_all(response.as_bytes()).await.is_ok() {
         linger(tcp).await;
     }

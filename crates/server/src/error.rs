@@ -3,6 +3,8 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::metrics::Cause;
+
 /// An HTTP error answer: status plus a one-line `text/plain` reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -10,6 +12,8 @@ pub struct ApiError {
     reason: String,
     /// Seconds for a `Retry-After` header (rate limits, a full hub).
     retry_after: Option<u64>,
+    /// What the refusal counts as in the metrics (an auth failure, a limit), beyond its status.
+    cause: Cause,
 }
 
 impl ApiError {
@@ -19,7 +23,18 @@ impl ApiError {
             status,
             reason: reason.into(),
             retry_after: None,
+            cause: Cause::Other,
         }
+    }
+
+    /// The same error, counted in the metrics as `cause`.
+    pub(crate) fn with_cause(mut self, cause: Cause) -> Self {
+        self.cause = cause;
+        self
+    }
+
+    pub(crate) fn cause(&self) -> Cause {
+        self.cause
     }
 
     /// The same error with `Retry-After: secs`: when trying again makes sense.

@@ -47,6 +47,7 @@ pub mod form;
 mod head;
 mod limits;
 mod mercure;
+mod metrics;
 mod rewind;
 mod serve;
 mod sse;
@@ -57,6 +58,7 @@ pub use error::ApiError;
 pub use limits::{InvalidIpRange, IpRange};
 pub use mercure::MERCURE_PATH;
 pub use mercure::subscriptions::{SUBSCRIPTIONS_PATH, subscription_id, subscription_updates};
+pub use metrics::MetricsAccess;
 pub use serve::{LISTEN_BACKLOG, MercureServer, bind};
 pub use sse::{Sse, preamble};
 /// The rustls this crate is built with, for [`MercureConfig::tls`].

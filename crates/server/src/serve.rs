@@ -24,9 +24,9 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use ssehub_selector::SelectorCache;
 
-use crate::MercureConfig;
 use crate::conn::{self, Shared};
 use crate::limits::{PublishRate, SubscriberSlots};
+use crate::{MercureConfig, MetricsAccess};
 
 /// Distinct selector texts kept parsed; past it the cache starts over.
 const SELECTOR_CACHE_CAPACITY: usize = 10_000;
@@ -56,6 +56,7 @@ impl MercureServer {
                 selectors: Arc::new(SelectorCache::new(SELECTOR_CACHE_CAPACITY)),
                 slots,
                 publish_rate,
+                metrics: Default::default(),
             },
         }
     }
@@ -66,7 +67,8 @@ impl MercureServer {
     }
 
     /// The routes: `GET`/`POST /.well-known/mercure` and `GET /healthz` (plus the console at `/`
-    /// when [`MercureConfig::console`] is set), with CORS when origins are configured. Merge it into your own `Router` to serve both from one app.
+    /// when [`MercureConfig::console`] is set, and `GET /metrics` unless
+    /// [`MercureConfig::metrics`] is off), with CORS when origins are configured. Merge it into your own `Router` to serve both from one app.
     pub fn router(&self) -> Router {
         let mut router = Router::new()
             .route(MERCURE_PATH, get(mercure::subscribe).post(mercure::publish))
@@ -80,6 +82,9 @@ impl MercureServer {
                     &format!("{SUBSCRIPTIONS_PATH}/{{topic}}/{{subscriber}}"),
                     get(one),
                 );
+        }
+        if self.state.config.metrics != MetricsAccess::Off {
+            router = router.route("/metrics", get(crate::metrics::metrics));
         }
         if self.state.config.console {
             router = router.merge(crate::console::router(self.state.hub.clone()));

@@ -15,6 +15,7 @@ use ssehub_selector::SelectorCache;
 use tokio_util::task::TaskTracker;
 
 use crate::limits::{PublishRate, SubscriberSlots};
+use crate::metrics::{AuthFailure, Cause, ServerMetrics};
 use crate::{ApiError, MercureConfig};
 
 pub(crate) use publish::publish;
@@ -36,6 +37,8 @@ pub(crate) struct MercureState {
     pub(crate) slots: Option<Arc<SubscriberSlots>>,
     /// Publishes per second per token (`None`: no limit).
     pub(crate) publish_rate: Option<Arc<PublishRate>>,
+    /// The HTTP API's counters (`/metrics`).
+    pub(crate) metrics: Arc<ServerMetrics>,
 }
 
 /// A verified token: its claims, where it came from, and the token itself (the publish rate
@@ -53,15 +56,18 @@ pub(crate) fn authenticate(
     query: Option<&str>,
     role: Role,
 ) -> Result<Option<Authenticated>, ApiError> {
-    let found = ssehub_auth::extract_token(headers, query)
-        .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
+    let invalid = |e: &dyn std::fmt::Display| {
+        ApiError::unauthorized(format!("invalid token: {e}"))
+            .with_cause(Cause::Auth(AuthFailure::InvalidToken))
+    };
+    let found = ssehub_auth::extract_token(headers, query).map_err(|e| invalid(&e))?;
     let Some((token, source)) = found else {
         return Ok(None);
     };
     let claims = config
         .authorizer
         .verify(&token, role)
-        .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
+        .map_err(|e| invalid(&e))?;
     Ok(Some(Authenticated {
         claims,
         source,

@@ -13,11 +13,39 @@ use ssehub_hub::{PublishError, Update};
 use super::{Authenticated, MercureState, authenticate};
 use crate::form::decode_pairs;
 use crate::limits::retry_after_secs;
+use crate::metrics::{AuthFailure, Cause, Endpoint, Limit};
 use crate::{ApiError, MercureConfig};
 
+/// The axum handler: [`handle`], counted in the metrics, with one log line per refusal (its
+/// status, what it counts as, its one-line reason and the update's topic count when the body
+/// was read; never the token).
 pub(crate) async fn publish(
     State(state): State<MercureState>,
     request: Request,
+) -> Result<Response, ApiError> {
+    let mut topics = None;
+    let result = handle(&state, request, &mut topics).await;
+    match &result {
+        Ok(res) => state.metrics.publish_answered(res.status()),
+        Err(e) => {
+            state.metrics.publish_answered(e.status());
+            state.metrics.refused(Endpoint::Publish, e.cause());
+            tracing::info!(
+                status = e.status().as_u16(),
+                cause = e.cause().as_str(),
+                reason = %e.reason(),
+                topics,
+                "publish refused"
+            );
+        }
+    }
+    result
+}
+
+async fn handle(
+    state: &MercureState,
+    request: Request,
+    topics: &mut Option<usize>,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let config = &state.config;
@@ -29,7 +57,8 @@ pub(crate) async fn publish(
         token,
     }) = authenticate(config, &parts.headers, parts.uri.query(), Role::Publisher)?
     else {
-        return Err(ApiError::unauthorized("a publisher token is required"));
+        return Err(ApiError::unauthorized("a publisher token is required")
+            .with_cause(Cause::Auth(AuthFailure::MissingToken)));
     };
     if source == TokenSource::Cookie {
         check_cookie_origin(config, &parts.headers)?;
@@ -45,7 +74,8 @@ pub(crate) async fn publish(
                 config.publish_rate
             ),
         )
-        .with_retry_after(retry_after_secs(wait)));
+        .with_retry_after(retry_after_secs(wait))
+        .with_cause(Cause::Limit(Limit::PublishRate)));
     }
     drop(token);
 
@@ -56,12 +86,14 @@ pub(crate) async fn publish(
     }
     let body = read_body(body, config.max_body).await?;
     let update = parse_update(&body, config.max_topics_per_update)?;
+    *topics = Some(update.topics().len());
     if claims.publish.is_none()
         || !claims.can_publish_all(update.topics().iter().map(String::as_str))
     {
-        return Err(ApiError::forbidden(
-            "the token may not publish to every topic of this update",
-        ));
+        return Err(
+            ApiError::forbidden("the token may not publish to every topic of this update")
+                .with_cause(Cause::Auth(AuthFailure::Forbidden)),
+        );
     }
 
     let hub = state.hub.clone();
@@ -122,10 +154,12 @@ fn check_cookie_origin(config: &MercureConfig, headers: &HeaderMap) -> Result<()
         Some(o) if listed(o) => Ok(()),
         Some(_) => Err(ApiError::forbidden(
             "cookie-authenticated publish from an origin that is not allowed",
-        )),
-        None => Err(ApiError::forbidden(
-            "cookie-authenticated publish needs an Origin header",
-        )),
+        )
+        .with_cause(Cause::Auth(AuthFailure::CookieOrigin))),
+        None => Err(
+            ApiError::forbidden("cookie-authenticated publish needs an Origin header")
+                .with_cause(Cause::Auth(AuthFailure::CookieOrigin)),
+        ),
     }
 }
 
@@ -153,6 +187,7 @@ fn too_large(max: usize) -> ApiError {
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("request body larger than {max} bytes"),
     )
+    .with_cause(Cause::Limit(Limit::Body))
 }
 
 async fn read_body(body: Body, max: usize) -> Result<bytes::Bytes, ApiError> {

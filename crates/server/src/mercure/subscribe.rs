@@ -17,6 +17,7 @@ use ssehub_hub::{SubscribeError, SubscriberStream, Subscription};
 use super::{Authenticated, MercureState, authenticate};
 use crate::form::decode_pairs;
 use crate::limits::{SlotGuard, client_ip};
+use crate::metrics::{AuthFailure, Cause, Endpoint, Limit};
 use crate::{ApiError, preamble};
 
 /// `Retry-After` of a subscribe refused for a subscriber limit: slots free up only as other
@@ -55,7 +56,12 @@ pub(crate) async fn subscribe(
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr);
-    let stream = open_subscription(&state, &parts.uri, &parts.headers, peer)?;
+    // Refusals are counted here, not in `open_subscription`: the connection layer hands the
+    // subscribes it refuses to this handler, which must count them once.
+    let stream = open_subscription(&state, &parts.uri, &parts.headers, peer).inspect_err(|e| {
+        state.metrics.subscribe_refused(e.status());
+        state.metrics.refused(Endpoint::Subscribe, e.cause());
+    })?;
     let mut headers = HeaderMap::with_capacity(4);
     insert_subscribe_headers(&stream, &mut headers);
     let mut res = Response::new(crate::sse::body(stream));
@@ -143,7 +149,8 @@ pub(crate) fn open_subscription(
             }
         }
         None if !config.anonymous => {
-            return Err(ApiError::unauthorized("a subscriber token is required"));
+            return Err(ApiError::unauthorized("a subscriber token is required")
+                .with_cause(Cause::Auth(AuthFailure::MissingToken)));
         }
         None => {}
     }
@@ -161,6 +168,7 @@ pub(crate) fn open_subscription(
                     ),
                 )
                 .with_retry_after(SUBSCRIBER_LIMIT_RETRY_AFTER)
+                .with_cause(Cause::Limit(Limit::SubscribersPerIp))
             })?;
             Some(slot)
         }
@@ -173,6 +181,7 @@ pub(crate) fn open_subscription(
             SubscribeError::TooManySubscribers { .. } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
                     .with_retry_after(SUBSCRIBER_LIMIT_RETRY_AFTER)
+                    .with_cause(Cause::Limit(Limit::Subscribers))
             }
             SubscribeError::Closed | SubscribeError::Unavailable(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
