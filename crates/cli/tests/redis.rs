@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,52 +21,9 @@ use ssehub_auth::{Algorithm, KeyConfig};
 mod common;
 
 use common::Served;
+use common::redis::{Cleanup, redis_url, require_redis, stream_name};
 
 const KEY: &str = "redis-test-secret-redis-test-secret-0123";
-
-fn redis_url() -> String {
-    std::env::var("SSEHUB_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn stream_name() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "ssehub-clitest-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Deletes a test stream's keys when dropped.
-struct Cleanup(String, String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Ok(client) = redis::Client::open(self.0.as_str())
-            && let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(1))
-        {
-            let _: redis::RedisResult<()> = redis::cmd("DEL")
-                .arg(&self.1)
-                .arg(format!("{}:pubids", self.1))
-                .arg(format!("{}:latest", self.1))
-                .query(&mut c);
-        }
-    }
-}
-
-/// Fails the test (never skips it) when Redis does not answer.
-fn require_redis(url: &str) {
-    let client = redis::Client::open(url).unwrap();
-    let mut c = client
-        .get_connection_with_timeout(Duration::from_secs(2))
-        .unwrap_or_else(|e| panic!("Redis at {url} must be running (scripts/ensure-redis): {e}"));
-    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
-    assert_eq!(pong, "PONG");
-}
 
 fn node(url: &str, stream: &str, heartbeat: &str) -> (Served, String) {
     let served = Served::start(
@@ -232,7 +189,7 @@ impl Sse {
 async fn three_nodes_deliver_the_same_updates_in_the_same_order_with_the_same_ids() {
     let url = redis_url();
     require_redis(&url);
-    let stream = stream_name();
+    let stream = stream_name("ssehub-clitest");
     let _c = Cleanup(url.clone(), stream.clone());
     let nodes: Vec<_> = (0..3).map(|_| node(&url, &stream, "0")).collect();
     let mut subs = Vec::new();
@@ -285,7 +242,7 @@ async fn three_nodes_deliver_the_same_updates_in_the_same_order_with_the_same_id
 async fn a_subscriber_of_a_killed_node_resumes_on_another_without_gap_or_duplicate() {
     let url = redis_url();
     require_redis(&url);
-    let stream = stream_name();
+    let stream = stream_name("ssehub-clitest");
     let _c = Cleanup(url.clone(), stream.clone());
     let (a, hub_a) = node(&url, &stream, "0");
     let (_b, hub_b) = node(&url, &stream, "0");
@@ -403,7 +360,7 @@ impl Drop for OwnRedis {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_gives_503s_loses_nothing_acknowledged_and_delivery_resumes() {
     let mut redis = tokio::task::spawn_blocking(OwnRedis::start).await.unwrap();
-    let stream = stream_name();
+    let stream = stream_name("ssehub-clitest");
     let (node, hub) = node(&redis.url(), &stream, "200ms");
     let mut sub = Sse::open(&hub, None).await;
 
@@ -563,7 +520,7 @@ fn an_unreachable_redis_stops_serve_at_start_with_the_reason() {
 async fn replay_earliest_gap_and_retained_state_over_http() {
     let url = redis_url();
     require_redis(&url);
-    let stream = stream_name();
+    let stream = stream_name("ssehub-clitest");
     let _c = Cleanup(url.clone(), stream.clone());
     let (_a, hub_a) = node(&url, &stream, "0");
     let client = reqwest::Client::new();
@@ -642,7 +599,7 @@ async fn listed_topics(client: &reqwest::Client, hub: &str) -> Vec<String> {
 async fn the_subscriptions_api_lists_every_node_and_forgets_a_killed_one() {
     let url = redis_url();
     require_redis(&url);
-    let stream = stream_name();
+    let stream = stream_name("ssehub-clitest");
     let _c = Cleanup(url.clone(), stream.clone());
     let args = |extra: &'static [&'static str]| {
         let mut v = vec![

@@ -22,47 +22,10 @@ use tokio::net::{TcpListener, TcpStream};
 mod common;
 
 use common::Served;
+use common::redis::{Cleanup, redis_url, require_redis, stream_name};
 
 const KEY: &str = "rolling-test-secret-rolling-test-secret-01";
 const SUBSCRIBERS: usize = 12;
-
-fn redis_url() -> String {
-    std::env::var("SSEHUB_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn stream_name() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("ssehub-rolling-{}-{nanos}", std::process::id())
-}
-
-/// Deletes the test stream's keys when dropped.
-struct Cleanup(String, String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Ok(client) = redis::Client::open(self.0.as_str())
-            && let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(1))
-        {
-            let _: redis::RedisResult<()> = redis::cmd("DEL")
-                .arg(&self.1)
-                .arg(format!("{}:pubids", self.1))
-                .arg(format!("{}:latest", self.1))
-                .query(&mut c);
-        }
-    }
-}
-
-fn require_redis(url: &str) {
-    let client = redis::Client::open(url).unwrap();
-    let mut c = client
-        .get_connection_with_timeout(Duration::from_secs(2))
-        .unwrap_or_else(|e| panic!("Redis at {url} must be running (scripts/ensure-redis): {e}"));
-    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
-    assert_eq!(pong, "PONG");
-}
 
 /// A node with a 2 s drain; its listening address.
 fn node(url: &str, stream: &str) -> (Served, SocketAddr) {
@@ -258,7 +221,7 @@ async fn stop(served: Served) -> Duration {
 async fn a_rolling_restart_of_two_nodes_loses_no_update() {
     let url = redis_url();
     require_redis(&url);
-    let stream = stream_name();
+    let stream = stream_name("ssehub-rolling");
     let _cleanup = Cleanup(url.clone(), stream.clone());
     let (a, addr_a) = node(&url, &stream);
     let (b, addr_b) = node(&url, &stream);

@@ -2,6 +2,8 @@
 //! its log lines, find its URL, stop it with SIGTERM or kill it with SIGKILL.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
