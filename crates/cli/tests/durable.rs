@@ -7,8 +7,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ssehub_auth::{Algorithm, KeyConfig};
-
 mod common;
 
 use common::Served;
@@ -30,11 +28,7 @@ fn start(dir: &Path) -> (Served, String) {
 }
 
 fn token() -> String {
-    let key = KeyConfig {
-        algorithm: Algorithm::HS256,
-        key: KEY.into(),
-    };
-    ssehub_auth::encode_token(&key, Some(&["*"]), Some(&["*"]), None).unwrap()
+    common::all_rights_token(KEY)
 }
 
 async fn publish(client: &reqwest::Client, url: &str, data: &str) -> Result<String, String> {

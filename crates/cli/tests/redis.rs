@@ -16,8 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ssehub_auth::{Algorithm, KeyConfig};
-
 mod common;
 
 use common::Served;
@@ -44,11 +42,7 @@ fn node(url: &str, stream: &str, heartbeat: &str) -> (Served, String) {
 }
 
 fn token() -> String {
-    let key = KeyConfig {
-        algorithm: Algorithm::HS256,
-        key: KEY.into(),
-    };
-    ssehub_auth::encode_token(&key, Some(&["*"]), Some(&["*"]), None).unwrap()
+    common::all_rights_token(KEY)
 }
 
 /// `Ok(id)`, or `Err((status, reason))` (status 0: no HTTP answer).

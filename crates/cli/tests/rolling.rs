@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ssehub_auth::{Algorithm, KeyConfig};
 use ssehub_client::{Client, ClientEvent, ReconnectPolicy, ReconnectReason};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -110,11 +109,7 @@ impl Balancer {
 }
 
 fn token() -> String {
-    let key = KeyConfig {
-        algorithm: Algorithm::HS256,
-        key: KEY.into(),
-    };
-    ssehub_auth::encode_token(&key, Some(&["*"]), Some(&["*"]), None).unwrap()
+    common::all_rights_token(KEY)
 }
 
 /// Publishes update `id` (its data is the id too) until it is acknowledged: `200`, or `409`

@@ -13,28 +13,6 @@ use ssehub_server::{MercureConfig, MercureServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Reads until `pred` holds; fails after 5 s or on EOF.
-async fn read_until(sock: &mut TcpStream, buf: &mut Vec<u8>, pred: impl Fn(&[u8]) -> bool) {
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while !pred(buf) {
-            let mut chunk = [0u8; 4096];
-            let n = sock.read(&mut chunk).await.unwrap();
-            assert!(
-                n > 0,
-                "connection closed early; got {:?}",
-                String::from_utf8_lossy(buf)
-            );
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await
-    .expect("timed out reading");
-}
-
 /// Sends `request` and returns the response head (without the `date` line, which differs
 /// between runs) and what followed it by the time `pred` held.
 async fn exchange(

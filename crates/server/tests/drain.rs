@@ -19,10 +19,6 @@ const GRACE: Duration = Duration::from_secs(2);
 const RETRY_MS: u64 = 1000;
 const TERMINATOR: &[u8] = b"0\r\n\r\n";
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// Subscribes over raw TCP and reads until the response head and the preamble arrived. Every
 /// tenth asks for `Connection: close`, which hyper serves instead of the fast path, so both
 /// paths are drained.

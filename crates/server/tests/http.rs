@@ -11,28 +11,6 @@ use ssehub_hub::{HISTORY_GAP_EVENT, Hub};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Reads from `sock` until `buf` holds `n` bytes past `from`, or fails after 5 s.
-async fn read_until(sock: &mut TcpStream, buf: &mut Vec<u8>, pred: impl Fn(&[u8]) -> bool) {
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while !pred(buf) {
-            let mut chunk = [0u8; 4096];
-            let n = sock.read(&mut chunk).await.unwrap();
-            assert!(
-                n > 0,
-                "connection closed early; got {:?}",
-                String::from_utf8_lossy(buf)
-            );
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await
-    .expect("timed out reading");
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 #[tokio::test]
 async fn raw_socket_response_head_and_frames_are_exact() {
     let hub = start().await;

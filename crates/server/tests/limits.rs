@@ -14,10 +14,6 @@ use ssehub_hub::{Hub, Update};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// A response read off a raw socket.
 #[derive(Debug)]
 struct Answer {

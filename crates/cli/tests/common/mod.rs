@@ -106,3 +106,12 @@ pub fn after<'a>(line: &'a str, marker: &str) -> &'a str {
         + marker.len();
     line[start..].split_whitespace().next().unwrap()
 }
+
+/// An HS256 token for `key` that may publish and subscribe to everything.
+pub fn all_rights_token(key: &str) -> String {
+    let key = ssehub_auth::KeyConfig {
+        algorithm: ssehub_auth::Algorithm::HS256,
+        key: key.into(),
+    };
+    ssehub_auth::encode_token(&key, Some(&["*"]), Some(&["*"]), None).unwrap()
+}

@@ -9,6 +9,8 @@ use ssehub_auth::{Algorithm, Authorizer, KeyConfig};
 use ssehub_codec::{Frame, MessageEvent, Parser};
 use ssehub_hub::Hub;
 use ssehub_server::{MercureConfig, MercureServer};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -174,4 +176,27 @@ fn split(
     }
     let head: reqwest::Response = head.body(Vec::<u8>::new()).unwrap().into();
     (head, Box::pin(response.bytes_stream()))
+}
+
+/// Where `needle` first occurs in `hay`.
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Reads from `sock` into `buf` until `pred(buf)` holds; fails on EOF or after 5 s.
+pub async fn read_until(sock: &mut TcpStream, buf: &mut Vec<u8>, pred: impl Fn(&[u8]) -> bool) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !pred(buf) {
+            let mut chunk = [0u8; 4096];
+            let n = sock.read(&mut chunk).await.unwrap();
+            assert!(
+                n > 0,
+                "connection closed early; got {:?}",
+                String::from_utf8_lossy(buf)
+            );
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .expect("timed out reading");
 }
