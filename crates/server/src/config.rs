@@ -120,4 +120,13 @@ impl MercureConfig {
             .iter()
             .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
     }
+
+    /// Whether `origin` is listed by name in the CORS settings (a `*` does not count). This is
+    /// the test for credentialed writes such as cookie-authenticated publishes: `*` lets any
+    /// page read without credentials, but must not let any page post with them.
+    pub fn origin_listed(&self, origin: &str) -> bool {
+        self.cors_origins
+            .iter()
+            .any(|o| o != "*" && o.eq_ignore_ascii_case(origin))
+    }
 }

@@ -144,14 +144,8 @@ fn check_cookie_origin(config: &MercureConfig, headers: &HeaderMap) -> Result<()
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER));
     let origin = origin.and_then(|v| v.to_str().ok()).map(origin_of);
-    let listed = |o: &str| {
-        config
-            .cors_origins
-            .iter()
-            .any(|allowed| allowed != "*" && allowed.eq_ignore_ascii_case(o))
-    };
     match origin {
-        Some(o) if listed(o) => Ok(()),
+        Some(o) if config.origin_listed(o) => Ok(()),
         Some(_) => Err(ApiError::forbidden(
             "cookie-authenticated publish from an origin that is not allowed",
         )
