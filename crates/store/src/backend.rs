@@ -37,7 +37,7 @@ impl FaultInjector {
         self.armed.store(false, Ordering::SeqCst);
     }
 
-    fn check(&self) -> io::Result<()> {
+    pub(crate) fn check(&self) -> io::Result<()> {
         if self.armed.load(Ordering::Relaxed) {
             // From a raw errno so the error reads exactly like the kernel's.
             Err(io::Error::from_raw_os_error(28))

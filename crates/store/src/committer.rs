@@ -1,11 +1,12 @@
-//! [`GroupCommitter`]: many concurrent appenders, one transaction and one fsync per group.
+//! [`GroupCommitter`]: many concurrent appenders, one transaction and one synced write per group.
 //!
 //! Appenders send their record through a bounded channel (a full channel makes `append` wait:
 //! backpressure, not an unbounded queue) to one writer thread. The writer takes everything that
-//! is waiting (up to [`CommitterOptions::max_batch`]), writes it as one transaction, and only
-//! after the commit (fsync) returns does it answer each appender with its seq. So an
-//! acknowledged record is durable, and while one fsync runs the next group gathers: the busier
-//! the log, the more records share each fsync.
+//! is waiting (up to [`CommitterOptions::max_batch`]), writes it as one transaction (one synced
+//! journal write, see [`crate::Log`]), and only after that returns does it answer each appender
+//! with its seq. So an acknowledged record is durable, and while one write syncs the next group
+//! gathers: the busier the log, the more records share each sync. The writer thread runs in
+//! `SCHED_BATCH` on Linux (see `sched.rs`) so that it takes a group, not one record per wake-up.
 //!
 //! The writer is a plain thread, not a Tokio task, because commit blocks in fsync; it needs no
 //! runtime and exits when the committer is dropped or shut down.
@@ -127,6 +128,7 @@ impl GroupCommitter {
         std::thread::Builder::new()
             .name("ssehub-store-writer".into())
             .spawn(move || {
+                crate::sched::batch_current_thread();
                 writer.run();
                 let _ = done_tx.send(());
             })
@@ -212,6 +214,10 @@ impl Writer {
             let started = Instant::now();
             self.commit(&mut group);
             self.linger.committed(size, started.elapsed());
+        }
+        // A clean stop leaves nothing for the next open to replay.
+        if let Err(e) = self.log.checkpoint() {
+            tracing::warn!(error = %e, "log checkpoint at shutdown failed; the next open replays the journal");
         }
         let s = &self.stats;
         tracing::info!(

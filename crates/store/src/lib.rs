@@ -1,6 +1,6 @@
 //! ssehub's embedded durable event log: append-only, group commit, retention, and the two
-//! indexes replay needs (publisher id -> seq, topic -> latest record). Built on redb; the
-//! measurement behind that choice is in `docs/storage.md`.
+//! indexes replay needs (publisher id -> seq, topic -> latest record). Built on redb with a
+//! write-ahead journal in front of it; the measurements behind both are in `docs/storage.md`.
 //!
 //! ```
 //! use ssehub_store::{GroupCommitter, CommitterOptions, Log, LogOptions, Record};
@@ -26,23 +26,29 @@
 //!   [`Log::epoch`] is fixed when the data directory is created, so `{epoch}-{seq}` ids stay
 //!   valid across restarts.
 //! - **Durability.** With [`Durability::Fsync`] (the default), [`Log::append_batch`] and
-//!   [`GroupCommitter::append`] return only after the commit is synced.
-//! - **Crash safety.** A commit torn by a crash is not visible after reopening: redb writes a
-//!   transaction's pages, then a checksummed commit slot; on open, a slot that does not verify
-//!   is ignored and the previous commit is used. A record and its index rows are one commit.
+//!   [`GroupCommitter::append`] return only after the records' journal write is synced (or the
+//!   checkpoint that took them instead).
+//! - **Crash safety.** On open, redb comes back at its last checkpoint (a torn checkpoint is not
+//!   visible: redb writes a transaction's pages, then a checksummed commit slot, and ignores a
+//!   slot that does not verify), and the journal's whole, consecutive frames since then are
+//!   replayed; a frame torn by the crash ends the replay. A record and its index rows are one
+//!   commit.
 //! - **Full disk.** A failed write returns [`StoreError::DiskFull`] (or another typed error);
 //!   the log reopens its file before the next operation and works again once space returns.
 
 mod backend;
 mod committer;
 mod error;
+mod journal;
 mod log;
 mod record;
 mod retention;
+mod sched;
 
 pub use backend::FaultInjector;
 pub use committer::{CommitStats, CommitterOptions, GroupCommitter};
 pub use error::StoreError;
+pub use journal::JOURNAL_FILE;
 pub use log::{DATA_FILE, Durability, Log, LogOptions, RetainPolicy, TrimReport};
 pub use record::{Record, StoredRecord, now_ms};
 pub use retention::spawn_retention;

@@ -9,10 +9,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ssehub_store::{CommitterOptions, GroupCommitter, Log, LogOptions, Record};
+use ssehub_store::{CommitterOptions, DATA_FILE, GroupCommitter, Log, LogOptions, Record};
 
 const DIR_VAR: &str = "SSEHUB_STORE_CRASH_DIR";
 const ROUND_VAR: &str = "SSEHUB_STORE_CRASH_ROUND";
+const CHECKPOINT_VAR: &str = "SSEHUB_STORE_CHECKPOINT_DIR";
+const SKIP_CHECKPOINT_VAR: &str = "SSEHUB_STORE_SKIP_CHECKPOINT";
 const TASKS: usize = 6;
 
 fn frame(round: u32, task: usize, n: u64) -> String {
@@ -21,6 +23,17 @@ fn frame(round: u32, task: usize, n: u64) -> String {
         "data: round {round} task {task} n {n} {}\n\n",
         "x".repeat(100 + (n % 150) as usize)
     )
+}
+
+/// Odd rounds run with a 64 KiB journal, so a round crosses many checkpoints (each group takes
+/// at least one 4 KiB block): kills land before, during and after them. Even rounds use the
+/// default size, where everything since the open is replayed from the journal.
+fn journal_for(round: u32) -> LogOptions {
+    let mut options = LogOptions::default();
+    if round % 2 == 1 {
+        options.journal_bytes = 64 << 10;
+    }
+    options
 }
 
 /// The child: a no-op unless run by `kill_9_at_several_points_loses_no_acknowledged_record`.
@@ -36,7 +49,7 @@ fn crash_child() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let log = Log::open(&dir, LogOptions::default()).unwrap();
+        let log = Log::open(&dir, journal_for(round)).unwrap();
         let c = std::sync::Arc::new(GroupCommitter::new(log, CommitterOptions::default()).unwrap());
         println!("READY");
         let tasks: Vec<_> = (0..TASKS)
@@ -108,7 +121,7 @@ fn kill_9_at_several_points_loses_no_acknowledged_record() {
         );
 
         // Reopen in this process: every acknowledged record, exactly once, in order.
-        let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+        let log = Log::open(dir.path(), journal_for(round)).unwrap();
         let all = log.read_from(1, usize::MAX).unwrap();
         assert_eq!(all.len() as u64, log.next_seq() - 1);
         let mut seen = HashSet::new();
@@ -146,4 +159,103 @@ fn kill_9_at_several_points_loses_no_acknowledged_record() {
         drop(log);
     }
     assert!(!acked.is_empty(), "no round acknowledged anything");
+}
+
+/// The child of `a_checkpoint_is_durable_without_the_journal`.
+#[test]
+fn checkpoint_child() {
+    let Ok(dir) = std::env::var(CHECKPOINT_VAR) else {
+        return;
+    };
+    let log = Log::open(&dir, LogOptions::default()).unwrap();
+    let records: Vec<_> = (0..50)
+        .map(|n| Record::new(vec!["t".into()], frame(0, 0, n)))
+        .collect();
+    log.append_batch(&records).unwrap();
+    if std::env::var_os(SKIP_CHECKPOINT_VAR).is_some() {
+        println!("APPENDED");
+    } else {
+        log.checkpoint().unwrap();
+        println!("CHECKPOINTED");
+    }
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// Appends go to the B-tree with in-memory commits and to the journal; a checkpoint must make
+/// them durable in the B-tree itself. The child appends and checkpoints, is killed, and the
+/// journal is wiped: all 50 records must still be there.
+#[test]
+fn a_checkpoint_is_durable_without_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "checkpoint_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHECKPOINT_VAR, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("CHECKPOINTED") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "child ended early");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let journal = dir.path().join(ssehub_store::JOURNAL_FILE);
+    let len = std::fs::metadata(&journal).unwrap().len();
+    std::fs::write(&journal, vec![0u8; len as usize]).unwrap();
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let all = log.read_from(1, usize::MAX).unwrap();
+    assert_eq!(all.len(), 50);
+    for (n, r) in all.iter().enumerate() {
+        assert_eq!(r.record.frame, frame(0, 0, n as u64).as_bytes());
+    }
+}
+
+/// Without a checkpoint the same records come back from the journal: the B-tree file alone,
+/// opened without the journal, does not have them (its in-memory commits died with the
+/// process), the data directory as a whole does.
+#[test]
+fn records_since_the_checkpoint_come_back_from_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "checkpoint_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHECKPOINT_VAR, dir.path())
+        .env(SKIP_CHECKPOINT_VAR, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("APPENDED") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "child ended early");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let btree_only = dir.path().join("btree-only");
+    std::fs::create_dir(&btree_only).unwrap();
+    std::fs::copy(dir.path().join(DATA_FILE), btree_only.join(DATA_FILE)).unwrap();
+    let log = Log::open(&btree_only, LogOptions::default()).unwrap();
+    assert_eq!(log.read_from(1, usize::MAX).unwrap().len(), 0);
+    drop(log);
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let all = log.read_from(1, usize::MAX).unwrap();
+    assert_eq!(all.len(), 50);
+    for (n, r) in all.iter().enumerate() {
+        assert_eq!(r.seq, n as u64 + 1);
+        assert_eq!(r.record.frame, frame(0, 0, n as u64).as_bytes());
+    }
 }
