@@ -5,8 +5,7 @@
 //! is waiting (up to [`CommitterOptions::max_batch`]), writes it as one transaction (one synced
 //! journal write, see [`crate::Log`]), and only after that returns does it answer each appender
 //! with its seq. So an acknowledged record is durable, and while one write syncs the next group
-//! gathers: the busier the log, the more records share each sync. The writer thread runs in
-//! `SCHED_BATCH` on Linux (see `sched.rs`) so that it takes a group, not one record per wake-up.
+//! gathers: the busier the log, the more records share each sync.
 //!
 //! The writer is a plain thread, not a Tokio task, because commit blocks in fsync; it needs no
 //! runtime and exits when the committer is dropped or shut down.
@@ -128,7 +127,6 @@ impl GroupCommitter {
         std::thread::Builder::new()
             .name("ssehub-store-writer".into())
             .spawn(move || {
-                crate::sched::batch_current_thread();
                 writer.run();
                 let _ = done_tx.send(());
             })

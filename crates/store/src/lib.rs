@@ -43,7 +43,6 @@ mod journal;
 mod log;
 mod record;
 mod retention;
-mod sched;
 
 pub use backend::FaultInjector;
 pub use committer::{CommitStats, CommitterOptions, GroupCommitter};
