@@ -181,41 +181,61 @@ fn checkpoint_child() {
     std::thread::sleep(Duration::from_secs(60));
 }
 
-/// Appends go to the B-tree with in-memory commits and to the journal; a checkpoint must make
-/// them durable in the B-tree itself. The child appends and checkpoints, is killed, and the
-/// journal is wiped: all 50 records must still be there.
-#[test]
-fn a_checkpoint_is_durable_without_the_journal() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
+/// Runs `checkpoint_child` in `dir` (checkpointing unless `skip_checkpoint`), waits until it
+/// says it is done, and kills it with SIGKILL.
+fn run_checkpoint_child_and_kill(dir: &std::path::Path, skip_checkpoint: bool) {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
         .args([
             "checkpoint_child",
             "--exact",
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(CHECKPOINT_VAR, dir.path())
+        .env(CHECKPOINT_VAR, dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
+    if skip_checkpoint {
+        command.env(SKIP_CHECKPOINT_VAR, "1");
+    }
+    let mut child = command.spawn().unwrap();
+    let done = if skip_checkpoint {
+        "APPENDED"
+    } else {
+        "CHECKPOINTED"
+    };
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    while !line.contains("CHECKPOINTED") {
+    while !line.contains(done) {
         line.clear();
         assert!(out.read_line(&mut line).unwrap() > 0, "child ended early");
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let journal = dir.path().join(ssehub_store::JOURNAL_FILE);
-    let len = std::fs::metadata(&journal).unwrap().len();
-    std::fs::write(&journal, vec![0u8; len as usize]).unwrap();
-    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+}
+
+/// The child's 50 records, whole and in order, in the log of `dir`.
+fn assert_child_records(dir: &std::path::Path) {
+    let log = Log::open(dir, LogOptions::default()).unwrap();
     let all = log.read_from(1, usize::MAX).unwrap();
     assert_eq!(all.len(), 50);
     for (n, r) in all.iter().enumerate() {
+        assert_eq!(r.seq, n as u64 + 1);
         assert_eq!(r.record.frame, frame(0, 0, n as u64).as_bytes());
     }
+}
+
+/// Appends go to the B-tree with in-memory commits and to the journal; a checkpoint must make
+/// them durable in the B-tree itself. The child appends and checkpoints, is killed, and the
+/// journal is wiped: all 50 records must still be there.
+#[test]
+fn a_checkpoint_is_durable_without_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    run_checkpoint_child_and_kill(dir.path(), false);
+    let journal = dir.path().join(ssehub_store::JOURNAL_FILE);
+    let len = std::fs::metadata(&journal).unwrap().len();
+    std::fs::write(&journal, vec![0u8; len as usize]).unwrap();
+    assert_child_records(dir.path());
 }
 
 /// Without a checkpoint the same records come back from the journal: the B-tree file alone,
@@ -224,38 +244,12 @@ fn a_checkpoint_is_durable_without_the_journal() {
 #[test]
 fn records_since_the_checkpoint_come_back_from_the_journal() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "checkpoint_child",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHECKPOINT_VAR, dir.path())
-        .env(SKIP_CHECKPOINT_VAR, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("APPENDED") {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "child ended early");
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    run_checkpoint_child_and_kill(dir.path(), true);
     let btree_only = dir.path().join("btree-only");
     std::fs::create_dir(&btree_only).unwrap();
     std::fs::copy(dir.path().join(DATA_FILE), btree_only.join(DATA_FILE)).unwrap();
     let log = Log::open(&btree_only, LogOptions::default()).unwrap();
     assert_eq!(log.read_from(1, usize::MAX).unwrap().len(), 0);
     drop(log);
-    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
-    let all = log.read_from(1, usize::MAX).unwrap();
-    assert_eq!(all.len(), 50);
-    for (n, r) in all.iter().enumerate() {
-        assert_eq!(r.seq, n as u64 + 1);
-        assert_eq!(r.record.frame, frame(0, 0, n as u64).as_bytes());
-    }
+    assert_child_records(dir.path());
 }
