@@ -46,6 +46,9 @@ const HEADER: usize = 16;
 pub(crate) struct Journal {
     path: PathBuf,
     file: File,
+    /// Each write must be followed by `fdatasync` (a durable journal where the platform has no
+    /// `O_DSYNC`).
+    sync_after_write: bool,
     /// Where the next group goes; a multiple of [`BLOCK`].
     pos: u64,
     /// The preallocated size; a group that does not fit makes the log checkpoint instead.
@@ -69,11 +72,12 @@ impl Journal {
         let path = dir.join(JOURNAL_FILE);
         let capacity = capacity.max(BLOCK as u64).next_multiple_of(BLOCK as u64);
         preallocate(&path, dir, capacity, &fault)?;
-        let file = open_for_writes(&path, durability)
+        let (file, sync_after_write) = open_for_writes(&path, durability)
             .map_err(|e| StoreError::io("opening the journal", &e))?;
         Ok(Journal {
             path,
             file,
+            sync_after_write,
             pos: 0,
             capacity,
             to_zero: None,
@@ -125,7 +129,7 @@ impl Journal {
         }
         buf[at..].fill(0);
         let pos = self.pos;
-        if let Err(e) = write_at(&self.file, &self.fault, buf, pos) {
+        if let Err(e) = write_at(&self.file, &self.fault, buf, pos, self.sync_after_write) {
             // Part of it may be on disk, with seqs that will be handed out again.
             self.to_zero = Some((pos, bytes));
             let _ = self.zero_failed_region();
@@ -146,7 +150,7 @@ impl Journal {
         };
         let buf = aligned(&mut self.scratch, bytes);
         buf.fill(0);
-        write_at(&self.file, &self.fault, buf, pos)
+        write_at(&self.file, &self.fault, buf, pos, self.sync_after_write)
             .map_err(|e| StoreError::io("clearing a failed journal write", &e))?;
         self.to_zero = None;
         Ok(())
@@ -203,20 +207,30 @@ fn aligned(scratch: &mut Vec<u8>, len: usize) -> &mut [u8] {
     &mut scratch[off..off + len]
 }
 
-fn write_at(file: &File, fault: &FaultInjector, buf: &[u8], pos: u64) -> io::Result<()> {
+fn write_at(
+    file: &File,
+    fault: &FaultInjector,
+    buf: &[u8],
+    pos: u64,
+    sync: bool,
+) -> io::Result<()> {
     fault.check()?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileExt;
-        file.write_all_at(buf, pos)
+        file.write_all_at(buf, pos)?;
     }
     #[cfg(not(unix))]
     {
         use std::io::{Seek, SeekFrom, Write};
         let mut f = file;
         f.seek(SeekFrom::Start(pos))?;
-        f.write_all(buf)
+        f.write_all(buf)?;
     }
+    if sync {
+        file.sync_data()?;
+    }
+    Ok(())
 }
 
 /// Makes the file `capacity` bytes of written zeros (not a sparse hole: overwriting allocated
@@ -264,36 +278,31 @@ fn preallocate(
     Ok(())
 }
 
-/// The write handle: every write synced by itself (`O_DSYNC`) with [`Durability::Fsync`], and
-/// straight to the device (`O_DIRECT`) where the file system supports it (tmpfs does not).
-fn open_for_writes(path: &Path, durability: Durability) -> io::Result<File> {
+/// The write handle, and whether each write needs an `fdatasync` after it. With
+/// [`Durability::Fsync`] on Linux every write is synced by itself (`O_DSYNC`) and goes straight to
+/// the device (`O_DIRECT`) where the file system supports it (tmpfs does not); elsewhere each
+/// write is followed by `fdatasync`. With [`Durability::Buffered`] writes go to the page cache.
+fn open_for_writes(path: &Path, durability: Durability) -> io::Result<(File, bool)> {
+    let durable = durability == Durability::Fsync;
     #[cfg(target_os = "linux")]
-    {
+    if durable {
         use std::os::unix::fs::OpenOptionsExt;
-        let sync = if durability == Durability::Fsync {
-            libc::O_DSYNC
-        } else {
-            0
-        };
         let direct = OpenOptions::new()
             .write(true)
-            .custom_flags(sync | libc::O_DIRECT)
+            .custom_flags(libc::O_DSYNC | libc::O_DIRECT)
             .open(path);
-        match direct {
-            Ok(f) => Ok(f),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                OpenOptions::new().write(true).custom_flags(sync).open(path)
-            }
+        return match direct {
+            Ok(f) => Ok((f, false)),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_DSYNC)
+                .open(path)
+                .map(|f| (f, false)),
             Err(e) => Err(e),
-        }
+        };
     }
-    #[cfg(not(target_os = "linux"))]
-    {
-        // Without O_DSYNC here, synced groups would need an fdatasync per write; the hub runs
-        // on Linux, so other platforms get plain writes (Buffered semantics) and a note.
-        let _ = durability;
-        OpenOptions::new().write(true).open(path)
-    }
+    let file = OpenOptions::new().write(true).open(path)?;
+    Ok((file, durable))
 }
 
 #[cfg(test)]
