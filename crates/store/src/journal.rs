@@ -91,7 +91,20 @@ impl Journal {
     pub(crate) fn recover(&self, first_seq: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let data =
             std::fs::read(&self.path).map_err(|e| StoreError::io("reading the journal", &e))?;
-        Ok(frames_from(&data, first_seq))
+        let frames = frames_from(&data, first_seq);
+        if frames.is_empty()
+            && let Some(seq) = first_frame_seq(&data)
+            && seq > first_seq
+        {
+            // Whole frames newer than the data file: the data file went back in time (restored
+            // from a copy?) while the journal did not. They cannot be replayed without a gap.
+            tracing::warn!(
+                journal_starts_at = seq,
+                log_next_seq = first_seq,
+                "the journal holds records newer than the data file, after a gap; they are ignored"
+            );
+        }
+        Ok(frames)
     }
 
     /// Bytes a group of payloads of these sizes takes, padding included.
@@ -187,6 +200,15 @@ fn frames_from(data: &[u8], first_seq: u64) -> Vec<(u64, Vec<u8>)> {
         at += HEADER + len as usize;
     }
     out
+}
+
+/// The seq of the frame at offset 0, if a whole one is there.
+fn first_frame_seq(data: &[u8]) -> Option<u64> {
+    let head = data.get(..HEADER)?;
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    let seq = u64::from_le_bytes(head[8..16].try_into().ok()?);
+    let seen = frames_from(data, seq);
+    (len > 0 && !seen.is_empty()).then_some(seq)
 }
 
 fn checksum(len: u32, seq: u64, payload: &[u8]) -> u32 {
@@ -293,11 +315,14 @@ fn open_for_writes(path: &Path, durability: Durability) -> io::Result<(File, boo
             .open(path);
         return match direct {
             Ok(f) => Ok((f, false)),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_DSYNC)
-                .open(path)
-                .map(|f| (f, false)),
+            // EINVAL: tmpfs and others without direct I/O; EOPNOTSUPP: some FUSE file systems.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) => {
+                OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_DSYNC)
+                    .open(path)
+                    .map(|f| (f, false))
+            }
             Err(e) => Err(e),
         };
     }
@@ -354,6 +379,19 @@ mod tests {
         write(&mut j, 200..203);
         // The first cycle's frames behind the new group carry older seqs: recovery stops there.
         assert_eq!(seqs(&j.recover(200).unwrap()), vec![200, 201, 202]);
+    }
+
+    #[test]
+    fn frames_newer_than_the_data_file_after_a_gap_are_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = journal(dir.path(), 1 << 20);
+        write(&mut j, 50..60);
+        // The data file says the next seq is 40: 40..49 are missing, so nothing can be replayed
+        // (the open logs a warning naming both seqs).
+        assert!(j.recover(40).unwrap().is_empty());
+        let data = std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
+        assert_eq!(first_frame_seq(&data), Some(50));
+        assert_eq!(first_frame_seq(&vec![0u8; BLOCK]), None);
     }
 
     #[test]
