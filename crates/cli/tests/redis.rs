@@ -19,24 +19,12 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::Served;
-use common::redis::{Cleanup, redis_url, require_redis, stream_name};
+use common::redis::{Cleanup, redis_url, require_redis, serve_node, stream_name};
 
 const KEY: &str = "redis-test-secret-redis-test-secret-0123";
 
 fn node(url: &str, stream: &str, heartbeat: &str) -> (Served, String) {
-    let served = Served::start(
-        &[
-            "--heartbeat",
-            heartbeat,
-            "--jwt-key",
-            KEY,
-            "--redis",
-            url,
-            "--redis-stream",
-            stream,
-        ],
-        &[],
-    );
+    let served = serve_node(KEY, url, stream, &["--heartbeat", heartbeat]);
     let hub = served.hub_url();
     (served, hub)
 }

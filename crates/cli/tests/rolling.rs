@@ -21,27 +21,18 @@ use tokio::net::{TcpListener, TcpStream};
 mod common;
 
 use common::Served;
-use common::redis::{Cleanup, redis_url, require_redis, stream_name};
+use common::redis::{Cleanup, redis_url, require_redis, serve_node, stream_name};
 
 const KEY: &str = "rolling-test-secret-rolling-test-secret-01";
 const SUBSCRIBERS: usize = 12;
 
 /// A node with a 2 s drain; its listening address.
 fn node(url: &str, stream: &str) -> (Served, SocketAddr) {
-    let served = Served::start(
-        &[
-            "--heartbeat",
-            "0",
-            "--jwt-key",
-            KEY,
-            "--redis",
-            url,
-            "--redis-stream",
-            stream,
-            "--drain-timeout",
-            "2s",
-        ],
-        &[],
+    let served = serve_node(
+        KEY,
+        url,
+        stream,
+        &["--heartbeat", "0", "--drain-timeout", "2s"],
     );
     let hub = served.hub_url();
     let addr = hub

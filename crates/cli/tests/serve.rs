@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{BIN, Served, after};
+use common::{BIN, Served, after, hello_round_trip, retry_of, token_in_publish_line};
 
 #[tokio::test]
 async fn generated_key_curl_line_works_and_sigterm_exits_zero() {
@@ -14,34 +14,13 @@ async fn generated_key_curl_line_works_and_sigterm_exits_zero() {
     let listening = served.wait_line("hub at http://");
     let hub_url = after(&listening, "hub at ").to_owned();
     let publish_line = served.wait_line("publish:   curl");
-    let token = after(&publish_line, "Authorization: Bearer ")
-        .trim_end_matches('\'')
-        .to_owned();
+    let token = token_in_publish_line(&publish_line);
 
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let mut sub = client
-        .get(format!("{hub_url}?topic=demo"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sub.status(), 200);
-    let first = sub.chunk().await.unwrap().unwrap();
-    assert_eq!(&first[..], b":\nretry: 3000\n\n");
-
-    let res = client
-        .post(&hub_url)
-        .bearer_auth(&token)
-        .form(&[("topic", "demo"), ("data", "hello")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let id = res.text().await.unwrap();
-    let event = sub.chunk().await.unwrap().unwrap();
-    assert_eq!(event, format!("id: {id}\ndata: hello\n\n"));
+    let mut sub = hello_round_trip(&client, &hub_url, &token).await;
 
     let status = tokio::task::spawn_blocking(move || served.terminate())
         .await
@@ -50,13 +29,7 @@ async fn generated_key_curl_line_works_and_sigterm_exits_zero() {
     // Within the 1 s drain, the stream ended cleanly rather than being cut, after a last
     // `retry:` drawn in [3 s, 6 s) (the retry advice is 3 s).
     let last = sub.chunk().await.unwrap().unwrap();
-    let last = std::str::from_utf8(&last).unwrap();
-    let retry: u64 = last
-        .strip_prefix("retry: ")
-        .and_then(|r| r.strip_suffix("\n\n"))
-        .unwrap_or_else(|| panic!("not a retry frame: {last:?}"))
-        .parse()
-        .unwrap();
+    let retry = retry_of(std::str::from_utf8(&last).unwrap());
     assert!((3000..6000).contains(&retry), "{retry}");
     assert_eq!(sub.chunk().await.unwrap(), None);
 }

@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{BIN, Served, after};
+use common::{BIN, Served, after, hello_round_trip, retry_of, token_in_publish_line};
 
 struct Cert {
     pem: String,
@@ -32,6 +32,16 @@ impl Cert {
 }
 
 /// `ssehub ARGS` without any SSEHUB_* variable of the test's own environment, plus `env`.
+/// A client that trusts only `cert`.
+fn tls_client(cert: &Cert) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args).env("RUST_LOG", "off");
@@ -65,37 +75,11 @@ async fn serves_https_with_http2_and_exits_cleanly() {
         publish_line.contains(&format!(" {hub_url}")),
         "{publish_line}"
     );
-    let token = after(&publish_line, "Authorization: Bearer ")
-        .trim_end_matches('\'')
-        .to_owned();
+    let token = token_in_publish_line(&publish_line);
 
-    let client = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem.as_bytes()).unwrap())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let mut sub = client
-        .get(format!("{hub_url}?topic=demo"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sub.status(), 200);
+    let client = tls_client(&cert);
+    let mut sub = hello_round_trip(&client, &hub_url, &token).await;
     assert_eq!(sub.version(), reqwest::Version::HTTP_2);
-    let first = sub.chunk().await.unwrap().unwrap();
-    assert_eq!(&first[..], b":\nretry: 3000\n\n");
-
-    let res = client
-        .post(&hub_url)
-        .bearer_auth(&token)
-        .form(&[("topic", "demo"), ("data", "hello")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let id = res.text().await.unwrap();
-    let event = sub.chunk().await.unwrap().unwrap();
-    assert_eq!(event, format!("id: {id}\ndata: hello\n\n"));
 
     let status = tokio::task::spawn_blocking(move || served.terminate())
         .await
@@ -108,13 +92,7 @@ async fn serves_https_with_http2_and_exits_cleanly() {
     while let Some(more) = sub.chunk().await.unwrap() {
         rest.extend_from_slice(&more);
     }
-    let rest = String::from_utf8(rest).unwrap();
-    let retry: u64 = rest
-        .strip_prefix("retry: ")
-        .and_then(|r| r.strip_suffix("\n\n"))
-        .unwrap_or_else(|| panic!("not a retry frame: {rest:?}"))
-        .parse()
-        .unwrap();
+    let retry = retry_of(&String::from_utf8(rest).unwrap());
     assert!((3000..6000).contains(&retry), "{retry}");
 }
 
@@ -196,12 +174,7 @@ async fn tls_settings_come_from_the_environment_and_the_config_file() {
     );
     let listening = served.wait_line("hub at https://");
     let hub_url = after(&listening, "hub at ").to_owned();
-    let client = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem.as_bytes()).unwrap())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let client = tls_client(&cert);
     let health = client
         .get(hub_url.replace("/.well-known/mercure", "/healthz"))
         .send()

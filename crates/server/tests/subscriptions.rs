@@ -298,15 +298,7 @@ async fn api_and_events_on_one_node() {
         next_change(&mut watcher).await,
         with_context(doc("https://example.com/books/{id}", &anon_id, false, None))
     );
-    let left: Vec<String> = get_json(&hub, API).await["subscriptions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["subscriber"].as_str().unwrap().to_owned())
-        .collect();
-    let mut want = vec![carol_id.clone(), watcher_id.clone()];
-    want.sort();
-    assert_eq!(left, want);
+    assert_eq!(listed(&hub).await, sorted([&carol_id, &watcher_id]));
     assert_eq!(
         get(&hub, &sub_id("urn:b", &bob_id), Some(&tok)).await.0,
         404
@@ -422,6 +414,21 @@ async fn redis_node(stream: &str) -> TestHub {
     start(Hub::builder().heartbeat(None).redis(backend).build()).await
 }
 
+/// `ids` in order, as [`listed`] returns them.
+fn sorted<const N: usize>(ids: [&String; N]) -> Vec<String> {
+    let mut ids: Vec<String> = ids.into_iter().cloned().collect();
+    ids.sort();
+    ids
+}
+
+/// The subscriber id of the watcher's next subscription event.
+async fn next_subscriber(watcher: &mut Events) -> String {
+    next_change(watcher).await["subscriber"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// The subscriber ids the API of `hub` lists.
 async fn listed(hub: &TestHub) -> Vec<String> {
     get_json(hub, API).await["subscriptions"]
@@ -471,19 +478,14 @@ async fn two_redis_nodes_list_and_announce_each_others_subscriptions() {
     // lastEventID is the stream's last id: b's join is the newest entry.
     assert_eq!(body["lastEventID"], json!(e.last_event_id));
     // b's API lists the same.
-    let mut both = vec![b_id.clone(), watcher_id.clone()];
-    both.sort();
+    let both = sorted([&b_id, &watcher_id]);
     assert_eq!(listed(&b).await, both);
     assert_eq!(listed(&a).await, both);
 
     // A subscriber on a too.
     let on_a = Events::open(client().get(a.hub_url()).query(&[("topic", "urn:on-a")])).await;
-    let a_id = next_change(&mut watcher).await["subscriber"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut three = vec![a_id.clone(), b_id.clone(), watcher_id.clone()];
-    three.sort();
+    let a_id = next_subscriber(&mut watcher).await;
+    let three = sorted([&a_id, &b_id, &watcher_id]);
     assert_eq!(listed(&b).await, three);
 
     // b's subscriber disconnects: the watcher on a is told, and it is gone from both lists
@@ -494,17 +496,13 @@ async fn two_redis_nodes_list_and_announce_each_others_subscriptions() {
         leave,
         with_context(doc("urn:on-b", &b_id, false, Some(payload.clone())))
     );
-    let mut two = vec![a_id.clone(), watcher_id.clone()];
-    two.sort();
+    let two = sorted([&a_id, &watcher_id]);
     assert_eq!(listed(&a).await, two);
     assert_eq!(listed(&b).await, two);
 
     // Node b goes away with a subscriber: within the presence TTL (3 s) a stops listing it.
     let on_b2 = Events::open(client().get(b.hub_url()).query(&[("topic", "urn:on-b2")])).await;
-    let b2_id = next_change(&mut watcher).await["subscriber"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let b2_id = next_subscriber(&mut watcher).await;
     assert!(listed(&a).await.contains(&b2_id));
     b.shutdown().await.unwrap();
     drop(on_b2);

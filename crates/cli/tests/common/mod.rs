@@ -115,3 +115,51 @@ pub fn all_rights_token(key: &str) -> String {
     };
     ssehub_auth::encode_token(&key, Some(&["*"]), Some(&["*"]), None).unwrap()
 }
+
+/// The token in the `publish:   curl ... Authorization: Bearer T'` line the hub logs when it
+/// generated its key.
+pub fn token_in_publish_line(line: &str) -> String {
+    after(line, "Authorization: Bearer ")
+        .trim_end_matches('\'')
+        .to_owned()
+}
+
+/// Subscribes to `demo` on `hub_url`, checks the preamble, publishes `hello` with `token` and
+/// checks that it arrives with the id the publish answered; returns the open subscription.
+pub async fn hello_round_trip(
+    client: &reqwest::Client,
+    hub_url: &str,
+    token: &str,
+) -> reqwest::Response {
+    let mut sub = client
+        .get(format!("{hub_url}?topic=demo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sub.status(), 200);
+    let first = sub.chunk().await.unwrap().unwrap();
+    assert_eq!(&first[..], b":\nretry: 3000\n\n");
+    let res = client
+        .post(hub_url)
+        .bearer_auth(token)
+        .form(&[("topic", "demo"), ("data", "hello")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let id = res.text().await.unwrap();
+    let event = sub.chunk().await.unwrap().unwrap();
+    assert_eq!(event, format!("id: {id}\ndata: hello\n\n"));
+    sub
+}
+
+/// The milliseconds of `frame`, which must be exactly one `retry:` frame (what a draining hub
+/// sends last).
+pub fn retry_of(frame: &str) -> u64 {
+    frame
+        .strip_prefix("retry: ")
+        .and_then(|r| r.strip_suffix("\n\n"))
+        .unwrap_or_else(|| panic!("not a retry frame: {frame:?}"))
+        .parse()
+        .unwrap()
+}

@@ -4,6 +4,15 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use super::Served;
+
+/// `ssehub serve` as one node on the Redis stream `stream` of `url`, with `key` and `extra` flags.
+pub fn serve_node(key: &str, url: &str, stream: &str, extra: &[&str]) -> Served {
+    let mut args = vec!["--jwt-key", key, "--redis", url, "--redis-stream", stream];
+    args.extend_from_slice(extra);
+    Served::start(&args, &[])
+}
+
 /// The Redis the tests use (`SSEHUB_TEST_REDIS`, default the machine's 127.0.0.1:6379).
 pub fn redis_url() -> String {
     std::env::var("SSEHUB_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
