@@ -207,8 +207,9 @@ fn first_frame_seq(data: &[u8]) -> Option<u64> {
     let head = data.get(..HEADER)?;
     let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
     let seq = u64::from_le_bytes(head[8..16].try_into().ok()?);
-    let seen = frames_from(data, seq);
-    (len > 0 && !seen.is_empty()).then_some(seq)
+    // Only that frame: the scan stops at the end of the slice.
+    let first = data.get(..HEADER + len as usize)?;
+    (len > 0 && !frames_from(first, seq).is_empty()).then_some(seq)
 }
 
 fn checksum(len: u32, seq: u64, payload: &[u8]) -> u32 {
