@@ -82,6 +82,16 @@ pub struct MercureConfig {
 }
 
 impl MercureConfig {
+    /// For unit tests: [`MercureConfig::new`] around an HS256 key `k` for both roles.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        let key = ssehub_auth::KeyConfig {
+            algorithm: ssehub_auth::Algorithm::HS256,
+            key: "k".into(),
+        };
+        MercureConfig::new(ssehub_auth::Authorizer::new(Some(key.clone()), Some(key)).unwrap())
+    }
+
     /// Defaults around an authorizer: anonymous subscribers allowed, no CORS, 1 MiB bodies,
     /// 16 KiB query strings, 128 topics per subscription, 64 per update, 1,000 subscribers per
     /// client address, loopback as the only trusted proxy, 10,000 publishes per second per

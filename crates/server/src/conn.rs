@@ -607,14 +607,9 @@ mod tests {
             let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
             drop(client);
             let (tcp, _) = accepted.unwrap();
-            let key = ssehub_auth::KeyConfig {
-                algorithm: ssehub_auth::Algorithm::HS256,
-                key: "k".into(),
-            };
-            let authorizer = ssehub_auth::Authorizer::new(Some(key.clone()), Some(key)).unwrap();
             let server = crate::MercureServer::new(
                 ssehub_hub::Hub::new(),
-                crate::MercureConfig::new(authorizer),
+                crate::MercureConfig::for_tests(),
             );
             let shared = Arc::new(Shared::new(
                 server.state().clone(),
@@ -637,14 +632,9 @@ mod tests {
         use axum::http::StatusCode;
         use tokio::io::AsyncReadExt;
 
-        let key = ssehub_auth::KeyConfig {
-            algorithm: ssehub_auth::Algorithm::HS256,
-            key: "k".into(),
-        };
-        let authorizer = ssehub_auth::Authorizer::new(Some(key.clone()), Some(key)).unwrap();
         let server = crate::MercureServer::new(
             ssehub_hub::Hub::builder().heartbeat(None).build(),
-            crate::MercureConfig::new(authorizer),
+            crate::MercureConfig::for_tests(),
         );
         let teapot = Router::new().fallback(|| async { StatusCode::IM_A_TEAPOT });
         let shared = Arc::new(Shared::new(

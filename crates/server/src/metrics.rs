@@ -480,12 +480,7 @@ mod tests {
     /// to the family declared before it; histograms are cumulative with `+Inf` = `_count`.
     #[tokio::test]
     async fn the_exposition_parses() {
-        let key = ssehub_auth::KeyConfig {
-            algorithm: ssehub_auth::Algorithm::HS256,
-            key: "k".into(),
-        };
-        let authorizer = ssehub_auth::Authorizer::new(Some(key.clone()), Some(key)).unwrap();
-        let mut config = MercureConfig::new(authorizer);
+        let mut config = MercureConfig::for_tests();
         config.metrics_selectors = 2;
         let hub = Hub::builder().heartbeat(None).build();
         let subs: Vec<_> = ["a", "a", "b", "c\"\\q", "c\"\\q", "c\"\\q"]
