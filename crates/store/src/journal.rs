@@ -16,13 +16,17 @@
 //! length, the seq and the payload. A group is written at a 4 KiB boundary and padded with
 //! zeros to the next one, so that it can go straight to the device (`O_DIRECT`) in one write.
 //!
-//! **Recovery.** After a crash redb opens at its last checkpoint, whose next seq is `N`. The
-//! journal is read from offset 0: frames are taken while each one is whole (its CRC verifies)
-//! and carries the next seq (`N`, `N+1`, ...). A zero length inside a block is padding (skip to
-//! the next block); at a block start it is the end. Frames of an earlier cycle (seqs below `N`,
-//! which a later group did not overwrite) and a frame torn by the crash both fail that test, so
-//! recovery stops at the first of them: what it returns is exactly the records written since the
-//! checkpoint, in order, never half of one.
+//! **Recovery.** After a crash redb opens at its last durable commit, whose next seq is `N`.
+//! The journal is read from offset 0 as one chain: frames are taken while each one is whole (its
+//! CRC verifies) and carries the seq after the one before. The first may be older than `N`:
+//! redb makes its pending in-memory commits durable when a handle is closed (the log reopens
+//! its file after a failed write), so the data file may already hold the chain's beginning;
+//! those frames are skipped. A zero length inside a block is padding (skip to the next block);
+//! at a block start it is the end. A frame torn by the crash ends the chain, and so does a
+//! frame of an earlier cycle: every seq in it is older than any the current cycle wrote, so it
+//! never carries the next one. What recovery returns is exactly the records written since `N`,
+//! in order, never half of one. A chain that starts after `N` (a data file restored from an
+//! older copy) is not replayed: there would be a gap.
 //!
 //! **A failed write** (disk full, I/O error) may have put some of its frames on disk, and their
 //! seqs will be handed out again. So the region is overwritten with zeros at once, and if that
@@ -152,12 +156,32 @@ impl Journal {
         Ok(())
     }
 
+    /// Where the next group goes (tests).
+    #[cfg(test)]
+    pub(crate) fn pos(&self) -> u64 {
+        self.pos
+    }
+
+    /// [`Journal::append`] at `pos` (tests: a write that landed although it was reported
+    /// failed).
+    #[cfg(test)]
+    pub(crate) fn append_at<'a>(
+        &mut self,
+        pos: u64,
+        frames: impl Iterator<Item = (u64, &'a [u8])> + Clone,
+    ) -> Result<(), StoreError> {
+        self.pos = pos;
+        self.append(frames)
+    }
+
     /// After a checkpoint: everything in the file is in the durable B-tree, start over.
     pub(crate) fn reset(&mut self) {
         self.pos = 0;
     }
 
-    fn zero_failed_region(&mut self) -> Result<(), StoreError> {
+    /// Zeroes a failed write's region if that is still to be done: neither the next write nor
+    /// a replay may see frames of it.
+    pub(crate) fn zero_failed_region(&mut self) -> Result<(), StoreError> {
         let Some((pos, bytes)) = self.to_zero else {
             return Ok(());
         };
@@ -170,12 +194,14 @@ impl Journal {
     }
 }
 
-/// Frames from the start of `data` while each is whole and carries the next seq from
-/// `first_seq` (module docs, "Recovery").
+/// The chain of frames from the start of `data`, each whole and carrying the seq after the one
+/// before, from seq `first_seq` on (module docs, "Recovery"). A chain that starts after
+/// `first_seq` gives nothing.
 fn frames_from(data: &[u8], first_seq: u64) -> Vec<(u64, Vec<u8>)> {
     let mut out = Vec::new();
     let mut at = 0usize;
-    let mut expect = first_seq;
+    // The first frame may be older than `first_seq` (records the data file already holds).
+    let mut expect: Option<u64> = None;
     while let Some(head) = data.get(at..at + HEADER) {
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         if len == 0 {
@@ -192,11 +218,17 @@ fn frames_from(data: &[u8], first_seq: u64) -> Vec<(u64, Vec<u8>)> {
         let Some(payload) = data.get(at + HEADER..at + HEADER + len as usize) else {
             break;
         };
-        if seq != expect || checksum(len, seq, payload) != crc {
+        let in_chain = match expect {
+            None => seq <= first_seq,
+            Some(e) => seq == e,
+        };
+        if !in_chain || checksum(len, seq, payload) != crc {
             break;
         }
-        out.push((seq, payload.to_vec()));
-        expect += 1;
+        if seq >= first_seq {
+            out.push((seq, payload.to_vec()));
+        }
+        expect = Some(seq + 1);
         at += HEADER + len as usize;
     }
     out
@@ -367,8 +399,9 @@ mod tests {
         }
         // A checkpoint at 40 makes all of it stale.
         assert!(j.recover(40).unwrap().is_empty());
-        // ... and a start from the middle is a journal that does not belong to this log.
-        assert!(j.recover(7).unwrap().is_empty());
+        // A data file that already holds the chain's beginning (redb made its in-memory
+        // commits durable when its handle closed) gets the rest.
+        assert_eq!(seqs(&j.recover(7).unwrap()), (7..40).collect::<Vec<_>>());
     }
 
     #[test]

@@ -707,6 +707,9 @@ fn replay_journal(
     journal: &mut Journal,
     counters: Counters,
 ) -> Result<Counters, StoreError> {
+    // A failed write's frames (it may have reached the disk although it reported failure, and
+    // its seqs were handed out again) must not come back.
+    journal.zero_failed_region()?;
     let frames = journal.recover(counters.next_seq)?;
     if frames.is_empty() {
         journal.reset();
@@ -815,4 +818,47 @@ fn decode_latest(v: &[u8]) -> Result<StoredRecord, StoreError> {
         seq,
         record: Record::decode(seq, rest)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(n: u64) -> Record {
+        Record::new(vec!["t".into()], format!("data: {n}\n\n"))
+    }
+
+    #[test]
+    fn a_reopen_never_replays_a_failed_write_that_reached_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let fault = FaultInjector::new();
+        let options = LogOptions {
+            fault_injector: Some(fault.clone()),
+            ..LogOptions::default()
+        };
+        let log = Log::open(dir.path(), options).unwrap();
+        assert_eq!(log.append_batch(&[rec(1), rec(2)]).unwrap(), vec![1, 2]);
+        // Seq 3's group as it would be if its write reached the disk although it reported
+        // failure: put there by a second handle at the journal's current position.
+        let pos = log.inner.writer.lock().pos();
+        let frame = rec(3).encode().unwrap();
+        Journal::open(dir.path(), 8 << 20, Durability::Fsync, FaultInjector::new())
+            .unwrap()
+            .append_at(pos, [(3u64, frame.as_slice())].into_iter())
+            .unwrap();
+        // The log's own write of it fails, and so does zeroing the region (still full), so the
+        // log reopens before its next use, with the frame on disk.
+        fault.fail_writes();
+        assert!(log.append(rec(3)).is_err());
+        fault.heal();
+        // The reopen clears the region before it replays: 3 is handed out again, to a new
+        // record, and the old one never appears.
+        assert_eq!(log.append(rec(33)).unwrap(), 3);
+        let all = log.read_from(1, 10).unwrap();
+        let frames: Vec<&[u8]> = all.iter().map(|r| &r.record.frame[..]).collect();
+        assert_eq!(
+            frames,
+            vec![&b"data: 1\n\n"[..], b"data: 2\n\n", b"data: 33\n\n"]
+        );
+    }
 }
