@@ -198,6 +198,11 @@ impl Log {
         &self.inner.dir
     }
 
+    /// Whether appends wait for synced writes ([`Durability::Fsync`]).
+    pub(crate) fn syncs(&self) -> bool {
+        self.inner.options.durability == Durability::Fsync
+    }
+
     /// The oldest retained seq (== [`Log::next_seq`] when nothing is retained).
     pub fn first_seq(&self) -> u64 {
         self.inner.counters.lock().first_seq
