@@ -14,6 +14,9 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A mistake in how the command was invoked, or in what it points at (a bad flag or URL, a
 /// host that cannot be reached): reported on stderr in one line, with exit code 2.
 #[derive(Debug)]
