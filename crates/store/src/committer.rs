@@ -29,7 +29,9 @@
 //! poller thread at `SCHED_IDLE` (it runs only when nothing else on the core wants to) spins
 //! while a commit is in flight, at most [`SyncPoller::MAX_SPIN`] per commit, and sleeps
 //! otherwise: it spends only time the core would have spent halted, and none when no durable
-//! publish is waiting. [`CommitterOptions::poll_while_syncing`] turns it off.
+//! publish is waiting. It is not started under a CPU quota (a container with a CPU limit), where
+//! spinning is charged to the quota whatever its priority. [`CommitterOptions::poll_while_syncing`]
+//! turns it off.
 //!
 //! An optional hook sees each committed group, in seq order, before anyone is acknowledged:
 //! the hub fans out from there, so subscribers only ever see durable updates, in log order.
@@ -326,6 +328,12 @@ impl SyncPoller {
     fn start() -> Option<SyncPoller> {
         #[cfg(target_os = "linux")]
         {
+            if cpu_quota(&|path| std::fs::read_to_string(path).ok()) {
+                tracing::info!(
+                    "the process has a CPU quota: the log writer does not poll while syncing"
+                );
+                return None;
+            }
             let state = Arc::new(PollState::default());
             let (ready_tx, ready) = std::sync::mpsc::channel();
             let st = state.clone();
@@ -380,6 +388,56 @@ impl Drop for SyncPoller {
         self.state.stop.store(true, Ordering::Release);
         self.thread.unpark();
     }
+}
+
+/// Whether a CFS CPU quota applies to this process (cgroup v2 `cpu.max`, v1
+/// `cpu.cfs_quota_us`, on its cgroup or an ancestor), as in a container with a CPU limit: time
+/// spent spinning counts against the quota even at `SCHED_IDLE`, and would be taken from the
+/// hub's own work later in the period. `read` returns a file's contents.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn cpu_quota(read: &dyn Fn(&str) -> Option<String>) -> bool {
+    let Some(cgroups) = read("/proc/self/cgroup") else {
+        return false;
+    };
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        // (mount point, file) pairs where this line's CPU limit would be.
+        let places: Vec<(String, &str)> = if controllers.is_empty() {
+            vec![("/sys/fs/cgroup".into(), "cpu.max")]
+        } else if controllers.split(',').any(|c| c == "cpu") {
+            vec![
+                (format!("/sys/fs/cgroup/{controllers}"), "cpu.cfs_quota_us"),
+                ("/sys/fs/cgroup/cpu".into(), "cpu.cfs_quota_us"),
+            ]
+        } else {
+            continue;
+        };
+        for (mount, file) in places {
+            // The cgroup itself, then each ancestor up to the root.
+            let mut dir = path.trim_end_matches('/').to_string();
+            loop {
+                if let Some(v) = read(&format!("{mount}{dir}/{file}")) {
+                    let v = v.trim();
+                    let limited = match file {
+                        "cpu.max" => v.split_whitespace().next().is_some_and(|q| q != "max"),
+                        _ => v.parse::<i64>().is_ok_and(|q| q > 0),
+                    };
+                    if limited {
+                        return true;
+                    }
+                }
+                match dir.rfind('/') {
+                    Some(i) => dir.truncate(i),
+                    None => break,
+                }
+            }
+        }
+    }
+    false
 }
 
 #[cfg(target_os = "linux")]
@@ -485,6 +543,54 @@ mod tests {
                 l.expected()
             );
         }
+    }
+
+    fn files(map: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: Vec<(String, String)> = map
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |path: &str| map.iter().find(|(k, _)| k == path).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn a_cpu_quota_on_the_cgroup_or_an_ancestor_is_found() {
+        let v2 = "0::/kubepods/pod1/ctr\n";
+        // cgroup v2: a quota on the container, on an ancestor, or none ("max").
+        assert!(cpu_quota(&files(&[
+            ("/proc/self/cgroup", v2),
+            ("/sys/fs/cgroup/kubepods/pod1/ctr/cpu.max", "50000 100000\n"),
+        ])));
+        assert!(cpu_quota(&files(&[
+            ("/proc/self/cgroup", v2),
+            ("/sys/fs/cgroup/kubepods/pod1/ctr/cpu.max", "max 100000\n"),
+            ("/sys/fs/cgroup/kubepods/pod1/cpu.max", "200000 100000\n"),
+        ])));
+        assert!(!cpu_quota(&files(&[
+            ("/proc/self/cgroup", v2),
+            ("/sys/fs/cgroup/kubepods/pod1/ctr/cpu.max", "max 100000\n"),
+        ])));
+        // Inside a container's namespace the cgroup is "/" and its files are at the top.
+        assert!(cpu_quota(&files(&[
+            ("/proc/self/cgroup", "0::/\n"),
+            ("/sys/fs/cgroup/cpu.max", "100000 100000\n"),
+        ])));
+        // cgroup v1 (this bench machine: no quota), with the cpu controller mounted alone or
+        // together with cpuacct.
+        let v1 = "4:memory:/x\n2:cpuacct:/\n1:cpu:/\n0::/\n";
+        assert!(!cpu_quota(&files(&[
+            ("/proc/self/cgroup", v1),
+            ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "-1\n"),
+        ])));
+        assert!(cpu_quota(&files(&[
+            ("/proc/self/cgroup", "3:cpu,cpuacct:/docker/abc\n"),
+            (
+                "/sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us",
+                "150000\n"
+            ),
+        ])));
+        // Nothing readable: no quota known.
+        assert!(!cpu_quota(&files(&[])));
     }
 
     #[test]
