@@ -311,9 +311,8 @@ struct SyncPoller {
 
 #[derive(Default)]
 struct PollState {
-    /// A commit is in flight.
-    active: AtomicBool,
-    /// Commits started so far.
+    /// Incremented when a commit starts and when it ends: odd while one is in flight, and a
+    /// value names that commit.
     commits: AtomicU64,
     stop: AtomicBool,
 }
@@ -374,12 +373,11 @@ impl SyncPoller {
 
     fn begin(&self) {
         self.state.commits.fetch_add(1, Ordering::AcqRel);
-        self.state.active.store(true, Ordering::Release);
         self.thread.unpark();
     }
 
     fn end(&self) {
-        self.state.active.store(false, Ordering::Release);
+        self.state.commits.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -446,16 +444,13 @@ fn poll(state: &PollState) {
     let mut spun_for = 0;
     while !state.stop.load(Ordering::Acquire) {
         let commit = state.commits.load(Ordering::Acquire);
-        if !state.active.load(Ordering::Acquire) || commit == spun_for {
+        if commit.is_multiple_of(2) || commit == spun_for {
             std::thread::park();
             continue;
         }
         spun_for = commit;
         let until = Instant::now() + SyncPoller::MAX_SPIN;
-        while state.active.load(Ordering::Acquire)
-            && state.commits.load(Ordering::Acquire) == commit
-            && Instant::now() < until
-        {
+        while state.commits.load(Ordering::Acquire) == commit && Instant::now() < until {
             for _ in 0..64 {
                 std::hint::spin_loop();
             }

@@ -54,6 +54,19 @@ async fn wait_for_no_poller() {
     }
 }
 
+/// A committer with these options takes an append without starting a poller.
+async fn assert_no_poller(log: LogOptions, committer: CommitterOptions, when: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), log).unwrap();
+    let committer = GroupCommitter::new(log, committer).unwrap();
+    committer
+        .append(Record::new(vec!["t".into()], "data: x\n\n"))
+        .await
+        .unwrap();
+    assert!(pollers().is_empty(), "no poller {when}");
+    committer.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_idle_class_poller_per_durable_committer_and_no_cpu_while_idle() {
     assert!(pollers().is_empty());
@@ -80,31 +93,14 @@ async fn one_idle_class_poller_per_durable_committer_and_no_cpu_while_idle() {
     wait_for_no_poller().await;
 
     // A buffered log waits for no sync, and the option turns polling off.
-    let dir = tempfile::tempdir().unwrap();
     let buffered = LogOptions {
         durability: Durability::Buffered,
         ..LogOptions::default()
     };
-    let log = Log::open(dir.path(), buffered).unwrap();
-    let committer = GroupCommitter::new(log, CommitterOptions::default()).unwrap();
-    committer
-        .append(Record::new(vec!["t".into()], "data: x\n\n"))
-        .await
-        .unwrap();
-    assert!(pollers().is_empty(), "no poller for a buffered log");
-    committer.shutdown().await;
-
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    assert_no_poller(buffered, CommitterOptions::default(), "for a buffered log").await;
     let off = CommitterOptions {
         poll_while_syncing: false,
         ..CommitterOptions::default()
     };
-    let committer = GroupCommitter::new(log, off).unwrap();
-    committer
-        .append(Record::new(vec!["t".into()], "data: y\n\n"))
-        .await
-        .unwrap();
-    assert!(pollers().is_empty(), "no poller when turned off");
-    committer.shutdown().await;
+    assert_no_poller(LogOptions::default(), off, "when turned off").await;
 }
