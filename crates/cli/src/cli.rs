@@ -210,8 +210,8 @@ pub struct ServeArgs {
     pub max_head: u32,
 
     /// How long a connection may take to send a request head (from its accept, or from the
-    /// previous response); silent or dribbling connections, and idle keep-alive ones, are
-    /// closed after it.
+    /// previous response); silent or dribbling connections, idle keep-alive ones and HTTP/2
+    /// connections with no open request are closed after it.
     #[arg(long, env = "SSEHUB_HEAD_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
     pub head_timeout: Duration,
 

@@ -52,7 +52,8 @@ pub struct MercureConfig {
     pub drain_timeout: Duration,
     /// How long a connection may take to send a request head, counted from its accept (or, on
     /// a keep-alive connection, from the end of the previous response); silent or dribbling
-    /// connections are closed after it. Idle keep-alive connections close after it too.
+    /// connections are closed after it. Idle keep-alive connections close after it too, and so
+    /// do HTTP/2 connections with no open request for that long.
     pub head_timeout: Duration,
     /// Largest request head (request line and headers), in bytes (`431` beyond). Subscribes
     /// are read by the connection layer with exactly this limit; requests handed to hyper get

@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, Request, Response, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -42,6 +42,7 @@ use tower::{Layer, ServiceExt};
 use tower_http::cors::CorsLayer;
 
 use crate::head::{Head, Scan};
+use crate::idle::{self, Activity};
 use crate::mercure::{self, MercureState, Subscribed};
 use crate::metrics::{Cause, Endpoint, Limit};
 use crate::rewind::Rewind;
@@ -535,17 +536,32 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = TokioIo::new(io);
-    let service = TowerToHyperService::new(shared.router.clone().map_request(
-        move |mut request: Request<_>| {
-            if let Some(peer) = peer {
-                request.extensions_mut().insert(ConnectInfo(peer));
-            }
-            request
-        },
-    ));
+    let activity = Arc::new(Activity::default());
+    let router = shared.router.clone();
+    let tracked = activity.clone();
+    let service = TowerToHyperService::new(tower::service_fn(move |mut request: Request<_>| {
+        if let Some(peer) = peer {
+            request.extensions_mut().insert(ConnectInfo(peer));
+        }
+        // Taken before the router runs, so a handler dropped midway (an HTTP/2 stream
+        // reset while a publish waits for its commit) ends the request too.
+        let open = tracked.begin();
+        if request.method() == Method::CONNECT {
+            // An HTTP/2 extended CONNECT (a WebSocket of the application's) lives on after
+            // its response, where this count cannot see it: its connection never idles.
+            tracked.never_idle();
+        }
+        let call = router.clone().oneshot(request);
+        async move {
+            let response = call.await?;
+            Ok::<_, Infallible>(response.map(|body| idle::hold(body, open)))
+        }
+    }));
     let conn = shared.hyper.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let mut draining = false;
+    let mut idle_closing = false;
+    let head_timeout = shared.state.config.head_timeout;
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -558,6 +574,16 @@ where
                 draining = true;
                 conn.as_mut().graceful_shutdown();
             }
+            // No request for a head timeout: HTTP/2 has no header timer of its own (see
+            // crate::idle). Graceful, so a stream hyper still counts (an upgrade) finishes.
+            () = activity.idle_for(head_timeout), if !draining => {
+                draining = true;
+                idle_closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            // HTTP/2's graceful close waits for the client to answer a PING; one that does
+            // not answer anything is dropped.
+            () = tokio::time::sleep(head_timeout), if idle_closing => return,
         }
     }
 }

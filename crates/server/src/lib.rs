@@ -45,6 +45,7 @@ mod console;
 mod error;
 pub mod form;
 mod head;
+mod idle;
 mod limits;
 mod mercure;
 mod metrics;

@@ -463,3 +463,85 @@ async fn after_a_lagged_stream_ends_the_connection_serves_the_next_request() {
     read_until(&mut sock, &mut buf, |b| b.ends_with(b"\r\n\r\nok\n")).await;
     assert!(buf.starts_with(b"HTTP/1.1 200 OK\r\n"));
 }
+
+#[tokio::test]
+async fn http2_connections_without_an_open_request_are_closed_after_the_head_timeout() {
+    use http_body_util::BodyExt as _;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let timeout = Duration::from_millis(300);
+    let hub = start_with(Hub::builder().heartbeat(None).build(), |c| {
+        c.head_timeout = timeout;
+    })
+    .await;
+
+    // The preface and an empty SETTINGS frame, then nothing: GOAWAY, then the close.
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(hub.addr).await.unwrap();
+    silent
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut got))
+        .await
+        .expect("a silent HTTP/2 connection still open after 5 s")
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took >= timeout - Duration::from_millis(50), "{took:?}");
+    // Frames: 9-byte headers (length, type, flags, stream), each followed by its payload.
+    let mut types = Vec::new();
+    let mut at = 0;
+    while let Some(h) = got.get(at..at + 9) {
+        let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+        types.push(h[3]);
+        at += 9 + len;
+    }
+    assert!(
+        types.contains(&0x7),
+        "no GOAWAY among frame types {types:?}"
+    );
+
+    // A subscription keeps its connection open however long its topic is quiet; once the
+    // client drops it, the connection goes like the silent one.
+    let tcp = TcpStream::connect(hub.addr).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let request = http::Request::get(format!("http://{}/.well-known/mercure?topic=a", hub.addr))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = send.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    tokio::time::sleep(timeout * 5).await;
+    assert!(!conn.is_finished(), "closed with a stream open");
+    assert_eq!(
+        publish(&hub, &[("topic", "a"), ("data", "still here")])
+            .await
+            .status(),
+        200
+    );
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !String::from_utf8_lossy(&seen).contains("data: still here\n") {
+            let frame = body.frame().await.expect("stream ended").unwrap();
+            if let Ok(data) = frame.into_data() {
+                seen.extend_from_slice(&data);
+            }
+        }
+    })
+    .await
+    .expect("the event did not arrive over the long-open stream");
+    drop(body);
+    let dropped = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("still open 5 s after its last stream ended")
+        .unwrap()
+        .unwrap();
+    let took = dropped.elapsed();
+    assert!(took >= timeout - Duration::from_millis(50), "{took:?}");
+}
