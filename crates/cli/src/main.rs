@@ -81,13 +81,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Spawned, not run by `block_on` on this thread: `serve`'s accept loop then runs on a
+    // runtime worker beside the connection tasks it spawns, instead of waking another thread
+    // for every accepted connection (docs/DESIGN.md, "Runtime").
     let result = runtime.block_on(async {
-        match cli.command {
-            cli::Command::Serve(args) => serve::run(args).await,
-            cli::Command::Subscribe(args) => subscribe::run(args).await,
-            cli::Command::Publish(args) => publish::run(args).await,
-            cli::Command::Token(args) => token::run(args),
-        }
+        tokio::spawn(async move {
+            match cli.command {
+                cli::Command::Serve(args) => serve::run(args).await,
+                cli::Command::Subscribe(args) => subscribe::run(args).await,
+                cli::Command::Publish(args) => publish::run(args).await,
+                cli::Command::Token(args) => token::run(args),
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the command's task failed: {e}")))
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
