@@ -575,7 +575,8 @@ where
                 conn.as_mut().graceful_shutdown();
             }
             // No request for a head timeout: HTTP/2 has no header timer of its own (see
-            // crate::idle). Graceful, so a stream hyper still counts (an upgrade) finishes.
+            // crate::idle). Graceful first: GOAWAY tells a well-behaved client to reconnect
+            // for its next request instead of seeing a reset.
             () = activity.idle_for(head_timeout), if !draining => {
                 draining = true;
                 idle_closing = true;
