@@ -41,6 +41,15 @@ def get(row, path):
     return v
 
 
+def gen_ramp(rows):
+    """The generator's CPU time next to the ramp's wall time, medians (idle workload)."""
+    g = median_of(rows, "generator_cpu_s")
+    w = median_of(rows, "ramp_s")
+    if g is None or w is None:
+        return "n/a"
+    return f"{g:.2f} s / {w:.2f} s"
+
+
 def median_of(rows, path):
     vals = [get(r, path) for r in rows]
     vals = [v for v in vals if v is not None]
@@ -440,12 +449,15 @@ def main():
             "the ramp rate is subscribers / time until the last one had its response head. After "
             "3 s idle, the server's VmRSS (`/proc/PID/status`; nginx: its worker) minus its RSS "
             "before the first connection, per open subscriber. Targets for ssehub: <= 2 KiB per "
-            "subscriber, >= 25,000 subscriptions/s."
+            "subscriber, >= 25,000 subscriptions/s. *Generator CPU* is the generator process's "
+            "whole CPU time (its setup, the connects, the idle wait) next to the ramp's wall time: "
+            "close to it means the generator's core was nearly full while connecting, and the "
+            "ramp rate is a lower bound for the server."
         )
         out.append("")
         others = [p for p in idle_peers if p != "ssehub"]
-        out.append("| peer | KiB / subscriber | ssehub/peer | subscriptions/s | ssehub/peer | connected | RSS before -> after |")
-        out.append("|---|---|---|---|---|---|---|")
+        out.append("| peer | KiB / subscriber | ssehub/peer | subscriptions/s | ssehub/peer | generator CPU / ramp | connected | RSS before -> after |")
+        out.append("|---|---|---|---|---|---|---|---|")
         s_kib = median_of(idle.get(("ssehub", n), []), "kib_per_subscriber")
         s_ramp = median_of(idle.get(("ssehub", n), []), "ramp_per_s")
         for p in idle_peers:
@@ -457,6 +469,7 @@ def main():
             out.append(
                 f"| {PEER_NAMES.get(p, p)} | {fmt(kib)} | {ratio(s_kib, kib) if p in others else '-'} | "
                 f"{fmt(rp)} | {ratio(s_ramp, rp) if p in others else '-'} | "
+                f"{gen_ramp(rs)} | "
                 f"{fmt(median_of(rs, 'still_open'))} | {fmt(b)} -> {fmt(r)} KiB |"
             )
         out.append("")
