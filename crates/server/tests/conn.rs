@@ -55,6 +55,10 @@ async fn start_reference(configure: impl Fn(&mut MercureConfig)) -> (SocketAddr,
     (addr, hub)
 }
 
+/// The HTTP/2 client preface (prior knowledge, h2c) followed by an empty SETTINGS frame.
+const H2_PREFACE_AND_SETTINGS: &[u8] =
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
 fn get(target: &str, extra: &str) -> Vec<u8> {
     format!("GET {target} HTTP/1.1\r\nHost: x\r\n{extra}\r\n").into_bytes()
 }
@@ -175,9 +179,7 @@ async fn other_requests_are_handed_to_hyper() {
     // HTTP/2 with prior knowledge: the preface and an empty SETTINGS frame get the server's
     // SETTINGS frame back (hyper's h2 side is reached through the replayed bytes).
     let mut h2 = TcpStream::connect(hub.addr).await.unwrap();
-    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-        .await
-        .unwrap();
+    h2.write_all(H2_PREFACE_AND_SETTINGS).await.unwrap();
     let mut frame = [0u8; 9];
     tokio::time::timeout(Duration::from_secs(5), h2.read_exact(&mut frame))
         .await
@@ -478,10 +480,7 @@ async fn http2_connections_without_an_open_request_are_closed_after_the_head_tim
     // The preface and an empty SETTINGS frame, then nothing: GOAWAY, then the close.
     let started = Instant::now();
     let mut silent = TcpStream::connect(hub.addr).await.unwrap();
-    silent
-        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-        .await
-        .unwrap();
+    silent.write_all(H2_PREFACE_AND_SETTINGS).await.unwrap();
     let mut got = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut got))
         .await
