@@ -165,14 +165,17 @@ impl Metrics {
             .saturating_add(1)
     }
 
-    /// A batch of `bytes` was written; `stamp` is its oldest update's (0: none in it).
-    pub(crate) fn written(&self, bytes: u64, stamp: u64) {
-        if stamp != 0 {
-            let now = self.stamp();
-            self.publish_to_flush
-                .observe(Duration::from_nanos(now.saturating_sub(stamp)));
-        }
+    /// A batch of `bytes` was written; `stamp` is its oldest update's (0: none in it). Returns
+    /// the stamp of now when it read the clock (a batch with a live update).
+    pub(crate) fn written(&self, bytes: u64, stamp: u64) -> Option<u64> {
         self.bytes_out.fetch_add(bytes, Relaxed);
+        if stamp == 0 {
+            return None;
+        }
+        let now = self.stamp();
+        self.publish_to_flush
+            .observe(Duration::from_nanos(now.saturating_sub(stamp)));
+        Some(now)
     }
 
     /// A subscriber stream ended for `reason` (`None`: the client went away).

@@ -129,6 +129,11 @@ impl Queue {
         self.taken.take()
     }
 
+    /// The publish stamp of the queue's only frame, when it holds exactly one live update.
+    pub(crate) fn lone_stamp(&self) -> Option<u64> {
+        (self.frames.len() == 1 && self.stamp != 0).then_some(self.stamp)
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.frames.is_empty()
     }

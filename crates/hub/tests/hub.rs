@@ -550,3 +550,106 @@ async fn stats_count_bytes_closes_and_the_top_selectors() {
         (1, 2, 0)
     );
 }
+
+/// Counts the wake-ups it gets.
+struct CountingWaker(AtomicUsize);
+
+impl futures_util::task::ArcWake for CountingWaker {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        arc_self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// The batching guard for busy subscribers: a coalescing writer that wrote moments ago and
+/// finds one just-published update steps aside once (wakes its own task and returns
+/// `Pending`) so the tasks already ready can add to its batch; its next poll takes everything
+/// queued, in order, once. A writer that has not written for a while, and a stream without
+/// `coalescing`, take a lone update at once.
+#[tokio::test]
+async fn a_busy_coalescing_writer_steps_aside_once_for_a_lone_fresh_update() {
+    use std::task::Poll;
+    let hub = Hub::builder().heartbeat(None).build();
+    let mut plain = hub.subscribe(sub(&["x"])).unwrap();
+    let mut busy = hub.subscribe(sub(&["x"])).unwrap().coalescing();
+    let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let waker = futures_util::task::waker(counter.clone());
+    let mut cx = std::task::Context::from_waker(&waker);
+    let (mut pp, mut bp) = (Parser::new(), Parser::new());
+    let mut got = Vec::new();
+    let mut take = |bytes: Bytes, got: &mut Vec<String>| {
+        bp.feed(&bytes);
+        while let Some(f) = bp.next_frame() {
+            if let Frame::Event(e) = f {
+                got.push(e.data);
+            }
+        }
+    };
+
+    // Never written: no reason to wait.
+    hub.publish_now(Update::new("x", "0")).unwrap();
+    let Poll::Ready(Some(b)) = busy.poll_next_unpin(&mut cx) else {
+        panic!("a writer that never wrote stepped aside");
+    };
+    take(b, &mut got);
+    assert!(
+        busy.poll_next_unpin(&mut cx).is_pending(),
+        "written: nothing left"
+    );
+
+    // Busy: the step aside is judged on a clock (the update younger than 100 µs), so a
+    // preempted test may miss it now and then; it must happen in some of 50 tries.
+    let mut stepped_aside = 0;
+    for i in 1..=50 {
+        hub.publish_now(Update::new("x", format!("{i}"))).unwrap();
+        let before = counter.0.load(Ordering::SeqCst);
+        match busy.poll_next_unpin(&mut cx) {
+            Poll::Pending => {
+                assert_eq!(
+                    counter.0.load(Ordering::SeqCst),
+                    before + 1,
+                    "stepped aside without waking itself: it would never be polled again"
+                );
+                stepped_aside += 1;
+                // Published while it waited: goes in the same batch.
+                hub.publish_now(Update::new("x", format!("{i}b"))).unwrap();
+                let Poll::Ready(Some(b)) = busy.poll_next_unpin(&mut cx) else {
+                    panic!("stepped aside twice for one wake-up");
+                };
+                let n = got.len();
+                take(b, &mut got);
+                assert_eq!(got.len(), n + 2, "one batch with both updates");
+            }
+            Poll::Ready(Some(b)) => take(b, &mut got),
+            Poll::Ready(None) => panic!("stream ended"),
+        }
+        assert!(busy.poll_next_unpin(&mut cx).is_pending());
+    }
+    assert!(
+        stepped_aside > 0,
+        "a busy writer never stepped aside for a lone fresh update in 50 tries"
+    );
+
+    // Idle for longer than the busy window: a lone update is taken at once.
+    std::thread::sleep(Duration::from_millis(5));
+    hub.publish_now(Update::new("x", "last")).unwrap();
+    let Poll::Ready(Some(b)) = busy.poll_next_unpin(&mut cx) else {
+        panic!("a writer idle for 5 ms stepped aside");
+    };
+    take(b, &mut got);
+
+    let plain_got = drain(&mut plain, &mut pp);
+    let mut want = vec!["0".to_owned()];
+    for i in 1..=50 {
+        want.push(format!("{i}"));
+        if got.contains(&format!("{i}b")) {
+            want.push(format!("{i}b"));
+        }
+    }
+    want.push("last".to_owned());
+    assert_eq!(got, want, "every update once, in order");
+    assert_eq!(
+        plain_got.iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
+        want,
+        "the same for the stream that does not coalesce"
+    );
+}

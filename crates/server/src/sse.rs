@@ -36,9 +36,13 @@ pub struct Sse {
 
 impl Sse {
     /// Wraps a subscriber stream. Give the subscription a preamble (see
-    /// [`crate::preamble`]) so the response head and first bytes go out at once.
+    /// [`crate::preamble`]) so the response head and first bytes go out at once. The
+    /// response body is the stream's writer, so it batches under load
+    /// ([`SubscriberStream::coalescing`]).
     pub fn new(stream: SubscriberStream) -> Self {
-        Sse { stream }
+        Sse {
+            stream: stream.coalescing(),
+        }
     }
 }
 

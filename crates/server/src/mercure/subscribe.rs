@@ -189,7 +189,8 @@ pub(crate) fn open_subscription(
             _ => ApiError::bad_request(e.to_string()),
         })?;
     Ok(Subscribed {
-        stream,
+        // This stream's poller is the connection's writer, on either path.
+        stream: stream.coalescing(),
         _slot: slot,
     })
 }
