@@ -112,31 +112,41 @@ impl Shared {
 /// Shaped for size: this future lives as long as the connection, so it holds only the
 /// [`Pump`] of an open stream; the phases before and after it are boxed (their buffers, timers
 /// and hyper's connection are freed when they end, and do not count in this future's size).
-pub(crate) async fn serve_connection(tcp: TcpStream, shared: Arc<Shared>) {
-    let Some(mut pump) = Box::pin(start(tcp, &shared)).await else {
-        return;
-    };
-    match std::future::poll_fn(|cx| pump.poll_pump(cx)).await {
-        End::StreamEnded => Box::pin(finish(pump, &shared)).await,
-        End::ClientGone => {}
+/// Not an `async fn`: one keeps its arguments (the socket, the peer address) in every state of
+/// its future, the waiting one included; here they move straight into the boxed first phase.
+pub(crate) fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> impl Future<Output = ()> + Send {
+    let opening = Box::pin(start(tcp, peer, shared.clone()));
+    async move {
+        let Some(mut pump) = opening.await else {
+            return;
+        };
+        match std::future::poll_fn(|cx| pump.poll_pump(cx)).await {
+            End::StreamEnded => Box::pin(finish(pump, &shared)).await,
+            End::ClientGone => {}
+        }
     }
 }
 
 /// Reads the first request head and answers it: returns the pump of a subscribe whose head
 /// was written; hands anything else to hyper and returns `None` when it is done.
-async fn start(mut tcp: TcpStream, shared: &Shared) -> Option<Pump> {
+async fn start(mut tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> Option<Pump> {
+    let shared = &*shared;
     if !shared.state.config.fast_subscribe {
-        Box::pin(hand_over(tcp, Vec::new(), shared)).await;
+        Box::pin(hand_over(tcp, Some(peer), Vec::new(), shared)).await;
         return None;
     }
-    let (mut stream, mut head) = match read_and_open(&mut tcp, shared).await {
+    let (mut stream, mut head) = match read_and_open(&mut tcp, peer, shared).await {
         Opened::Gone => return None,
         Opened::TooLarge => {
             Box::pin(refuse_too_large(tcp, shared)).await;
             return None;
         }
         Opened::Other(read) => {
-            Box::pin(hand_over(tcp, read, shared)).await;
+            Box::pin(hand_over(tcp, Some(peer), read, shared)).await;
             return None;
         }
         Opened::Stream(stream, head) => (stream, head),
@@ -192,8 +202,10 @@ async fn after_stream(mut tcp: TcpStream, stream: Subscribed, pending: Vec<u8>, 
         return;
     }
     // The stream ended with the hub still serving (a lagging subscriber was closed): the
-    // connection stays usable for the client's next request, as it was with hyper.
-    Box::pin(hand_over(tcp, pending, shared)).await;
+    // connection stays usable for the client's next request, as it was with hyper. The peer
+    // address is asked for again rather than kept through the stream's life.
+    let peer = tcp.peer_addr().ok();
+    Box::pin(hand_over(tcp, peer, pending, shared)).await;
 }
 
 /// What became of a connection's first request head.
@@ -208,12 +220,12 @@ enum Opened {
     Stream(Subscribed, Vec<u8>),
 }
 
-async fn read_and_open(tcp: &mut TcpStream, shared: &Shared) -> Opened {
+async fn read_and_open(tcp: &mut TcpStream, peer: SocketAddr, shared: &Shared) -> Opened {
     match read_head(tcp, shared).await {
         ReadHead::Gone => Opened::Gone,
         ReadHead::TooLarge => Opened::TooLarge,
         ReadHead::Other(read) => Opened::Other(read),
-        ReadHead::Subscribe { read, uri, headers } => match open(shared, &uri, headers, tcp) {
+        ReadHead::Subscribe { read, uri, headers } => match open(shared, &uri, headers, peer) {
             Some((stream, head)) => Opened::Stream(stream, head),
             // A refusal: hyper answers it from the same bytes, through the same handler, so
             // error statuses, reasons and headers stay exactly the router's.
@@ -277,16 +289,14 @@ async fn read_head(tcp: &mut TcpStream, shared: &Shared) -> ReadHead {
 
 /// Subscribes as the axum handler would; on success, the stream and the response head (the
 /// router's headers in the router's order, then what hyper adds). `None` when the handler
-/// refuses the request. The peer address is asked for here rather than kept, so it costs
-/// nothing while the stream is open.
+/// refuses the request.
 fn open(
     shared: &Shared,
     uri: &Uri,
     headers: HeaderMap,
-    tcp: &TcpStream,
+    peer: SocketAddr,
 ) -> Option<(Subscribed, Vec<u8>)> {
-    let peer = tcp.peer_addr().ok();
-    let stream = mercure::open_subscription(&shared.state, uri, &headers, peer).ok()?;
+    let stream = mercure::open_subscription(&shared.state, uri, &headers, Some(peer)).ok()?;
     let mut fields = HeaderMap::with_capacity(8);
     mercure::insert_subscribe_headers(&stream, &mut fields);
     if let Some(cors) = &shared.cors {
@@ -524,8 +534,7 @@ pub(crate) async fn linger(mut tcp: TcpStream) {
 /// Every request gets axum's `ConnectInfo<SocketAddr>` with the peer address, as
 /// `into_make_service_with_connect_info` would give it: the per-address limits need it, and
 /// the user's own handlers may too.
-async fn hand_over(tcp: TcpStream, read: Vec<u8>, shared: &Shared) {
-    let peer = tcp.peer_addr().ok();
+async fn hand_over(tcp: TcpStream, peer: Option<SocketAddr>, read: Vec<u8>, shared: &Shared) {
     serve_hyper(Rewind::new(read, tcp), peer, shared).await;
 }
 
@@ -633,7 +642,7 @@ mod tests {
             let addr = listener.local_addr().unwrap();
             let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
             drop(client);
-            let (tcp, _) = accepted.unwrap();
+            let (tcp, peer) = accepted.unwrap();
             let server = crate::MercureServer::new(
                 ssehub_hub::Hub::new(),
                 crate::MercureConfig::for_tests(),
@@ -643,11 +652,13 @@ mod tests {
                 server.router(),
                 CancellationToken::new(),
             ));
-            let fut = serve_connection(tcp, shared);
+            let fut = serve_connection(tcp, peer, shared);
             let size = size_of_future(&fut);
             eprintln!("connection future: {size} bytes");
             // 352 bytes in a debug build when written: the pump (socket, hub stream, a chunk
-            // being written) and a few words; 384 with the per-address slot (limits.rs).
+            // being written) and a few words; 384 with the per-address slot (limits.rs), 400
+            // with the stream's coalescing state; 360 once the socket and peer address were
+            // no longer kept as `async fn` arguments.
             assert!(size <= 400, "connection future is {size} bytes");
         });
     }
@@ -672,8 +683,8 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                tokio::spawn(serve_connection(tcp, shared.clone()));
+            while let Ok((tcp, peer)) = listener.accept().await {
+                tokio::spawn(serve_connection(tcp, peer, shared.clone()));
             }
         });
         async fn status_line(addr: std::net::SocketAddr, request: &str) -> String {

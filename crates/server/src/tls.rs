@@ -15,6 +15,7 @@
 //! over the stream would add a type parameter to its code for little.
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -143,10 +144,15 @@ fn pem_reason(e: pem::Error) -> String {
 /// after it must arrive within [`crate::MercureConfig::head_timeout`] of the accept (a client
 /// that never sends a ClientHello, or goes silent after the handshake, is closed then); what
 /// follows is hyper's, with the same head timeout for HTTP/1.1 requests.
-pub(crate) async fn serve_connection(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
+pub(crate) async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+) {
     let deadline = tokio::time::sleep(shared.state.config.head_timeout);
     tokio::pin!(deadline);
-    let peer = tcp.peer_addr().ok();
+    let peer = Some(peer);
     let opening = async move {
         let mut first = [0u8; 1];
         if !matches!(tcp.peek(&mut first).await, Ok(1..)) {
