@@ -653,3 +653,52 @@ async fn a_busy_coalescing_writer_steps_aside_once_for_a_lone_fresh_update() {
         "the same for the stream that does not coalesce"
     );
 }
+
+/// Leaves in any order keep the topic index exact: after 2,000 subscribers (one topic, two
+/// topics, wildcard) leave in a shuffled order among 3,000, each one left gets the next update
+/// once, and no one else is offered it.
+#[tokio::test]
+async fn leaves_in_any_order_keep_every_remaining_subscriber_indexed_once() {
+    let hub = Hub::builder().heartbeat(None).build();
+    let mut streams: Vec<Option<SubscriberStream>> = (0..3000)
+        .map(|i| {
+            let s = match i % 3 {
+                0 => sub(&["t"]),
+                1 => sub(&["t", "u"]),
+                _ => sub(&["*"]),
+            };
+            Some(hub.subscribe(s).unwrap())
+        })
+        .collect();
+    // A fixed shuffle (LCG), so a failure reproduces.
+    let mut order: Vec<usize> = (0..3000).collect();
+    let mut x: u64 = 42;
+    for i in (1..order.len()).rev() {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        order.swap(i, (x >> 33) as usize % (i + 1));
+    }
+    for &i in &order[..2000] {
+        streams[i] = None;
+    }
+    let before = hub.stats().deliveries;
+    hub.publish_now(Update::new("t", "after")).unwrap();
+    assert_eq!(
+        hub.stats().deliveries - before,
+        1000,
+        "offered to the 1,000 left only"
+    );
+    for s in streams.iter_mut().flatten() {
+        let mut p = Parser::new();
+        assert_eq!(datas(&drain(s, &mut p)), ["after"]);
+    }
+    hub.publish_now(Update::new("u", "u only")).unwrap();
+    let got: usize = streams
+        .iter_mut()
+        .flatten()
+        .map(|s| drain(s, &mut Parser::new()).len())
+        .sum();
+    let want = order[2000..].iter().filter(|&&i| i % 3 != 0).count();
+    assert_eq!(got, want, "the two-topic and wildcard subscribers left");
+}
