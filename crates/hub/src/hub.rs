@@ -19,7 +19,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_core::Stream;
-use indexmap::IndexSet;
 use parking_lot::Mutex;
 use slab::Slab;
 use ssehub_codec::Event;
@@ -323,7 +322,7 @@ impl HubBuilder {
                 history,
                 subs: Slab::new(),
                 exact: HashMap::new(),
-                wildcard: IndexSet::new(),
+                wildcard: Vec::new(),
                 selector_counts: HashMap::new(),
                 closed: false,
                 draining: false,
@@ -397,13 +396,10 @@ pub(crate) struct Inner {
 struct State {
     history: History,
     subs: Slab<Sub>,
-    /// Exact topic -> subscribers whose selectors are all exact and include it. Sets, not
-    /// lists: a leave finds its key by hash instead of a scan, which made the departure of
-    /// N subscribers of one topic cost O(N²) under the hub lock (15,000 at once: 5 % of the
-    /// hub's CPU for a ramp and teardown, in a scan); fan-out still walks a dense array.
-    exact: HashMap<Box<str>, IndexSet<usize>>,
+    /// Exact topic -> subscribers whose selectors are all exact and include it.
+    exact: HashMap<Box<str>, Vec<usize>>,
     /// Subscribers with at least one `*` or template selector.
-    wildcard: IndexSet<usize>,
+    wildcard: Vec<usize>,
     /// Selector text -> subscribers that asked for it.
     selector_counts: HashMap<Box<str>, usize>,
     closed: bool,
@@ -907,10 +903,10 @@ impl Hub {
         let key = st.subs.insert(sub);
         if exact_only {
             for topic in selectors {
-                st.exact.entry(topic).or_default().insert(key);
+                st.exact.entry(topic).or_default().push(key);
             }
         } else {
-            st.wildcard.insert(key);
+            st.wildcard.push(key);
         }
         let total = st.subs.len();
         let head_id = st.history.last_id().map(str::to_owned);
@@ -1164,18 +1160,23 @@ impl Hub {
                 }
             }
         }
+        let remove = |v: &mut Vec<usize>| {
+            if let Some(pos) = v.iter().position(|&k| k == key) {
+                v.swap_remove(pos);
+            }
+        };
         if sub.indexed_exactly() {
             for s in sub.selectors.iter() {
                 let Some(topic) = s.exact() else { continue };
                 if let Some(v) = st.exact.get_mut(topic) {
-                    v.swap_remove(&key);
+                    remove(v);
                     if v.is_empty() {
                         st.exact.remove(topic);
                     }
                 }
             }
         } else {
-            st.wildcard.swap_remove(&key);
+            remove(&mut st.wildcard);
         }
         Some((st.subs.len(), sub.uuid))
     }
