@@ -1187,14 +1187,13 @@ impl Hub {
         // place, whose slot then changes. A tracked subscriber is in one list only, so its
         // slot is a position in this one.
         let mut remove = |list: &mut Vec<usize>, slot: u32| {
-            let at = if slot == UNTRACKED {
-                list.iter().position(|&k| k == key)
-            } else {
-                debug_assert_eq!(list.get(slot as usize), Some(&key), "stale slot");
-                Some(slot as usize)
-                    .filter(|&at| list.get(at) == Some(&key))
-                    .or_else(|| list.iter().position(|&k| k == key))
-            };
+            // `UNTRACKED` is never a position, so it falls through to the scan.
+            let at = Some(slot as usize)
+                .filter(|&at| list.get(at) == Some(&key))
+                .or_else(|| {
+                    debug_assert_eq!(slot, UNTRACKED, "stale slot");
+                    list.iter().position(|&k| k == key)
+                });
             if let Some(at) = at {
                 list.swap_remove(at);
                 if let Some(&moved) = list.get(at)
