@@ -579,8 +579,26 @@ fn latency_json(h: &Histogram<u64>) -> serde_json::Value {
 fn idle(args: IdleArgs) -> anyhow::Result<serde_json::Value> {
     let c = &args.common;
     let baseline = c.server_pid.and_then(procfs::rss_kib);
+    // Who paid for the ramp: on loopback the kernel runs the whole handshake, the listener's
+    // half included, in the connecting process's softirq, so the server's own CPU time and the
+    // two cores' busy time say whether the server or the generator's core set the rate.
+    let srv0 = c.server_pid.and_then(|p| procfs::cpu_time(Some(p)));
+    let cores0: Vec<_> = c.cpus.iter().map(|&k| procfs::cpus_busy(&[k])).collect();
+    let t0 = Instant::now();
     let run = start(c, 1, 0, None, 0)?;
     let ramp = run.wait_connected(c.connect_timeout);
+    let ramp_wall = t0.elapsed();
+    let srv1 = c.server_pid.and_then(|p| procfs::cpu_time(Some(p)));
+    let cores_busy: Vec<_> = c
+        .cpus
+        .iter()
+        .zip(&cores0)
+        .map(|(&k, b0)| cpu_pct(*b0, procfs::cpus_busy(&[k]), ramp_wall))
+        .collect();
+    let ramp_server_cpu = match (srv0, srv1) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
     let s = run.shared.clone();
     let connected = s.connected.load(Relaxed);
     std::thread::sleep(args.wait);
@@ -609,16 +627,25 @@ fn idle(args: IdleArgs) -> anyhow::Result<serde_json::Value> {
         "rss_kib": rss,
         "kib_per_subscriber": per_sub,
         "generator_cpu_s": gen_cpu.map(|d| d.as_secs_f64()),
+        "ramp_server_cpu_s": ramp_server_cpu.map(|d| d.as_secs_f64()),
+        "ramp_server_us_per_subscription": ramp_server_cpu
+            .filter(|_| connected > 0)
+            .map(|d| (d.as_secs_f64() * 1e6 / connected as f64).round()),
+        "ramp_cores_busy_pct": cores_busy,
         "errors": errors,
     });
     eprintln!(
-        "{:<10} {:<14} n={:<6} connected {} in {:.3}s ({:.0}/s)  RSS {} -> {} KiB = {} KiB/subscriber",
+        "{:<10} {:<14} n={:<6} connected {} in {:.3}s ({:.0}/s; server {} µs/subscription, cores busy {:?} %)  RSS {} -> {} KiB = {} KiB/subscriber",
         c.label(),
         c.workload,
         c.n(),
         connected,
         ramp.as_secs_f64(),
         ramp_rate,
+        opt(ramp_server_cpu
+            .filter(|_| connected > 0)
+            .map(|d| (d.as_secs_f64() * 1e6 / connected as f64).round())),
+        cores_busy,
         opt(baseline),
         opt(rss),
         opt(per_sub)
