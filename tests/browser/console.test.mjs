@@ -6,6 +6,11 @@ import { after, before, test } from 'node:test';
 import { launchBrowser, mercureToken, screenshot, start, waitFor, waitText } from './lib.mjs';
 
 const KEY = randomBytes(32).toString('hex');
+// A subscriber token for every selector: the presence API shows the rows a token's selectors match.
+const EVERYTHING = mercureToken(KEY, { subscribe: ['*'] });
+const presenceOf = async (token = EVERYTHING) => (await fetch(`${hub.url}/console/presence`, {
+  headers: token ? { Authorization: `Bearer ${token}` } : {},
+}));
 let browser;
 let hub;
 
@@ -29,8 +34,11 @@ test('the console is served with its assets', async () => {
     assert.equal(res.status, 200, path);
     assert.ok(res.headers.get('content-type').startsWith(type), `${path}: ${res.headers.get('content-type')}`);
   }
-  const presence = await (await fetch(`${hub.url}/console/presence`)).json();
-  assert.deepEqual(presence, { subscribers: 0, topics: [] });
+  // Topic names can be private: no counts without a subscriber token.
+  const refused = await presenceOf(null);
+  assert.equal(refused.status, 401);
+  assert.match(await refused.text(), /subscriber token/);
+  assert.deepEqual(await (await presenceOf()).json(), { subscribers: 0, topics: [] });
 });
 
 test('subscribe, publish from the form, the event appears in the log', { timeout: 60000 }, async () => {
@@ -42,7 +50,12 @@ test('subscribe, publish from the form, the event appears in the log', { timeout
   page.on('console', (m) => { if (m.type() === 'error' && !m.text().includes('401')) errors.push(m.text()); });
   await page.goto(`${hub.url}/`);
   await waitText(page, '#state', 'Not subscribed');
+  // Before a token is entered, the counts say what they need.
+  await waitText(page, '#presence-empty', /need a subscriber token/);
 
+  // The subscriber token (for the books only) also unlocks the counts for its selectors.
+  await page.click('#subscribe-form summary');
+  await page.fill('#sub-token', mercureToken(KEY, { subscribe: ['https://example.com/books/{id}'] }));
   await page.fill('#sub-topics', 'https://example.com/books/{id}');
   await page.click('#subscribe');
   await waitText(page, '#state', 'Connected');
@@ -86,6 +99,10 @@ test('subscribe, publish from the form, the event appears in the log', { timeout
   const extra = await fetch(`${hub.url}/.well-known/mercure?topic=*`, { signal: controller.signal });
   assert.equal(extra.status, 200);
   await waitText(page, '#total-subscribers', '2', 5000);
+  // It counts in the total, but its selector `*` is not one the page's token may see.
+  const shown = await page.$$eval('#presence tbody tr', (trs) => trs.map((tr) => tr.cells[0].textContent));
+  assert.deepEqual(shown, ['https://example.com/books/{id}']);
+  assert.ok((await (await presenceOf()).json()).topics.some((t) => t.selector === '*'), 'the * row, for a * token');
   controller.abort();
   await waitText(page, '#total-subscribers', '1', 5000);
 
@@ -99,7 +116,7 @@ test('subscribe, publish from the form, the event appears in the log', { timeout
   // Unsubscribing closes the stream.
   await page.click('#unsubscribe');
   await waitText(page, '#state', 'Not subscribed');
-  await waitFor(async () => (await (await fetch(`${hub.url}/console/presence`)).json()).subscribers === 0, { what: 'presence to drop to 0' });
+  await waitFor(async () => (await (await presenceOf()).json()).subscribers === 0, { what: 'presence to drop to 0' });
   assert.deepEqual(errors, []);
 });
 

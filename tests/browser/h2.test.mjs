@@ -69,7 +69,10 @@ test(`over TLS + HTTP/2, ${STREAMS} EventSources to one origin all receive`, { t
   await openStreams(page, STREAMS);
   await waitFor(async () => (await opened(page)).every(Boolean), { what: `all ${STREAMS} EventSources to open` });
   // The hub sees every one of them (as streams of the page's one HTTP/2 connection).
-  const presence = await httpsFetch(`${hub.url}/console/presence`, { ca: cert });
+  const presence = await httpsFetch(`${hub.url}/console/presence`, {
+    ca: cert,
+    headers: { Authorization: `Bearer ${mercureToken(KEY, { subscribe: ['*'] })}` },
+  });
   assert.equal(JSON.parse(presence.text).subscribers, STREAMS);
 
   const token = mercureToken(KEY, { publish: ['*'] });
@@ -108,7 +111,9 @@ test('over plain HTTP/1.1 the same page gets only 6 open EventSources; the rest 
   // accept it: it counts 6 subscribers, far below its limits).
   await new Promise((r) => setTimeout(r, 500));
   assert.equal(await count(), 6);
-  const presence = await fetch(`${hub.url}/console/presence`);
+  const presence = await fetch(`${hub.url}/console/presence`, {
+    headers: { Authorization: `Bearer ${mercureToken(KEY, { subscribe: ['*'] })}` },
+  });
   assert.equal((await presence.json()).subscribers, 6);
 
   // Closing the open ones frees their connections for the next 6 waiting.

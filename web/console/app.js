@@ -223,11 +223,25 @@ async function publish() {
 
 // ---------- presence ----------
 
+// The counts are the hub's presence, which asks for a subscriber token (topic names can be
+// private): the one in the Subscribe form, whose selectors choose the rows shown.
 async function refreshPresence() {
+  const token = $('sub-token').value.trim();
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
   try {
-    const res = await fetch('/console/presence', { cache: 'no-store' });
+    const res = await fetch('/console/presence', { cache: 'no-store', headers });
+    if (res.status === 401 || res.status === 403) {
+      $('total-subscribers').textContent = '–';
+      $('presence').tBodies[0].replaceChildren();
+      $('presence-empty').textContent = token
+        ? `The hub refused the subscriber token (${res.status}).`
+        : 'The counts need a subscriber token: enter one in Subscribe › Options.';
+      $('presence-empty').hidden = false;
+      return;
+    }
     if (!res.ok) throw new Error(String(res.status));
     const p = await res.json();
+    $('presence-empty').textContent = 'Nobody your token may see is subscribed.';
     $('total-subscribers').textContent = String(p.subscribers);
     $('subscribers-noun').textContent = p.subscribers === 1 ? 'subscriber' : 'subscribers';
     const tbody = $('presence').tBodies[0];
@@ -259,5 +273,6 @@ $('clear').addEventListener('click', () => {
   $('event-count').textContent = '0';
   $('events-empty').hidden = false;
 });
+$('sub-token').addEventListener('change', refreshPresence);
 refreshPresence();
 setInterval(refreshPresence, 2000);

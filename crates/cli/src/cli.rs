@@ -30,7 +30,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the hub: the Mercure protocol at /.well-known/mercure (GET subscribes, POST
-    /// publishes), the web console at /, and /healthz.
+    /// publishes), the web console at / (unless --no-console), and /healthz.
     Serve(ServeArgs),
 
     /// Subscribe to an event stream and print its events, one per line with --json. Reconnects
@@ -155,6 +155,11 @@ pub struct ServeArgs {
     /// mercure.subscribe selectors match the URL. With --redis, lists every node's subscribers.
     #[arg(long, env = "SSEHUB_SUBSCRIPTIONS")]
     pub subscriptions: bool,
+
+    /// Do not serve the web console (/ and /console/...): / then answers 404. Its counts
+    /// (/console/presence) always need a subscriber token; this turns the page off altogether.
+    #[arg(long, env = "SSEHUB_NO_CONSOLE")]
+    pub no_console: bool,
 
     /// Largest publish request body, in bytes; larger ones get 413 (a declared Content-Length
     /// over it at once, before the body is read).

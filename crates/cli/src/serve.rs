@@ -146,7 +146,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.head_timeout = args.head_timeout;
     config.drain_timeout = args.drain_timeout;
     config.publish_rate = args.publish_rate;
-    config.console = true;
+    config.console = !args.no_console;
     config.tls = tls;
     let metrics_note = match &metrics {
         MetricsAccess::Off => None,

@@ -21,6 +21,25 @@ async fn generated_key_curl_line_works_and_sigterm_exits_zero() {
         .build()
         .unwrap();
     let mut sub = hello_round_trip(&client, &hub_url, &token).await;
+    // The console is on by default; its counts need a subscriber token (the demo one has `*`).
+    let origin = hub_url.trim_end_matches("/.well-known/mercure");
+    let page = client.get(format!("{origin}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let presence = format!("{origin}/console/presence");
+    let res = client.get(&presence).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let res = client
+        .get(&presence)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let counts: serde_json::Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+    assert_eq!(
+        counts,
+        serde_json::json!({ "subscribers": 1, "topics": [{ "selector": "demo", "subscribers": 1 }] })
+    );
 
     let status = tokio::task::spawn_blocking(move || served.terminate())
         .await
@@ -42,6 +61,7 @@ async fn flags_also_come_from_the_environment() {
             ("SSEHUB_JWT_KEY", "from-env-secret"),
             ("SSEHUB_NO_ANONYMOUS", "true"),
             ("SSEHUB_MEMORY", "true"),
+            ("SSEHUB_NO_CONSOLE", "true"),
         ],
     );
     let listening = served.wait_line("hub at http://");
@@ -54,6 +74,12 @@ async fn flags_also_come_from_the_environment() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
+    // --no-console from the environment: no page, no counts.
+    let origin = hub_url.trim_end_matches("/.well-known/mercure");
+    for path in ["/", "/console/app.js", "/console/presence"] {
+        let res = client.get(format!("{origin}{path}")).send().await.unwrap();
+        assert_eq!(res.status(), 404, "{path}");
+    }
     assert_eq!(
         tokio::task::spawn_blocking(move || served.terminate())
             .await
@@ -81,6 +107,8 @@ fn help_lists_every_flag() {
         "--heartbeat",
         "--history-size",
         "--no-anonymous",
+        "--no-console",
+        "SSEHUB_NO_CONSOLE",
         "--max-body",
         "--data-dir",
         "--memory",

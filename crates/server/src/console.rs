@@ -5,17 +5,22 @@
 //! Routes: `GET /` (the page), `GET /console/app.js`, `GET /console/style.css`, and
 //! `GET /console/presence`, the JSON the page polls for counts:
 //! `{"subscribers": N, "topics": [{"selector": "...", "subscribers": n}, ...]}`.
-//! Like Mercure's subscriptions API it tells which selectors are being watched (never who
-//! watches, nor any data); unlike it, it does not ask for a token yet, so a deployment whose
-//! topic names are secret should not expose the hub's `/console/` paths publicly.
+//! Like Mercure's subscriptions API it asks for a subscriber token (header, cookie or
+//! `authorization` query parameter) and tells which selectors are being watched, never who
+//! watches nor any data: a topic's name can itself be private (`/users/42/inbox`). `N` is the
+//! hub's total; the rows are only the selectors the token's `mercure.subscribe` claim matches,
+//! so a token for `*` sees them all and a narrower one sees its own corner.
 
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use ssehub_hub::Hub;
+use ssehub_auth::Role;
+
+use crate::ApiError;
+use crate::mercure::{Authenticated, MercureState, authenticate};
 
 const INDEX_HTML: &str = include_str!("../../../web/console/index.html");
 const APP_JS: &str = include_str!("../../../web/console/app.js");
@@ -27,7 +32,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; conn
                    img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// The console's routes, with their state already attached, so they merge into any router.
-pub(crate) fn router<S: Clone + Send + Sync + 'static>(hub: Hub) -> Router<S> {
+pub(crate) fn router<S: Clone + Send + Sync + 'static>(state: MercureState) -> Router<S> {
     Router::new()
         .route(
             "/",
@@ -42,7 +47,7 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(hub: Hub) -> Router<S> {
             get(|| async { asset(STYLE_CSS, "text/css; charset=utf-8") }),
         )
         .route("/console/presence", get(presence))
-        .with_state(hub)
+        .with_state(state)
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
@@ -62,10 +67,24 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     res
 }
 
-async fn presence(State(hub): State<Hub>) -> Response {
+async fn presence(
+    State(state): State<MercureState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(Authenticated { claims, .. }) =
+        authenticate(&state.config, &headers, uri.query(), Role::Subscriber)?
+    else {
+        return Err(ApiError::unauthorized(
+            "the console's presence needs a subscriber token: its mercure.subscribe selectors \
+             choose the selectors shown",
+        ));
+    };
+    let hub = &state.hub;
     let topics: Vec<serde_json::Value> = hub
         .presence()
         .into_iter()
+        .filter(|(selector, _)| claims.can_subscribe_any([selector.as_str()]))
         .map(|(selector, n)| serde_json::json!({ "selector": selector, "subscribers": n }))
         .collect();
     let mut res =
@@ -73,5 +92,5 @@ async fn presence(State(hub): State<Hub>) -> Response {
             .into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
+    Ok(res)
 }

@@ -87,7 +87,7 @@ impl MercureServer {
             router = router.route("/metrics", get(crate::metrics::metrics));
         }
         if self.state.config.console {
-            router = router.merge(crate::console::router(self.state.hub.clone()));
+            router = router.merge(crate::console::router(self.state.clone()));
         }
         let router = router.with_state(self.state.clone());
         match cors_layer(&self.state.config.cors_origins) {

@@ -4,7 +4,8 @@
 //! reach a subscriber whose token does not allow them, live, through replay from `earliest` or
 //! through `retained=latest`, on a RAM-only and on a durable hub; CORS never reflects an origin
 //! that is not allowed, in preflights and actual requests; cookie-authenticated publishes need
-//! an explicitly listed origin.
+//! an explicitly listed origin; the console's presence names only the selectors a subscriber
+//! token matches, and nothing without one.
 
 mod common;
 
@@ -918,4 +919,92 @@ async fn a_broken_token_never_falls_through_to_another_source() {
         let res = publ.send().await.unwrap();
         assert_eq!(res.status(), status, "publish: {what}");
     }
+}
+
+/// `GET path` with an optional bearer token: the status and the body.
+async fn get_with(url: String, bearer: Option<&str>) -> (u16, String) {
+    let mut req = client().get(url);
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn console_presence_needs_a_subscriber_token_and_lists_only_the_selectors_it_matches() {
+    let hub = start_with(Hub::builder().heartbeat(None).build(), |c| c.console = true).await;
+    let inbox = "https://example.com/users/42/inbox";
+    let books = "https://example.com/books/{id}";
+    let _a = Events::open(
+        client()
+            .get(hub.url("/.well-known/mercure"))
+            .query(&[("topic", inbox)]),
+    )
+    .await;
+    let _b = Events::open(
+        client()
+            .get(hub.url("/.well-known/mercure"))
+            .query(&[("topic", books)]),
+    )
+    .await;
+    let presence = hub.url("/console/presence");
+
+    // Without a token: 401 with a reason, and no selector in the body.
+    let (status, body) = get_with(presence.clone(), None).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("subscriber token"), "{body}");
+    assert!(!body.contains("inbox") && !body.contains("books"), "{body}");
+    // A publisher-only token has no subscribe claim: it sees the total, and no selector.
+    let (status, body) = get_with(presence.clone(), Some(&token(&["*"], &[]))).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v, json!({ "subscribers": 2, "topics": [] }));
+    // A bad signature is refused like everywhere else.
+    let forged = format!("{}x", token(&[], &["*"]));
+    assert_eq!(get_with(presence.clone(), Some(&forged)).await.0, 401);
+
+    // `*` sees every selector; a narrower token only the ones its selectors match.
+    let all: Value = serde_json::from_str(
+        &get_with(presence.clone(), Some(&token(&[], &["*"])))
+            .await
+            .1,
+    )
+    .unwrap();
+    assert_eq!(all["subscribers"], 2);
+    let mut rows: Vec<(String, u64)> = all["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["selector"].as_str().unwrap().to_owned(),
+                t["subscribers"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(rows, [(books.to_owned(), 1), (inbox.to_owned(), 1)]);
+    let mine: Value = serde_json::from_str(
+        &get_with(presence.clone(), Some(&token(&[], &[books])))
+            .await
+            .1,
+    )
+    .unwrap();
+    assert_eq!(
+        mine,
+        json!({ "subscribers": 2, "topics": [{ "selector": books, "subscribers": 1 }] })
+    );
+    // The token may also come as the query parameter the console's EventSource users know.
+    let (status, body) = get_with(
+        format!("{presence}?authorization={}", token(&[], &[inbox])),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["topics"],
+        json!([{ "selector": inbox, "subscribers": 1 }])
+    );
 }
