@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::load::{connect, exchange, read_some, source_ip};
+use crate::load::{connect, connect_subscriber, exchange, read_some, source_ip};
 use crate::scan::{Dechunker, EventScanner, Head, parse_head};
 use crate::target::{PublishRequest, Target};
 use crate::{Common, ReplayArgs, StormArgs, cpu_pct, opt, pct, procfs, round2};
@@ -218,7 +218,7 @@ async fn open(
     source: Option<std::net::IpAddr>,
     request: &[u8],
 ) -> std::io::Result<(TcpStream, Head, Vec<u8>)> {
-    let mut stream = connect(addr, source).await?;
+    let mut stream = connect_subscriber(addr, source).await?;
     stream.write_all(request).await?;
     let mut buf = Vec::with_capacity(1024);
     loop {

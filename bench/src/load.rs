@@ -214,23 +214,49 @@ pub(crate) fn source_ip(server: SocketAddr, index: usize, sources: usize) -> Opt
     }
 }
 
-/// A socket that resets on close: 15,000 closes per run would otherwise leave 15,000 ports in
-/// TIME_WAIT and the next runs would run out of ephemeral ports.
+/// A publisher's (or any request-sending client's) connection: see [`open_socket`]; with
+/// `TCP_NODELAY`, so a request written while the previous one is unacknowledged is not held.
 pub(crate) async fn connect(
     addr: SocketAddr,
     source: Option<IpAddr>,
 ) -> std::io::Result<TcpStream> {
+    let stream = open_socket(addr, source).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// A subscriber's connection: it writes one request and then only reads, so Nagle's
+/// algorithm never holds anything back and `TCP_NODELAY` would be one more system call per
+/// connection on the generator's core, which sets the pace of the connection ramp.
+pub(crate) async fn connect_subscriber(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+) -> std::io::Result<TcpStream> {
+    open_socket(addr, source).await
+}
+
+/// A socket that resets on close: 15,000 closes per run would otherwise leave 15,000 ports in
+/// TIME_WAIT and the next runs would run out of ephemeral ports.
+///
+/// With a source address, the port is left to `connect` (`IP_BIND_ADDRESS_NO_PORT`): a
+/// `bind` to port 0 would reserve a port exclusively, searching the bind table for one no
+/// other socket holds, where `connect` needs only a free 4-tuple.
+async fn open_socket(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     // Deprecated because a non-zero linger blocks the thread on drop; zero never blocks (the
     // kernel sends RST at once), which is the behaviour we want.
     #[allow(deprecated)]
     socket.set_linger(Some(Duration::ZERO))?;
     if let Some(ip) = source {
+        nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::IpBindAddressNoPort,
+            &true,
+        )
+        .map_err(std::io::Error::from)?;
         socket.bind(SocketAddr::new(ip, 0))?;
     }
-    let stream = socket.connect(addr).await?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
+    socket.connect(addr).await
 }
 
 /// Reads what is ready into the thread's buffer and hands it to `f`; `Ok(0)` is end of stream.
@@ -273,7 +299,7 @@ async fn subscriber(
 ) {
     let permit = sem.acquire().await;
     let setup = async {
-        let mut stream = connect(addr, source).await?;
+        let mut stream = connect_subscriber(addr, source).await?;
         stream.write_all(&request).await?;
         let mut head_buf = Vec::with_capacity(1024);
         loop {
