@@ -50,6 +50,20 @@ def gen_ramp(rows):
     return f"{g:.2f} s / {w:.2f} s"
 
 
+def ramp_cost(rows):
+    """The server's CPU per new subscription during the ramp, and the two cores' busy shares
+    (server's, generator's), medians (idle workload; older result lines lack them)."""
+    us = median_of(rows, "ramp_server_us_per_subscription")
+    cores = [r.get("ramp_cores_busy_pct") for r in rows]
+    cores = [c for c in cores if c and len(c) == 2 and None not in c]
+    busy = (
+        f"{statistics.median(c[0] for c in cores):.0f} % / {statistics.median(c[1] for c in cores):.0f} %"
+        if cores
+        else "n/a"
+    )
+    return f"{fmt(us)} µs" if us is not None else "n/a", busy
+
+
 def median_of(rows, path):
     vals = [get(r, path) for r in rows]
     vals = [v for v in vals if v is not None]
@@ -452,12 +466,17 @@ def main():
             "subscriber, >= 25,000 subscriptions/s. *Generator CPU* is the generator process's "
             "whole CPU time (its setup, the connects, the idle wait) next to the ramp's wall time: "
             "close to it means the generator's core was nearly full while connecting, and the "
-            "ramp rate is a lower bound for the server."
+            "ramp rate is a lower bound for the server. *Server CPU / subscription* is the "
+            "server's CPU time during the ramp over the subscriptions opened (its own capacity "
+            "is about 1 s / that); *cores busy* is each core's busy share during the ramp, softirq "
+            "included (server's core / generator's core). On loopback the kernel runs the whole "
+            "TCP handshake, the listener's half included, in the connecting process's softirq, "
+            "so the generator's core pays for it."
         )
         out.append("")
         others = [p for p in idle_peers if p != "ssehub"]
-        out.append("| peer | KiB / subscriber | ssehub/peer | subscriptions/s | ssehub/peer | generator CPU / ramp | connected | RSS before -> after |")
-        out.append("|---|---|---|---|---|---|---|---|")
+        out.append("| peer | KiB / subscriber | ssehub/peer | subscriptions/s | ssehub/peer | generator CPU / ramp | server CPU / subscription | cores busy | connected | RSS before -> after |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
         s_kib = median_of(idle.get(("ssehub", n), []), "kib_per_subscriber")
         s_ramp = median_of(idle.get(("ssehub", n), []), "ramp_per_s")
         for p in idle_peers:
@@ -469,7 +488,7 @@ def main():
             out.append(
                 f"| {PEER_NAMES.get(p, p)} | {fmt(kib)} | {ratio(s_kib, kib) if p in others else '-'} | "
                 f"{fmt(rp)} | {ratio(s_ramp, rp) if p in others else '-'} | "
-                f"{gen_ramp(rs)} | "
+                f"{gen_ramp(rs)} | {' | '.join(ramp_cost(rs))} | "
                 f"{fmt(median_of(rs, 'still_open'))} | {fmt(b)} -> {fmt(r)} KiB |"
             )
         out.append("")
