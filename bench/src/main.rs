@@ -197,6 +197,9 @@ fn secs(s: &str) -> Result<Duration, String> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Before any thread: a 15,000-connection ramp would otherwise wait out six RCU grace
+    // periods growing the table, charged to the server under test.
+    ssehub_server::presize_fd_table(1 << 20);
     let line = match cli.command {
         Command::Fanout(args) => fanout(args)?,
         Command::Idle(args) => idle(args)?,

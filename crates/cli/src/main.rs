@@ -71,6 +71,10 @@ fn main() -> ExitCode {
         // One JSON object per line, its fields at the top level, for log collectors.
         cli::LogFormat::Json => logs.json().flatten_event(true).with_ansi(false).init(),
     }
+    // While this is the only thread: each later doubling of the descriptor table would wait
+    // for an RCU grace period in the middle of accepting (ssehub_server::presize_fd_table).
+    // 65,536 slots are 512 KiB of kernel memory; past them the table grows on demand.
+    ssehub_server::presize_fd_table(1 << 16);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -21,6 +21,29 @@ async fn generated_key_curl_line_works_and_sigterm_exits_zero() {
         .build()
         .unwrap();
     let mut sub = hello_round_trip(&client, &hub_url, &token).await;
+    // The descriptor table was grown at startup to the open-file limit (at most 65,536), so
+    // accepting never waits for the kernel to grow it (ssehub_server::presize_fd_table). A
+    // fresh process has 64 or 256 slots; the server inherits this process's limit.
+    let field = |text: &str, name: &str, nth: usize| -> u64 {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+        line[name.len()..]
+            .split_whitespace()
+            .nth(nth)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let soft = field(
+        &std::fs::read_to_string("/proc/self/limits").unwrap(),
+        "Max open files",
+        0,
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", served.pid())).unwrap();
+    let slots = field(&status, "FDSize:", 0);
+    assert!(
+        slots >= soft.min(65_536),
+        "FDSize {slots}, open-file limit {soft}"
+    );
     // The console is on by default; its counts need a subscriber token (the demo one has `*`).
     let origin = hub_url.trim_end_matches("/.well-known/mercure");
     let page = client.get(format!("{origin}/")).send().await.unwrap();

@@ -43,6 +43,7 @@ mod config;
 mod conn;
 mod console;
 mod error;
+mod fds;
 pub mod form;
 mod head;
 mod idle;
@@ -56,6 +57,7 @@ pub mod tls;
 
 pub use config::MercureConfig;
 pub use error::ApiError;
+pub use fds::presize_fd_table;
 pub use limits::{InvalidIpRange, IpRange};
 pub use mercure::MERCURE_PATH;
 pub use mercure::subscriptions::{SUBSCRIPTIONS_PATH, subscription_id, subscription_updates};

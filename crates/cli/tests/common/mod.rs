@@ -48,6 +48,11 @@ impl Served {
         Served { child, lines }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The first log line containing `needle` (fails after 15 s).
     pub fn wait_line(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
