@@ -214,34 +214,30 @@ pub(crate) fn source_ip(server: SocketAddr, index: usize, sources: usize) -> Opt
     }
 }
 
-/// A publisher's (or any request-sending client's) connection: see [`open_socket`]; with
-/// `TCP_NODELAY`, so a request written while the previous one is unacknowledged is not held.
+/// A publisher's (or any request-sending client's) connection: [`connect_subscriber`]'s socket
+/// with `TCP_NODELAY`, so a request written while the previous one is unacknowledged is not held.
 pub(crate) async fn connect(
     addr: SocketAddr,
     source: Option<IpAddr>,
 ) -> std::io::Result<TcpStream> {
-    let stream = open_socket(addr, source).await?;
+    let stream = connect_subscriber(addr, source).await?;
     stream.set_nodelay(true)?;
     Ok(stream)
 }
 
-/// A subscriber's connection: it writes one request and then only reads, so Nagle's
-/// algorithm never holds anything back and `TCP_NODELAY` would be one more system call per
-/// connection on the generator's core, which sets the pace of the connection ramp.
+/// A subscriber's connection, a socket that resets on close: 15,000 closes per run would
+/// otherwise leave 15,000 ports in TIME_WAIT and the next runs would run out of ephemeral ports.
+///
+/// No `TCP_NODELAY`: a subscriber writes one request and then only reads, so Nagle's algorithm
+/// never holds anything back, and the option would be one more system call per connection on
+/// the generator's core, which sets the pace of the connection ramp. With a source address,
+/// the port is left to `connect` (`IP_BIND_ADDRESS_NO_PORT`): a `bind` to port 0 would reserve
+/// a port exclusively, searching the bind table for one no other socket holds, where `connect`
+/// needs only a free 4-tuple.
 pub(crate) async fn connect_subscriber(
     addr: SocketAddr,
     source: Option<IpAddr>,
 ) -> std::io::Result<TcpStream> {
-    open_socket(addr, source).await
-}
-
-/// A socket that resets on close: 15,000 closes per run would otherwise leave 15,000 ports in
-/// TIME_WAIT and the next runs would run out of ephemeral ports.
-///
-/// With a source address, the port is left to `connect` (`IP_BIND_ADDRESS_NO_PORT`): a
-/// `bind` to port 0 would reserve a port exclusively, searching the bind table for one no
-/// other socket holds, where `connect` needs only a free 4-tuple.
-async fn open_socket(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     // Deprecated because a non-zero linger blocks the thread on drop; zero never blocks (the
     // kernel sends RST at once), which is the behaviour we want.

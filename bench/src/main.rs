@@ -598,12 +598,12 @@ fn idle(args: IdleArgs) -> anyhow::Result<serde_json::Value> {
         .zip(&cores0)
         .map(|(&k, b0)| cpu_pct(*b0, procfs::cpus_busy(&[k]), ramp_wall))
         .collect();
-    let ramp_server_cpu = match (srv0, srv1) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
-        _ => None,
-    };
+    let ramp_server_cpu = srv0.zip(srv1).map(|(a, b)| b.saturating_sub(a));
     let s = run.shared.clone();
     let connected = s.connected.load(Relaxed);
+    let server_us_per_sub = ramp_server_cpu
+        .filter(|_| connected > 0)
+        .map(|d| (d.as_secs_f64() * 1e6 / connected as f64).round());
     std::thread::sleep(args.wait);
     let rss = c.server_pid.and_then(procfs::rss_kib);
     let still_open = connected - s.closed.load(Relaxed).min(connected);
@@ -631,9 +631,7 @@ fn idle(args: IdleArgs) -> anyhow::Result<serde_json::Value> {
         "kib_per_subscriber": per_sub,
         "generator_cpu_s": gen_cpu.map(|d| d.as_secs_f64()),
         "ramp_server_cpu_s": ramp_server_cpu.map(|d| d.as_secs_f64()),
-        "ramp_server_us_per_subscription": ramp_server_cpu
-            .filter(|_| connected > 0)
-            .map(|d| (d.as_secs_f64() * 1e6 / connected as f64).round()),
+        "ramp_server_us_per_subscription": server_us_per_sub,
         "ramp_cores_busy_pct": cores_busy,
         "errors": errors,
     });
@@ -645,9 +643,7 @@ fn idle(args: IdleArgs) -> anyhow::Result<serde_json::Value> {
         connected,
         ramp.as_secs_f64(),
         ramp_rate,
-        opt(ramp_server_cpu
-            .filter(|_| connected > 0)
-            .map(|d| (d.as_secs_f64() * 1e6 / connected as f64).round())),
+        opt(server_us_per_sub),
         cores_busy,
         opt(baseline),
         opt(rss),

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Events, client, publish, publisher, start_with, token};
+use common::{Events, client, get, publish, publisher, start_with, token};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use ssehub_auth::{Algorithm, Authorizer, KeyConfig};
@@ -921,16 +921,6 @@ async fn a_broken_token_never_falls_through_to_another_source() {
     }
 }
 
-/// `GET path` with an optional bearer token: the status and the body.
-async fn get_with(url: String, bearer: Option<&str>) -> (u16, String) {
-    let mut req = client().get(url);
-    if let Some(t) = bearer {
-        req = req.bearer_auth(t);
-    }
-    let res = req.send().await.unwrap();
-    (res.status().as_u16(), res.text().await.unwrap())
-}
-
 #[tokio::test]
 async fn console_presence_needs_a_subscriber_token_and_lists_only_the_selectors_it_matches() {
     let hub = start_with(Hub::builder().heartbeat(None).build(), |c| c.console = true).await;
@@ -948,29 +938,25 @@ async fn console_presence_needs_a_subscriber_token_and_lists_only_the_selectors_
             .query(&[("topic", books)]),
     )
     .await;
-    let presence = hub.url("/console/presence");
+    let presence = "/console/presence";
 
     // Without a token: 401 with a reason, and no selector in the body.
-    let (status, body) = get_with(presence.clone(), None).await;
+    let (status, _, body) = get(&hub, presence, None).await;
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("subscriber token"), "{body}");
     assert!(!body.contains("inbox") && !body.contains("books"), "{body}");
     // A publisher-only token has no subscribe claim: it sees the total, and no selector.
-    let (status, body) = get_with(presence.clone(), Some(&token(&["*"], &[]))).await;
+    let (status, _, body) = get(&hub, presence, Some(&token(&["*"], &[]))).await;
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v, json!({ "subscribers": 2, "topics": [] }));
     // A bad signature is refused like everywhere else.
     let forged = format!("{}x", token(&[], &["*"]));
-    assert_eq!(get_with(presence.clone(), Some(&forged)).await.0, 401);
+    assert_eq!(get(&hub, presence, Some(&forged)).await.0, 401);
 
     // `*` sees every selector; a narrower token only the ones its selectors match.
-    let all: Value = serde_json::from_str(
-        &get_with(presence.clone(), Some(&token(&[], &["*"])))
-            .await
-            .1,
-    )
-    .unwrap();
+    let all: Value =
+        serde_json::from_str(&get(&hub, presence, Some(&token(&[], &["*"]))).await.2).unwrap();
     assert_eq!(all["subscribers"], 2);
     let mut rows: Vec<(String, u64)> = all["topics"]
         .as_array()
@@ -985,19 +971,16 @@ async fn console_presence_needs_a_subscriber_token_and_lists_only_the_selectors_
         .collect();
     rows.sort();
     assert_eq!(rows, [(books.to_owned(), 1), (inbox.to_owned(), 1)]);
-    let mine: Value = serde_json::from_str(
-        &get_with(presence.clone(), Some(&token(&[], &[books])))
-            .await
-            .1,
-    )
-    .unwrap();
+    let mine: Value =
+        serde_json::from_str(&get(&hub, presence, Some(&token(&[], &[books]))).await.2).unwrap();
     assert_eq!(
         mine,
         json!({ "subscribers": 2, "topics": [{ "selector": books, "subscribers": 1 }] })
     );
     // The token may also come as the query parameter the console's EventSource users know.
-    let (status, body) = get_with(
-        format!("{presence}?authorization={}", token(&[], &[inbox])),
+    let (status, _, body) = get(
+        &hub,
+        &format!("{presence}?authorization={}", token(&[], &[inbox])),
         None,
     )
     .await;

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Events, SECRET, TestHub, client, start_with, token};
+use common::{Events, SECRET, TestHub, client, get, start_with, token};
 use serde_json::{Value, json};
 use ssehub_hub::{Hub, RedisBackend, RedisOptions};
 
@@ -45,22 +45,6 @@ fn sub_id(topic: &str, subscriber: &str) -> String {
 
 async fn start(hub: Hub) -> TestHub {
     start_with(hub, |c| c.subscriptions = true).await
-}
-
-/// `GET path` with an optional bearer token: status, content type, body.
-async fn get(hub: &TestHub, path: &str, bearer: Option<&str>) -> (u16, String, String) {
-    let mut req = client().get(hub.url(path));
-    if let Some(t) = bearer {
-        req = req.bearer_auth(t);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status().as_u16();
-    let ctype = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, ctype, res.text().await.unwrap())
 }
 
 /// `GET path` with a token allowed everywhere in the API: the JSON body.

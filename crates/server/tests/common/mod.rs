@@ -100,6 +100,22 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// `GET path` with an optional bearer token: status, content type, body.
+pub async fn get(hub: &TestHub, path: &str, bearer: Option<&str>) -> (u16, String, String) {
+    let mut req = client().get(hub.url(path));
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let ctype = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, ctype, res.text().await.unwrap())
+}
+
 /// POSTs a form to the hub with a publisher token.
 pub async fn publish(hub: &TestHub, form: &[(&str, &str)]) -> reqwest::Response {
     client()
