@@ -85,11 +85,26 @@
 //! leave always after its join. With Redis storage, each node's list lives in Redis, changed
 //! atomically with the announcements, so every node lists every live node's subscribers.
 //!
+//! # Deadlines
+//!
+//! A stream can end at a deadline: [`Subscription::expires_at`] (Mercure: no later than the
+//! access token's `exp`) and [`HubBuilder::max_connection_lifetime`] (each stream its own
+//! lifetime, uniform in the last tenth of the maximum, so clients do not reconnect together);
+//! the earlier wins. At its deadline a stream ends like at [`Hub::close`]: queued frames, then
+//! the end, and the client reconnects with its `Last-Event-ID`. No timer per subscriber: the
+//! subscribers with a deadline sit in one ordered index, and one task per hub, running only
+//! while the index is not empty, sleeps until the earliest and ends every due stream. A leave
+//! removes its entry, so the index holds exactly the connected subscribers with a deadline
+//! ([`HubStats::deadlines`]); streams ended this way are counted in
+//! [`SubscriberCloses::deadline`]. A deadline already past when subscribing gives a stream
+//! that yields only its preamble.
+//!
 //! # Heartbeats
 //!
 //! One shared timer per hub (not one per subscriber) sends a `:` comment to every subscriber
 //! that received nothing during the last interval, so proxies keep idle streams open.
 
+mod deadline;
 mod drain;
 mod error;
 mod history;

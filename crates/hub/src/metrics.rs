@@ -113,6 +113,9 @@ pub struct SubscriberCloses {
     pub storage: u64,
     /// Ended because the hub closed (shutdown).
     pub shutdown: u64,
+    /// Ended at its deadline: [`crate::Subscription::expires_at`] (the token's `exp`) or
+    /// [`crate::HubBuilder::max_connection_lifetime`].
+    pub deadline: u64,
 }
 
 /// Why a subscriber's queue was closed (kept in the queue until the stream is dropped).
@@ -121,6 +124,7 @@ pub(crate) enum CloseReason {
     Lagged,
     Storage,
     Shutdown,
+    Deadline,
 }
 
 impl CloseReason {
@@ -129,6 +133,7 @@ impl CloseReason {
             CloseReason::Lagged => "lagged",
             CloseReason::Storage => "storage",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::Deadline => "deadline",
         }
     }
 }
@@ -140,7 +145,7 @@ pub(crate) struct Metrics {
     /// means "no stamp").
     origin: Instant,
     pub(crate) bytes_out: AtomicU64,
-    closes: [AtomicU64; 4],
+    closes: [AtomicU64; 5],
     pub(crate) storage: Histogram,
     pub(crate) publish_to_flush: Histogram,
 }
@@ -185,6 +190,7 @@ impl Metrics {
             Some(CloseReason::Lagged) => 1,
             Some(CloseReason::Storage) => 2,
             Some(CloseReason::Shutdown) => 3,
+            Some(CloseReason::Deadline) => 4,
         };
         self.closes[i].fetch_add(1, Relaxed);
     }
@@ -195,6 +201,7 @@ impl Metrics {
             lagged: self.closes[1].load(Relaxed),
             storage: self.closes[2].load(Relaxed),
             shutdown: self.closes[3].load(Relaxed),
+            deadline: self.closes[4].load(Relaxed),
         }
     }
 

@@ -1,6 +1,7 @@
 //! [`Subscription`]: what a subscriber asks the hub for.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use ssehub_selector::{Selector, SelectorError};
@@ -23,6 +24,7 @@ pub struct Subscription {
     pub(crate) preamble: Option<Bytes>,
     pub(crate) payload: Option<serde_json::Value>,
     pub(crate) retained: bool,
+    pub(crate) expires_at: Option<SystemTime>,
 }
 
 impl Subscription {
@@ -76,6 +78,30 @@ impl Subscription {
     /// already brings the subscriber up to date.
     pub fn retained_state(mut self, yes: bool) -> Self {
         self.retained = yes;
+        self
+    }
+
+    /// Ends the stream no later than `deadline` (wall-clock time, e.g. the access token's
+    /// `exp`, which Mercure says a subscription must not outlive). Called several times, the
+    /// earliest deadline wins; with [`crate::HubBuilder::max_connection_lifetime`] the earlier
+    /// of the two wins.
+    ///
+    /// At the deadline the stream ends the way [`crate::Hub::close`] ends it: what is already
+    /// queued is still yielded, then `None`, with no event of its own (the client reconnects
+    /// with its `Last-Event-ID`). The deadline is turned into a point on the hub's monotonic
+    /// (Tokio) clock when the subscription starts, so later changes of the wall clock do not
+    /// move it. No timer per subscriber: one shared task ends every due stream.
+    ///
+    /// A deadline that is not in the future when [`crate::Hub::subscribe`] runs is not an
+    /// error: the subscription succeeds, its stream yields the
+    /// [`Subscription::preamble`] alone (no replay, no retained state, no live update) and
+    /// ends. It is never registered: no presence join or leave, not counted in
+    /// [`crate::HubStats::subscribers`], no subscription event.
+    pub fn expires_at(mut self, deadline: SystemTime) -> Self {
+        self.expires_at = Some(match self.expires_at {
+            Some(earlier) => earlier.min(deadline),
+            None => deadline,
+        });
         self
     }
 
