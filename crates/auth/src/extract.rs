@@ -1,7 +1,17 @@
-//! Finding the token in a request: the `Authorization: Bearer` header, the `authorization`
-//! query parameter, or the `mercureAuthorization` cookie.
+//! Finding the token in a request.
 //!
-//! # Precedence
+//! # Mercure 1.0 ([`find_token`] with [`Presentation::modern`])
+//!
+//! The `Authorization: Bearer` header (scheme case-insensitive, RFC 6750 section 2.1) or, for
+//! browsers, a cookie (default name [`MODERN_COOKIE_NAME`]). When the header is present its
+//! token is used and cookies are ignored: cookies are ambient, so one beside an explicit header
+//! is not a client error (draft-dunglas-mercure-08, "Presenting the Access Token"). Tokens in
+//! the URL are refused outright (RFC 9700 forbids them): an `authorization` or `access_token`
+//! query parameter is an [`AuthError::InvalidRequest`], and so is the 0.x
+//! `mercureAuthorization` cookie when it would be the credential used, so a client still on the
+//! 0.x presentation learns why instead of being silently anonymous.
+//!
+//! # 0.x ([`extract_token`], and [`find_token`] with [`Presentation::legacy`])
 //!
 //! The Mercure draft (draft-dunglas-mercure, section "Authorization", in every revision that
 //! defines the query parameter) says: if an `Authorization` header is present, its token MUST be
@@ -15,7 +25,10 @@
 //! [`AuthError::AmbiguousToken`]: we cannot know which one the client meant, and picking one
 //! could authorize a request with the wrong identity. Identical duplicates are accepted.
 //!
-//! An empty `mercureAuthorization` cookie counts as no cookie: sites commonly "log out" by
+//! In both modes, the same mechanism carrying two different tokens is
+//! [`AuthError::AmbiguousToken`] (an `invalid_request`).
+//!
+//! An empty token cookie counts as no cookie: sites commonly "log out" by
 //! blanking the cookie, and such a browser should be anonymous rather than rejected.
 
 use http::HeaderMap;
@@ -23,8 +36,86 @@ use http::header::{AUTHORIZATION, COOKIE};
 
 use crate::AuthError;
 
-/// The cookie name the Mercure draft recommends for the token.
+/// The cookie name the 0.x Mercure drafts recommend for the token.
 pub const COOKIE_NAME: &str = "mercureAuthorization";
+
+/// The cookie name Mercure 1.0 recommends for the token (the `__Secure-` prefix makes browsers
+/// refuse it over plain HTTP; choose a prefix-less name for plain-HTTP development).
+pub const MODERN_COOKIE_NAME: &str = "__Secure-mercure_access_token";
+
+/// Query parameters that would carry a token in the URL, refused in 1.0.
+const URL_TOKEN_PARAMETERS: [&str; 2] = [QUERY_PARAMETER, "access_token"];
+
+/// How a request may present its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Presentation<'a> {
+    legacy: bool,
+    cookie_name: &'a str,
+}
+
+impl<'a> Presentation<'a> {
+    /// Mercure 1.0: the header, else the cookie `cookie_name`; no token in the URL.
+    pub fn modern(cookie_name: &'a str) -> Self {
+        Presentation {
+            legacy: false,
+            cookie_name,
+        }
+    }
+
+    /// 0.x as well: the header, else the `authorization` query parameter, else the cookie
+    /// `cookie_name` or `mercureAuthorization`.
+    pub fn legacy(cookie_name: &'a str) -> Self {
+        Presentation {
+            legacy: true,
+            cookie_name,
+        }
+    }
+
+    /// The cookie name (the 1.0 one; in legacy mode `mercureAuthorization` is read too).
+    pub fn cookie_name(&self) -> &'a str {
+        self.cookie_name
+    }
+}
+
+/// Finds the request's token as `presentation` allows (see the module docs). `query` is the
+/// raw query string, without the `?`. `Ok(None)`: no token at all (an anonymous request).
+pub fn find_token(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    presentation: Presentation<'_>,
+) -> Result<Option<(String, TokenSource)>, AuthError> {
+    if presentation.legacy {
+        let found = extract_token_with_cookie(headers, query, presentation.cookie_name)?;
+        if found.is_some() || presentation.cookie_name == COOKIE_NAME {
+            return Ok(found);
+        }
+        return Ok(from_cookies(headers, COOKIE_NAME)?.map(|t| (t, TokenSource::Cookie)));
+    }
+    if let Some(query) = query {
+        let query = query.strip_prefix('?').unwrap_or(query);
+        if form_urlencoded::parse(query.as_bytes())
+            .any(|(name, _)| URL_TOKEN_PARAMETERS.contains(&name.as_ref()))
+        {
+            return Err(AuthError::InvalidRequest(
+                "access tokens are not accepted in the URL; use the Authorization header or the cookie"
+                    .into(),
+            ));
+        }
+    }
+    if let Some(token) = from_header(headers)? {
+        return Ok(Some((token, TokenSource::Header)));
+    }
+    if let Some(token) = from_cookies(headers, presentation.cookie_name)? {
+        return Ok(Some((token, TokenSource::Cookie)));
+    }
+    if presentation.cookie_name != COOKIE_NAME && from_cookies(headers, COOKIE_NAME)?.is_some() {
+        return Err(AuthError::InvalidRequest(format!(
+            "the {COOKIE_NAME} cookie is the pre-1.0 presentation; use the {} cookie",
+            presentation.cookie_name
+        )));
+    }
+    Ok(None)
+}
 
 /// The query parameter the Mercure draft defines for the token.
 pub const QUERY_PARAMETER: &str = "authorization";
@@ -68,7 +159,7 @@ pub fn extract_token_with_cookie(
 }
 
 fn malformed(what: &str) -> AuthError {
-    AuthError::Malformed(what.to_string())
+    AuthError::InvalidRequest(what.to_string())
 }
 
 /// Keeps the one distinct value, or reports ambiguity.

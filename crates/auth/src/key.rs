@@ -40,10 +40,12 @@ pub enum Algorithm {
     PS384,
     /// RSASSA-PSS with SHA-512.
     PS512,
+    /// EdDSA with Ed25519 (RFC 8037).
+    EdDSA,
 }
 
 /// Every algorithm, for parsing and for error messages.
-const ALL: [Algorithm; 11] = [
+pub(crate) const ALL: [Algorithm; 12] = [
     Algorithm::HS256,
     Algorithm::HS384,
     Algorithm::HS512,
@@ -55,14 +57,16 @@ const ALL: [Algorithm; 11] = [
     Algorithm::PS256,
     Algorithm::PS384,
     Algorithm::PS512,
+    Algorithm::EdDSA,
 ];
 
 /// The key family an algorithm needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
+pub(crate) enum Family {
     Hmac,
     Rsa,
     Ec,
+    Ed,
 }
 
 impl Algorithm {
@@ -80,6 +84,7 @@ impl Algorithm {
             Algorithm::PS256 => "PS256",
             Algorithm::PS384 => "PS384",
             Algorithm::PS512 => "PS512",
+            Algorithm::EdDSA => "EdDSA",
         }
     }
 
@@ -88,12 +93,19 @@ impl Algorithm {
         self.family() == Family::Hmac
     }
 
-    fn family(self) -> Family {
+    pub(crate) fn family(self) -> Family {
         match self {
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => Family::Hmac,
             Algorithm::ES256 | Algorithm::ES384 => Family::Ec,
+            Algorithm::EdDSA => Family::Ed,
             _ => Family::Rsa,
         }
+    }
+
+    /// The algorithm of a JWS `alg` name, exactly as spelled in a token header (`none` and
+    /// unsupported names are `None`).
+    pub(crate) fn from_header(alg: &str) -> Option<Algorithm> {
+        ALL.into_iter().find(|a| a.as_str() == alg)
     }
 
     pub(crate) fn to_jwt(self) -> jsonwebtoken::Algorithm {
@@ -110,6 +122,7 @@ impl Algorithm {
             Algorithm::PS256 => J::PS256,
             Algorithm::PS384 => J::PS384,
             Algorithm::PS512 => J::PS512,
+            Algorithm::EdDSA => J::EdDSA,
         }
     }
 }
@@ -135,14 +148,14 @@ impl FromStr for Algorithm {
 /// A key for one role: the algorithm and the key text.
 ///
 /// For HS* the key is the shared secret, used byte for byte (no base64 decoding, as in the
-/// Mercure reference hub). For RS*, PS* and ES* it is PEM text (`-----BEGIN ...`) or, when it
+/// Mercure reference hub). For RS*, PS*, ES* and EdDSA it is PEM text (`-----BEGIN ...`) or, when it
 /// contains no PEM header, a path to a PEM file, read when the key is loaded. Verification needs
 /// a public key; [`encode_token`] needs a private key.
 #[derive(Clone)]
 pub struct KeyConfig {
     /// The algorithm tokens must be signed with.
     pub algorithm: Algorithm,
-    /// The secret (HS*), or PEM text or a PEM file path (RS*, PS*, ES*).
+    /// The secret (HS*), or PEM text or a PEM file path (RS*, PS*, ES*, EdDSA).
     pub key: String,
 }
 
@@ -173,7 +186,7 @@ pub enum KeyError {
     /// Not one of the supported algorithm names (the name is truncated to 32 characters).
     #[error(
         "unknown JWT algorithm {0:?} (expected one of HS256, HS384, HS512, RS256, RS384, RS512, \
-         ES256, ES384, PS256, PS384, PS512)"
+         ES256, ES384, PS256, PS384, PS512, EdDSA)"
     )]
     UnknownAlgorithm(String),
     /// An HS* secret is empty, which would let anyone forge tokens.
@@ -199,6 +212,9 @@ pub enum KeyError {
     /// Signing failed (only from [`encode_token`]).
     #[error("cannot sign the token: {0}")]
     Sign(String),
+    /// The trusted issuers are not a usable configuration; the text says what to change.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Largest key file we read; a PEM key is a few KiB at most, and the cap keeps a mistaken path
@@ -249,6 +265,8 @@ pub(crate) fn decoding_key(config: &KeyConfig) -> Result<DecodingKey, KeyError> 
             .map_err(|e| invalid(alg, format_args!("not an RSA public key in PEM ({e})")))?,
         Family::Ec => DecodingKey::from_ec_pem(pem_text(config)?.as_bytes())
             .map_err(|e| invalid(alg, format_args!("not an EC public key in PEM ({e})")))?,
+        Family::Ed => DecodingKey::from_ed_pem(pem_text(config)?.as_bytes())
+            .map_err(|e| invalid(alg, format_args!("not an Ed25519 public key in PEM ({e})")))?,
     };
     // The PEM parsers accept some keys the verifier cannot use (an RSA private key, a P-384
     // key for ES256); left alone, those would surface as "invalid signature" on every request.
@@ -264,6 +282,7 @@ pub(crate) fn decoding_key(config: &KeyConfig) -> Result<DecodingKey, KeyError> 
                 Family::Rsa => "not an RSA public key",
                 Family::Ec if alg == Algorithm::ES256 => "not a P-256 public key",
                 Family::Ec => "not a P-384 public key",
+                Family::Ed => "not an Ed25519 public key",
             },
         ));
     }
@@ -271,7 +290,7 @@ pub(crate) fn decoding_key(config: &KeyConfig) -> Result<DecodingKey, KeyError> 
 }
 
 /// Loads a signing key (the secret, or a PEM *private* key).
-fn encoding_key(config: &KeyConfig) -> Result<EncodingKey, KeyError> {
+pub(crate) fn encoding_key(config: &KeyConfig) -> Result<EncodingKey, KeyError> {
     let alg = config.algorithm;
     match alg.family() {
         Family::Hmac => {
@@ -284,13 +303,16 @@ fn encoding_key(config: &KeyConfig) -> Result<EncodingKey, KeyError> {
             .map_err(|e| invalid(alg, format_args!("not an RSA private key in PEM ({e})"))),
         Family::Ec => EncodingKey::from_ec_pem(pem_text(config)?.as_bytes())
             .map_err(|e| invalid(alg, format_args!("not an EC private key in PEM ({e})"))),
+        Family::Ed => EncodingKey::from_ed_pem(pem_text(config)?.as_bytes())
+            .map_err(|e| invalid(alg, format_args!("not an Ed25519 private key in PEM ({e})"))),
     }
 }
 
-/// Mints a Mercure token: `{"mercure": {"publish": [...], "subscribe": [...]}, "iat": now,
-/// "exp": now + ttl}`.
+/// Mints a 0.x Mercure token: `{"mercure": {"publish": [...], "subscribe": [...]}, "iat": now,
+/// "exp": now + ttl}` (accepted only by a hub running the legacy protocol; see
+/// [`crate::TokenSpec`] for 1.0 tokens).
 ///
-/// For HS* `key` is the shared secret; for RS*, PS* and ES* it must be a PEM **private** key
+/// For HS* `key` is the shared secret; for RS*, PS*, ES* and EdDSA it must be a PEM **private** key
 /// (inline or a path). `None` for `publish` or `subscribe` leaves that key out of the claim
 /// (no rights); `None` for `ttl` leaves out `exp` (the token never expires, as Mercure allows).
 pub fn encode_token(
@@ -321,7 +343,12 @@ pub fn encode_token(
         &Value::Object(claims),
         &encoding,
     )
-    .map_err(|e| match e.kind() {
+    .map_err(|e| sign_error(key, &e))
+}
+
+/// A signing failure as a [`KeyError`].
+pub(crate) fn sign_error(key: &KeyConfig, e: &jsonwebtoken::errors::Error) -> KeyError {
+    match e.kind() {
         jsonwebtoken::errors::ErrorKind::Json(_) => KeyError::Sign(e.to_string()),
         // The PEM loaders accept some keys that only fail when used (a public key, a key for
         // another curve): report those as the key problem they are.
@@ -329,7 +356,7 @@ pub fn encode_token(
             key.algorithm,
             format_args!("cannot sign with this key; a private key is needed ({e})"),
         ),
-    })
+    }
 }
 
 /// Seconds since the Unix epoch; a clock before 1970 reads as 0 rather than panicking.
@@ -361,7 +388,14 @@ mod tests {
 
     #[test]
     fn unknown_algorithms_are_rejected_on_one_line() {
-        for name in ["none", "", "EdDSA", "HS 256", "HS256\nx", &"x".repeat(100)] {
+        for name in [
+            "none",
+            "",
+            "Ed25519",
+            "HS 256",
+            "HS256\nx",
+            &"x".repeat(100),
+        ] {
             let err = name.parse::<Algorithm>().unwrap_err();
             assert!(matches!(err, KeyError::UnknownAlgorithm(_)), "{name:?}");
             let text = err.to_string();

@@ -21,7 +21,7 @@ fn found(token: &str, source: TokenSource) -> Result<Option<(String, TokenSource
 }
 
 fn is_malformed(r: Result<Option<(String, TokenSource)>, AuthError>) -> bool {
-    matches!(r, Err(AuthError::Malformed(_)))
+    matches!(r, Err(AuthError::InvalidRequest(_)))
 }
 
 #[test]

@@ -132,6 +132,27 @@ impl Selector {
         })
     }
 
+    /// An exact selector: matches `topic` byte for byte and nothing else, even when it contains
+    /// `{` (a Mercure 1.0 `exact` matcher is never a template). `*` is still the wildcard, as the
+    /// spec reserves it for every matcher type. Same length rules as [`Selector::parse`].
+    pub fn exact_topic(topic: &str) -> Result<Selector, SelectorError> {
+        if topic.is_empty() {
+            return Err(SelectorError::Empty);
+        }
+        if topic.len() > MAX_SELECTOR_LEN {
+            return Err(SelectorError::TooLong {
+                max: MAX_SELECTOR_LEN,
+            });
+        }
+        let kind = if topic == "*" { Kind::Any } else { Kind::Exact };
+        Ok(Selector {
+            inner: Arc::new(Inner {
+                source: topic.into(),
+                kind,
+            }),
+        })
+    }
+
     /// Whether `topic` is selected: `*`, byte-for-byte equality, or a template expansion.
     pub fn matches(&self, topic: &str) -> bool {
         match &self.inner.kind {
@@ -252,6 +273,22 @@ mod tests {
         assert_ne!(a, c);
         let set: HashSet<Selector> = [a, b, c].into_iter().collect();
         assert_eq!(set.len(), 2);
+    }
+
+    #[test]
+    fn exact_topic_is_never_a_template() {
+        let s = Selector::exact_topic("https://x/{id}").unwrap();
+        assert!(!s.is_template());
+        assert_eq!(s.exact(), Some("https://x/{id}"));
+        assert!(s.matches("https://x/{id}"));
+        assert!(!s.matches("https://x/1"));
+        assert!(Selector::exact_topic("*").unwrap().is_any());
+        assert_eq!(Selector::exact_topic(""), Err(SelectorError::Empty));
+        let long = "a".repeat(MAX_SELECTOR_LEN + 1);
+        assert!(matches!(
+            Selector::exact_topic(&long),
+            Err(SelectorError::TooLong { .. })
+        ));
     }
 
     #[test]

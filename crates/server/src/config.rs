@@ -11,8 +11,16 @@ use tokio_rustls::rustls;
 /// Settings of the Mercure endpoint.
 #[derive(Debug, Clone)]
 pub struct MercureConfig {
-    /// Verifies publisher and subscriber JWTs.
+    /// Verifies publisher and subscriber tokens. Whether the hub speaks the pre-1.0 protocol
+    /// too is the authorizer's setting ([`Authorizer::is_legacy`]).
     pub authorizer: Authorizer,
+    /// The hub's resource identifier, the `aud` every token must hold. `None` (the default):
+    /// derived from each request (scheme, host, `/.well-known/mercure`), so a hub reachable
+    /// under several names works with no setting.
+    pub resource_identifier: Option<String>,
+    /// The cookie browsers present their token in (Mercure 1.0; default
+    /// [`ssehub_auth::MODERN_COOKIE_NAME`]). In legacy mode `mercureAuthorization` is read too.
+    pub cookie_name: String,
     /// Whether subscribers without a token may receive public updates.
     pub anonymous: bool,
     /// Origins allowed by CORS (`*` for any, without credentials); empty: no CORS headers.
@@ -93,7 +101,8 @@ impl MercureConfig {
         MercureConfig::new(ssehub_auth::Authorizer::new(Some(key.clone()), Some(key)).unwrap())
     }
 
-    /// Defaults around an authorizer: anonymous subscribers allowed, no CORS, 1 MiB bodies,
+    /// Defaults around an authorizer: the resource identifier derived from each request, the
+    /// 1.0 cookie name, anonymous subscribers allowed, no CORS, 1 MiB bodies,
     /// 16 KiB query strings, 128 topics per subscription, 64 per update, 1,000 subscribers per
     /// client address, loopback as the only trusted proxy, 10,000 publishes per second per
     /// token, 3 s retry advice, no console, 30 s drain, 10 s shutdown grace, 10 s request-head
@@ -102,6 +111,8 @@ impl MercureConfig {
     pub fn new(authorizer: Authorizer) -> Self {
         MercureConfig {
             authorizer,
+            resource_identifier: None,
+            cookie_name: ssehub_auth::MODERN_COOKIE_NAME.to_owned(),
             anonymous: true,
             cors_origins: Vec::new(),
             max_body: 1024 * 1024,
@@ -122,6 +133,20 @@ impl MercureConfig {
             subscriptions: false,
             metrics: MetricsAccess::Off,
             metrics_selectors: 20,
+        }
+    }
+
+    /// Whether the hub accepts the pre-1.0 protocol ([`Authorizer::is_legacy`]).
+    pub fn legacy_protocol(&self) -> bool {
+        self.authorizer.is_legacy()
+    }
+
+    /// How requests may present their token.
+    pub(crate) fn presentation(&self) -> ssehub_auth::Presentation<'_> {
+        if self.legacy_protocol() {
+            ssehub_auth::Presentation::legacy(&self.cookie_name)
+        } else {
+            ssehub_auth::Presentation::modern(&self.cookie_name)
         }
     }
 

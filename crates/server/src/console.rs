@@ -20,7 +20,7 @@ use axum::routing::get;
 use ssehub_auth::Role;
 
 use crate::ApiError;
-use crate::mercure::{Authenticated, MercureState, authenticate};
+use crate::mercure::{AuthRequest, Authenticated, MercureState, Peer, peer_ip};
 
 const INDEX_HTML: &str = include_str!("../../../web/console/index.html");
 const APP_JS: &str = include_str!("../../../web/console/app.js");
@@ -69,15 +69,18 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
 
 async fn presence(
     State(state): State<MercureState>,
+    peer: Peer,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Some(Authenticated { claims, .. }) =
-        authenticate(&state.config, &headers, uri.query(), Role::Subscriber)?
+    let auth = AuthRequest::new(&state.config, &uri, &headers, peer_ip(&peer));
+    let Some(Authenticated { claims, .. }) = auth
+        .authenticate_refreshing(&headers, uri.query(), Role::Subscriber)
+        .await?
     else {
-        return Err(ApiError::unauthorized(
-            "the console's presence needs a subscriber token: its mercure.subscribe selectors \
-             choose the selectors shown",
+        return Err(auth.missing(
+            "the console's presence needs a subscriber token: its subscribe grants choose the \
+             selectors shown",
         ));
     };
     let hub = &state.hub;

@@ -14,6 +14,9 @@ pub struct ApiError {
     retry_after: Option<u64>,
     /// What the refusal counts as in the metrics (an auth failure, a limit), beyond its status.
     cause: Cause,
+    /// The `WWW-Authenticate` challenge of an authorization failure (RFC 6750); a 401 without
+    /// one gets a bare `Bearer`.
+    challenge: Option<HeaderValue>,
 }
 
 impl ApiError {
@@ -24,6 +27,7 @@ impl ApiError {
             reason: reason.into(),
             retry_after: None,
             cause: Cause::Other,
+            challenge: None,
         }
     }
 
@@ -31,6 +35,23 @@ impl ApiError {
     pub(crate) fn with_cause(mut self, cause: Cause) -> Self {
         self.cause = cause;
         self
+    }
+
+    /// The same error with another reason.
+    pub(crate) fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = reason.into();
+        self
+    }
+
+    /// The same error with this `WWW-Authenticate` challenge.
+    pub(crate) fn with_challenge(mut self, challenge: HeaderValue) -> Self {
+        self.challenge = Some(challenge);
+        self
+    }
+
+    /// The `WWW-Authenticate` challenge, if the error has one of its own.
+    pub fn challenge(&self) -> Option<&HeaderValue> {
+        self.challenge.as_ref()
     }
 
     pub(crate) fn cause(&self) -> Cause {
@@ -88,7 +109,10 @@ impl IntoResponse for ApiError {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if self.status == StatusCode::UNAUTHORIZED {
+        if let Some(challenge) = self.challenge {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        } else if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

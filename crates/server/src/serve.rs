@@ -66,12 +66,14 @@ impl MercureServer {
         &self.state.hub
     }
 
-    /// The routes: `GET`/`POST /.well-known/mercure` and `GET /healthz` (plus the console at `/`
+    /// The routes: `GET`/`POST /.well-known/mercure`, its protected resource metadata at
+    /// `GET /.well-known/oauth-protected-resource/.well-known/mercure`, and `GET /healthz` (plus the console at `/`
     /// when [`MercureConfig::console`] is set, and `GET /metrics` unless
     /// [`MercureConfig::metrics`] is off), with CORS when origins are configured. Merge it into your own `Router` to serve both from one app.
     pub fn router(&self) -> Router {
         let mut router = Router::new()
             .route(MERCURE_PATH, get(mercure::subscribe).post(mercure::publish))
+            .route(mercure::resource::METADATA_PATH, get(mercure::metadata))
             .route("/healthz", get(healthz));
         if self.state.config.subscriptions {
             use mercure::subscriptions::{SUBSCRIPTIONS_PATH, all, by_topic, one};

@@ -1,16 +1,17 @@
 //! `POST /.well-known/mercure`: publish an update from an `application/x-www-form-urlencoded`
 //! body with `topic` (1+), `data`, `private`, `id`, `type` and `retry`.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ssehub_auth::{Role, TokenSource};
 use ssehub_hub::{PublishError, Update};
 
-use super::{Authenticated, MercureState, authenticate};
+use super::{AuthRequest, Authenticated, MercureState};
 use crate::form::decode_pairs;
 use crate::limits::retry_after_secs;
 use crate::metrics::{AuthFailure, Cause, Endpoint, Limit};
@@ -51,14 +52,20 @@ async fn handle(
     let config = &state.config;
     check_content_type(&parts.headers)?;
 
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let auth = AuthRequest::new(config, &parts.uri, &parts.headers, peer);
     let Some(Authenticated {
         claims,
         source,
         token,
-    }) = authenticate(config, &parts.headers, parts.uri.query(), Role::Publisher)?
+    }) = auth
+        .authenticate_refreshing(&parts.headers, parts.uri.query(), Role::Publisher)
+        .await?
     else {
-        return Err(ApiError::unauthorized("a publisher token is required")
-            .with_cause(Cause::Auth(AuthFailure::MissingToken)));
+        return Err(auth.missing("a publisher token is required"));
     };
     if source == TokenSource::Cookie {
         check_cookie_origin(config, &parts.headers)?;
@@ -87,13 +94,8 @@ async fn handle(
     let body = read_body(body, config.max_body).await?;
     let update = parse_update(&body, config.max_topics_per_update)?;
     *topics = Some(update.topics().len());
-    if claims.publish.is_none()
-        || !claims.can_publish_all(update.topics().iter().map(String::as_str))
-    {
-        return Err(
-            ApiError::forbidden("the token may not publish to every topic of this update")
-                .with_cause(Cause::Auth(AuthFailure::Forbidden)),
-        );
+    if !claims.can_publish_all(update.topics().iter().map(String::as_str)) {
+        return Err(auth.forbidden("the token may not publish to every topic of this update"));
     }
 
     let hub = state.hub.clone();

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::request::Parts;
@@ -14,10 +15,10 @@ use futures_util::StreamExt;
 use ssehub_auth::Role;
 use ssehub_hub::{SubscribeError, SubscriberStream, Subscription};
 
-use super::{Authenticated, MercureState, authenticate};
+use super::{AuthRequest, Authenticated, MercureState};
 use crate::form::decode_pairs;
 use crate::limits::{SlotGuard, client_ip};
-use crate::metrics::{AuthFailure, Cause, Endpoint, Limit};
+use crate::metrics::{Cause, Endpoint, Limit};
 use crate::{ApiError, preamble};
 
 /// `Retry-After` of a subscribe refused for a subscriber limit: slots free up only as other
@@ -56,6 +57,19 @@ pub(crate) async fn subscribe(
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr);
+    // A token whose issuer rotated its keys gets one (rate-limited) JWK Set refresh here, where
+    // waiting is possible; `open_subscription` then finds the verified token in the cache.
+    if state.config.authorizer.has_jwks() {
+        let auth = AuthRequest::new(
+            &state.config,
+            &parts.uri,
+            &parts.headers,
+            peer.map(|p| p.ip()),
+        );
+        let _ = auth
+            .authenticate_refreshing(&parts.headers, parts.uri.query(), Role::Subscriber)
+            .await;
+    }
     // Refusals are counted here, not in `open_subscription`: the connection layer hands the
     // subscribes it refuses to this handler, which must count them once.
     let stream = open_subscription(&state, &parts.uri, &parts.headers, peer).inspect_err(|e| {
@@ -139,18 +153,25 @@ pub(crate) fn open_subscription(
         subscription = subscription.last_event_id(id);
     }
 
-    match authenticate(config, headers, uri.query(), Role::Subscriber)? {
+    let auth = AuthRequest::new(config, uri, headers, peer.map(|p| p.ip()));
+    match auth.authenticate(headers, uri.query(), Role::Subscriber)? {
         Some(Authenticated { claims, .. }) => {
             if let Some(allowed) = &claims.subscribe {
                 subscription = subscription.authorized(allowed.clone());
             }
-            if let Some(payload) = &claims.payload {
+            // One payload per subscriber: the grant matching its first matcher (1.0), or the
+            // 0.x `mercure.payload`.
+            let first = subscription.selectors().first().map(|s| s.as_str());
+            if let Some(payload) = first.and_then(|m| claims.payload_for(m)) {
                 subscription = subscription.payload(payload.clone());
+            }
+            // The stream ends no later than a 1.0 token (Mercure 1.0, "Subscribers").
+            if let Some(exp) = claims.exp.filter(|_| claims.access_token) {
+                subscription = subscription.expires_at(UNIX_EPOCH + Duration::from_secs(exp));
             }
         }
         None if !config.anonymous => {
-            return Err(ApiError::unauthorized("a subscriber token is required")
-                .with_cause(Cause::Auth(AuthFailure::MissingToken)));
+            return Err(auth.missing("a subscriber token is required"));
         }
         None => {}
     }

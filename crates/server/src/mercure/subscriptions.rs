@@ -12,6 +12,8 @@
 //!   selectors matches the requested URL (its path, as sent): `401` without a token, `403`
 //!   when none matches, `404` for an unknown subscription.
 
+use std::net::IpAddr;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +22,7 @@ use serde_json::{Value, json};
 use ssehub_auth::Role;
 use ssehub_hub::{SubscriberInfo, SubscriptionChange, Update};
 
-use super::{Authenticated, MercureState, authenticate};
+use super::{AuthRequest, Authenticated, MercureState, Peer, peer_ip};
 use crate::ApiError;
 
 /// The path of the subscriptions collection; subscriptions live below it.
@@ -87,34 +89,46 @@ pub fn subscription_updates(change: &SubscriptionChange) -> Vec<Update> {
 /// `GET /.well-known/mercure/subscriptions`.
 pub(crate) async fn all(
     State(state): State<MercureState>,
+    peer: Peer,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    answer(&state, &uri, &headers, None, None).await
+    answer(&state, peer_ip(&peer), &uri, &headers, None, None).await
 }
 
 /// `GET /.well-known/mercure/subscriptions/{topic}`.
 pub(crate) async fn by_topic(
     State(state): State<MercureState>,
     Path(topic): Path<String>,
+    peer: Peer,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    answer(&state, &uri, &headers, Some(topic), None).await
+    answer(&state, peer_ip(&peer), &uri, &headers, Some(topic), None).await
 }
 
 /// `GET /.well-known/mercure/subscriptions/{topic}/{subscriber}`.
 pub(crate) async fn one(
     State(state): State<MercureState>,
     Path((topic, subscriber)): Path<(String, String)>,
+    peer: Peer,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    answer(&state, &uri, &headers, Some(topic), Some(subscriber)).await
+    answer(
+        &state,
+        peer_ip(&peer),
+        &uri,
+        &headers,
+        Some(topic),
+        Some(subscriber),
+    )
+    .await
 }
 
 async fn answer(
     state: &MercureState,
+    peer: Option<IpAddr>,
     uri: &Uri,
     headers: &HeaderMap,
     topic: Option<String>,
@@ -123,17 +137,15 @@ async fn answer(
     // The draft: the requested URL must match one of the token's `mercure.subscribe`
     // selectors. Its path is the form subscription event topics take, so one selector (e.g.
     // `/.well-known/mercure/subscriptions{/topic,subscriber}`) covers both.
-    match authenticate(&state.config, headers, uri.query(), Role::Subscriber)? {
-        None => {
-            return Err(ApiError::unauthorized(
-                "the subscriptions API needs a subscriber token",
-            ));
-        }
+    let auth = AuthRequest::new(&state.config, uri, headers, peer);
+    match auth
+        .authenticate_refreshing(headers, uri.query(), Role::Subscriber)
+        .await?
+    {
+        None => return Err(auth.missing("the subscriptions API needs a subscriber token")),
         Some(Authenticated { claims, .. }) => {
             if !claims.can_subscribe_any([uri.path()]) {
-                return Err(ApiError::forbidden(
-                    "the token's mercure.subscribe selectors do not match this URL",
-                ));
+                return Err(auth.forbidden("the token's subscribe grants do not match this URL"));
             }
         }
     }
