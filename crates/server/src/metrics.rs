@@ -317,6 +317,7 @@ pub(crate) fn render(hub: &Hub, server: &ServerMetrics, config: &MercureConfig) 
         ("lagged", c.lagged),
         ("storage", c.storage),
         ("shutdown", c.shutdown),
+        ("deadline", c.deadline),
     ] {
         let _ = writeln!(
             out,
