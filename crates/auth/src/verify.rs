@@ -27,8 +27,8 @@
 //!
 //! Each role has its own map from token text to the verified [`Claims`] (an `Arc`, so a hit
 //! returns the very same allocation). At most [`CACHE_CAPACITY`] tokens per role are kept;
-//! inserting into a full map evicts one arbitrary entry, which is O(1) and good enough because
-//! live tokens are re-inserted on their next use. A hit is still checked against `exp` every
+//! inserting into a full map first drops every expired entry (at most once a second), then, if
+//! the map is still full, one arbitrary entry, which is good enough because live tokens are re-inserted on their next use. A hit is still checked against `exp` every
 //! time, and an expired entry is dropped. Failures are never cached: a bad token costs a full
 //! check each time, but it cannot push good tokens out, and entries can only be created by
 //! whoever holds a signing key. Worst case memory is about `2 * CACHE_CAPACITY *
@@ -70,7 +70,15 @@ struct Inner {
     issuers: HashMap<String, TrustedIssuer>,
     /// 0.x per-role keys (publisher, subscriber), for tokens whose `iss` names no issuer.
     legacy_keys: [Option<LegacyKey>; 2],
-    caches: [RwLock<HashMap<Box<str>, Arc<Claims>>>; 2],
+    caches: [RwLock<Cache>; 2],
+}
+
+/// One role's verified tokens.
+#[derive(Default)]
+struct Cache {
+    map: HashMap<Box<str>, Arc<Claims>>,
+    /// When expired entries were last swept out (Unix seconds).
+    swept_at: u64,
 }
 
 struct LegacyKey {
@@ -271,10 +279,10 @@ impl Authorizer {
             )));
         }
         let cache = &self.inner.caches[role_index(role)];
-        let cached = cache.read().get(token).cloned();
+        let cached = cache.read().map.get(token).cloned();
         if let Some(claims) = cached {
             if expired(&claims, now) {
-                cache.write().remove(token);
+                cache.write().map.remove(token);
                 return Err(AuthError::Expired);
             }
             return Ok(claims);
@@ -282,13 +290,20 @@ impl Authorizer {
 
         let claims = Arc::new(self.check(token, role, now)?);
         let mut cache = cache.write();
-        if cache.len() >= CACHE_CAPACITY
-            && !cache.contains_key(token)
-            && let Some(victim) = cache.keys().next().cloned()
-        {
-            cache.remove(&victim);
+        if cache.map.len() >= CACHE_CAPACITY && !cache.map.contains_key(token) {
+            // Expired tokens go first, in a sweep at most once a second (so a cache full of
+            // live tokens does not pay a sweep per insert); otherwise any one makes room.
+            if now > cache.swept_at {
+                cache.swept_at = now;
+                cache.map.retain(|_, c| !expired(c, now));
+            }
+            if cache.map.len() >= CACHE_CAPACITY
+                && let Some(victim) = cache.map.keys().next().cloned()
+            {
+                cache.map.remove(&victim);
+            }
         }
-        cache.insert(token.into(), Arc::clone(&claims));
+        cache.map.insert(token.into(), Arc::clone(&claims));
         Ok(claims)
     }
 
@@ -361,7 +376,7 @@ impl Authorizer {
 
     #[cfg(test)]
     fn cached(&self, role: Role) -> usize {
-        self.inner.caches[role_index(role)].read().len()
+        self.inner.caches[role_index(role)].read().map.len()
     }
 }
 
@@ -553,6 +568,29 @@ mod tests {
                 .unwrap()
                 .can_publish_all(["urn:0"])
         );
+    }
+
+    #[test]
+    fn a_full_cache_drops_expired_tokens_first() {
+        let auth = Authorizer::new(Some(hs()), None).unwrap();
+        let now = key::unix_now();
+        let short = encode_token(&hs(), Some(&["urn:short"]), None, Some(Duration::from_secs(60)))
+            .unwrap();
+        auth.verify_at(&short, Role::Publisher, now).unwrap();
+        for i in 1..CACHE_CAPACITY {
+            let topic = format!("urn:{i}");
+            let t = encode_token(&hs(), Some(&[topic.as_str()]), None, None).unwrap();
+            auth.verify_at(&t, Role::Publisher, now).unwrap();
+        }
+        assert_eq!(auth.cached(Role::Publisher), CACHE_CAPACITY);
+        // Later, the short token has expired: the next insert sweeps it (and only it) out.
+        let later = now + 60 + LEEWAY_SECS + 1;
+        let fresh = encode_token(&hs(), Some(&["urn:fresh"]), None, None).unwrap();
+        auth.verify_at(&fresh, Role::Publisher, later).unwrap();
+        assert_eq!(auth.cached(Role::Publisher), CACHE_CAPACITY);
+        let cache = auth.inner.caches[0].read();
+        assert!(!cache.map.contains_key(short.as_str()));
+        assert!(cache.map.contains_key(fresh.as_str()));
     }
 
     #[test]
