@@ -48,6 +48,8 @@ pub struct Claims {
     /// the streams opened with it; a 0.x token's rights are checked at connect time only, as
     /// 0.x hubs did.
     pub access_token: bool,
+    /// The base its relative `urlpattern` grants were resolved against, when it has any.
+    pub(crate) base: Option<String>,
 }
 
 /// One 1.0 `subscribe` grant: its matchers and the detail's `payload`.
@@ -110,7 +112,15 @@ impl Claims {
     /// Reads the claims the hub uses from a verified payload. `legacy`: also read the 0.x
     /// `mercure` claim; otherwise its presence rejects the token ([`AuthError::LegacyClaim`]):
     /// a 1.0 hub must not silently drop the rights a 0.x issuer meant to grant.
-    pub(crate) fn from_payload(payload: Value, legacy: bool) -> Result<Claims, AuthError> {
+    ///
+    /// `base` (the hub's URL for this request) resolves relative `urlpattern` grants; a token
+    /// that has one records it ([`Claims::base`]), since the same token presented under another
+    /// of the hub's names must be read again.
+    pub(crate) fn from_payload(
+        payload: Value,
+        legacy: bool,
+        base: Option<&str>,
+    ) -> Result<Claims, AuthError> {
         let Value::Object(mut top) = payload else {
             return Err(malformed("the claims are not a JSON object"));
         };
@@ -122,7 +132,7 @@ impl Claims {
             ..Claims::default()
         };
         if let Some(details) = top.remove("authorization_details") {
-            crate::details::read(details, &mut claims)?;
+            crate::details::read(details, &mut claims, base)?;
         }
         let mercure = match top.remove("mercure") {
             Some(Value::Null) | None => top.remove("https://mercure.rocks/"),
@@ -225,7 +235,7 @@ mod tests {
     use super::*;
 
     fn legacy(v: Value) -> Claims {
-        Claims::from_payload(v, true).unwrap()
+        Claims::from_payload(v, true, None).unwrap()
     }
 
     #[test]
@@ -246,7 +256,7 @@ mod tests {
             json!({"mercure": "x"}),
         ] {
             assert_eq!(
-                Claims::from_payload(claim, false).unwrap_err(),
+                Claims::from_payload(claim, false, None).unwrap_err(),
                 AuthError::LegacyClaim
             );
         }
@@ -267,7 +277,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    Claims::from_payload(bad, true),
+                    Claims::from_payload(bad, true, None),
                     Err(AuthError::Malformed(_))
                 ),
                 "accepted"

@@ -10,17 +10,17 @@
 //!   and do not invalidate, so issuers can add future actions; a non-string entry does), a
 //!   non-empty `topics` array of matcher objects `{"match": "...", "match_type"?: "..."}`, and
 //!   an optional object `payload`.
-//! * `match_type` is case-sensitive; absent means `exact`; `*` is the wildcard whatever the
-//!   type. A type this hub does not support rejects the token: skipping the grant would change
-//!   what the issuer meant to authorize. The URL Pattern type (`urlpattern`) is not supported
-//!   yet (it arrives with the URL Pattern matcher), so it is refused the same way for now.
+//! * `match_type` is case-sensitive: `exact` (the default: byte for byte, never a template) or
+//!   `urlpattern` (a WHATWG URL Pattern; a relative one resolves against the hub's URL for the
+//!   request, so it needs one); `*` is the wildcard whatever the type. Any other type rejects
+//!   the token: skipping the grant would change what the issuer meant to authorize.
 //! * Any defect rejects the whole token, never a partial grant ([`AuthError::InvalidDetails`]).
 //! * Limits ([`MAX_DETAILS`], [`MAX_MATCHERS`], and the selector crate's
 //!   [`ssehub_selector::MAX_SELECTOR_LEN`] per pattern) bound what one token costs the hub;
 //!   exceeding one also rejects the token, as the spec requires.
 
 use serde_json::Value;
-use ssehub_selector::{Selector, SelectorError};
+use ssehub_selector::{Selector, SelectorError, Url};
 
 use crate::AuthError;
 use crate::claims::{Claims, DETAIL_TYPE, SubscribeGrant};
@@ -31,15 +31,20 @@ pub const MAX_DETAILS: usize = 64;
 /// Most topic matchers in one detail's `topics`.
 pub const MAX_MATCHERS: usize = 256;
 
-/// The matcher types grants may use today.
-pub const MATCHER_TYPES: &[&str] = &["exact"];
+/// The matcher types grants (and subscriptions) may use.
+pub const MATCHER_TYPES: &[&str] = &["exact", "urlpattern"];
 
 fn invalid(what: impl Into<String>) -> AuthError {
     AuthError::InvalidDetails(what.into())
 }
 
 /// Adds the grants of an `authorization_details` claim to `claims`.
-pub(crate) fn read(details: Value, claims: &mut Claims) -> Result<(), AuthError> {
+pub(crate) fn read(
+    details: Value,
+    claims: &mut Claims,
+    base: Option<&str>,
+) -> Result<(), AuthError> {
+    let base = base.and_then(|b| Url::parse(b).ok());
     let Value::Array(details) = details else {
         return Err(invalid("`authorization_details` is not an array"));
     };
@@ -61,7 +66,7 @@ pub(crate) fn read(details: Value, claims: &mut Claims) -> Result<(), AuthError>
         }
 
         let (publish, subscribe) = actions(detail.get("actions"))?;
-        let matchers = matchers(detail.get("topics"))?;
+        let matchers = matchers(detail.get("topics"), base.as_ref(), claims)?;
         let payload = match detail.get("payload") {
             None => None,
             Some(p @ Value::Object(_)) => Some(p.clone()),
@@ -111,7 +116,11 @@ fn actions(value: Option<&Value>) -> Result<(bool, bool), AuthError> {
     Ok((publish, subscribe))
 }
 
-fn matchers(value: Option<&Value>) -> Result<Vec<Selector>, AuthError> {
+fn matchers(
+    value: Option<&Value>,
+    base: Option<&Url>,
+    claims: &mut Claims,
+) -> Result<Vec<Selector>, AuthError> {
     let Some(Value::Array(topics)) = value else {
         return Err(invalid("a Mercure detail has no `topics` array"));
     };
@@ -123,10 +132,10 @@ fn matchers(value: Option<&Value>) -> Result<Vec<Selector>, AuthError> {
             "a Mercure detail has more than {MAX_MATCHERS} topic matchers"
         )));
     }
-    topics.iter().map(matcher).collect()
+    topics.iter().map(|t| matcher(t, base, claims)).collect()
 }
 
-fn matcher(value: &Value) -> Result<Selector, AuthError> {
+fn matcher(value: &Value, base: Option<&Url>, claims: &mut Claims) -> Result<Selector, AuthError> {
     let Value::Object(m) = value else {
         return Err(invalid("a topic matcher is not an object"));
     };
@@ -139,10 +148,20 @@ fn matcher(value: &Value) -> Result<Selector, AuthError> {
         Some(_) => return Err(invalid("a `match_type` is not a string")),
     };
     if pattern == "*" {
-        return Ok(Selector::exact_topic("*").map_err(selector_error)?);
+        return Selector::exact_topic("*").map_err(selector_error);
     }
     match kind {
         "exact" => Selector::exact_topic(pattern).map_err(selector_error),
+        "urlpattern" => {
+            // Absolute patterns ignore the base; a relative one depends on it.
+            let absolute = Selector::url_pattern(pattern, None);
+            if absolute.is_ok() {
+                return absolute.map_err(selector_error);
+            }
+            let selector = Selector::url_pattern(pattern, base).map_err(selector_error)?;
+            claims.base = base.map(|b| b.as_str().to_owned());
+            Ok(selector)
+        }
         _ => Err(invalid("a topic matcher has an unsupported `match_type`")),
     }
 }
@@ -158,7 +177,11 @@ mod tests {
     use super::*;
 
     fn claims(details: Value) -> Result<Claims, AuthError> {
-        Claims::from_payload(json!({ "authorization_details": details }), false)
+        Claims::from_payload(
+            json!({ "authorization_details": details }),
+            false,
+            Some("https://hub.example/.well-known/mercure"),
+        )
     }
 
     fn detail(actions: Value, topics: Value) -> Value {
@@ -194,10 +217,47 @@ mod tests {
             json!({"match": "*"}),
             json!({"match": "*", "match_type": "exact"}),
             json!({"match": "*", "match_type": "urlpattern"}),
+            json!({"match": "*", "match_type": "not-a-type"}),
         ] {
             let c = claims(json!([detail(json!(["subscribe"]), json!([star]))])).unwrap();
             assert!(c.can_subscribe_any(["anything"]));
         }
+    }
+
+    #[test]
+    fn urlpattern_grants_absolute_and_relative() {
+        let c = claims(json!([detail(
+            json!(["subscribe"]),
+            json!([
+                {"match": "https://example.com/users/42/*", "match_type": "urlpattern"},
+                {"match": "/.well-known/mercure/subscriptions/:type/:m/:s", "match_type": "urlpattern"},
+            ])
+        )]))
+        .unwrap();
+        assert!(c.can_subscribe_any(["https://example.com/users/42/books/1"]));
+        assert!(!c.can_subscribe_any(["https://example.com/users/43/books/1"]));
+        assert!(c.can_subscribe_any(["/.well-known/mercure/subscriptions/exact/a/b"]));
+        assert!(c.can_subscribe_any([
+            "https://hub.example/.well-known/mercure/subscriptions/exact/a/b"
+        ]));
+        assert_eq!(
+            c.base.as_deref(),
+            Some("https://hub.example/.well-known/mercure")
+        );
+        // Absolute patterns only: the claims do not depend on the hub's URL.
+        let c = claims(json!([detail(
+            json!(["publish"]),
+            json!([{"match": "https://example.com/:id", "match_type": "urlpattern"}])
+        )]))
+        .unwrap();
+        assert!(c.base.is_none() && c.can_publish_all(["https://example.com/1"]));
+        // A pattern that does not compile rejects the token.
+        let err = claims(json!([detail(
+            json!(["publish"]),
+            json!([{"match": "https://example.com/(", "match_type": "urlpattern"}])
+        )]))
+        .unwrap_err();
+        assert!(matches!(err, AuthError::InvalidDetails(_)));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use jsonwebtoken::DecodingKey;
 
 use crate::Role;
 use crate::jwks::JwksSource;
-use crate::key::{self, Algorithm, Family, KeyConfig, KeyError};
+use crate::key::{self, Algorithm, KeyConfig, KeyError};
 
 /// Algorithms accepted from an issuer's JWK Set when no allowlist is configured: every
 /// asymmetric one we support (HMAC keys never come from a JWK Set).
@@ -185,13 +185,11 @@ impl TrustedIssuer {
             .map(|k| k.key.clone())
             .collect();
         if let Some(jwks) = &self.jwks {
-            let family = alg.to_jwt().family();
             found.extend(
                 jwks.keys()
                     .iter()
                     .filter(|k| kid.is_none() || k.kid.as_deref() == kid)
-                    .filter(|k| k.alg.is_none_or(|a| a == alg.to_jwt()))
-                    .filter(|k| k.key.family() == family && alg.family() != Family::Hmac)
+                    .filter(|k| k.accepts(alg.to_jwt()))
                     .map(|k| k.key.clone()),
             );
             if found.is_empty() {

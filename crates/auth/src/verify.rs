@@ -222,8 +222,10 @@ impl Authorizer {
 
     /// Verifies `token` for `role` and returns its claims, from the cache when possible. Every
     /// check but the audience's (see [`Authorizer::verify_for`]).
+    /// Relative `urlpattern` grants need the hub's URL: such a token fails here, and passes
+    /// [`Authorizer::verify_for`].
     pub fn verify(&self, token: &str, role: Role) -> Result<Arc<Claims>, AuthError> {
-        self.verify_at(token, role, key::unix_now())
+        self.verify_at(token, role, None, key::unix_now())
     }
 
     /// [`Authorizer::verify`], then the audience: `resource` (the hub's resource identifier)
@@ -234,7 +236,7 @@ impl Authorizer {
         role: Role,
         resource: &str,
     ) -> Result<Arc<Claims>, AuthError> {
-        let claims = self.verify(token, role)?;
+        let claims = self.verify_at(token, role, Some(resource), key::unix_now())?;
         let absent_ok = self.inner.legacy && claims.audience.is_empty();
         if absent_ok || claims.has_audience(resource) {
             Ok(claims)
@@ -269,7 +271,15 @@ impl Authorizer {
     }
 
     /// [`Authorizer::verify`] with "now" given explicitly (tests use it to age cached entries).
-    fn verify_at(&self, token: &str, role: Role, now: u64) -> Result<Arc<Claims>, AuthError> {
+    /// `resource` is the base of relative `urlpattern` grants: a cached token whose grants were
+    /// resolved against another base is read again.
+    fn verify_at(
+        &self,
+        token: &str,
+        role: Role,
+        resource: Option<&str>,
+        now: u64,
+    ) -> Result<Arc<Claims>, AuthError> {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
@@ -280,7 +290,7 @@ impl Authorizer {
         }
         let cache = &self.inner.caches[role_index(role)];
         let cached = cache.read().map.get(token).cloned();
-        if let Some(claims) = cached {
+        if let Some(claims) = cached.filter(|c| c.base.is_none() || c.base.as_deref() == resource) {
             if expired(&claims, now) {
                 cache.write().map.remove(token);
                 return Err(AuthError::Expired);
@@ -288,7 +298,7 @@ impl Authorizer {
             return Ok(claims);
         }
 
-        let claims = Arc::new(self.check(token, role, now)?);
+        let claims = Arc::new(self.check(token, role, resource, now)?);
         let mut cache = cache.write();
         if cache.map.len() >= CACHE_CAPACITY && !cache.map.contains_key(token) {
             // Expired tokens go first, in a sweep at most once a second (so a cache full of
@@ -308,7 +318,13 @@ impl Authorizer {
     }
 
     /// The full, uncached check.
-    fn check(&self, token: &str, role: Role, now: u64) -> Result<Claims, AuthError> {
+    fn check(
+        &self,
+        token: &str,
+        role: Role,
+        resource: Option<&str>,
+        now: u64,
+    ) -> Result<Claims, AuthError> {
         let legacy = self.inner.legacy;
         let (signed, signature) = token
             .rsplit_once('.')
@@ -355,7 +371,7 @@ impl Authorizer {
         }
 
         let nbf = not_before(&payload)?;
-        let mut claims = Claims::from_payload(payload, legacy)?;
+        let mut claims = Claims::from_payload(payload, legacy, resource)?;
         claims.access_token = typed && issuer.is_some();
         match claims.exp {
             None if !legacy => return Err(AuthError::MissingClaim("exp")),
@@ -529,16 +545,16 @@ mod tests {
         let token =
             encode_token(&hs(), None, Some(&["*"]), Some(Duration::from_secs(100))).unwrap();
         let now = key::unix_now();
-        let first = auth.verify_at(&token, Role::Subscriber, now).unwrap();
+        let first = auth.verify_at(&token, Role::Subscriber, None, now).unwrap();
         assert_eq!(auth.cached(Role::Subscriber), 1);
         // Still valid within the leeway, served from the cache.
         let hit = auth
-            .verify_at(&token, Role::Subscriber, now + 100 + LEEWAY_SECS)
+            .verify_at(&token, Role::Subscriber, None, now + 100 + LEEWAY_SECS)
             .unwrap();
         assert!(Arc::ptr_eq(&first, &hit));
         // Past exp + leeway: rejected although cached, and dropped from the cache.
         assert_eq!(
-            auth.verify_at(&token, Role::Subscriber, now + 101 + LEEWAY_SECS)
+            auth.verify_at(&token, Role::Subscriber, None, now + 101 + LEEWAY_SECS)
                 .unwrap_err(),
             AuthError::Expired
         );
@@ -574,19 +590,25 @@ mod tests {
     fn a_full_cache_drops_expired_tokens_first() {
         let auth = Authorizer::new(Some(hs()), None).unwrap();
         let now = key::unix_now();
-        let short = encode_token(&hs(), Some(&["urn:short"]), None, Some(Duration::from_secs(60)))
-            .unwrap();
-        auth.verify_at(&short, Role::Publisher, now).unwrap();
+        let short = encode_token(
+            &hs(),
+            Some(&["urn:short"]),
+            None,
+            Some(Duration::from_secs(60)),
+        )
+        .unwrap();
+        auth.verify_at(&short, Role::Publisher, None, now).unwrap();
         for i in 1..CACHE_CAPACITY {
             let topic = format!("urn:{i}");
             let t = encode_token(&hs(), Some(&[topic.as_str()]), None, None).unwrap();
-            auth.verify_at(&t, Role::Publisher, now).unwrap();
+            auth.verify_at(&t, Role::Publisher, None, now).unwrap();
         }
         assert_eq!(auth.cached(Role::Publisher), CACHE_CAPACITY);
         // Later, the short token has expired: the next insert sweeps it (and only it) out.
         let later = now + 60 + LEEWAY_SECS + 1;
         let fresh = encode_token(&hs(), Some(&["urn:fresh"]), None, None).unwrap();
-        auth.verify_at(&fresh, Role::Publisher, later).unwrap();
+        auth.verify_at(&fresh, Role::Publisher, None, later)
+            .unwrap();
         assert_eq!(auth.cached(Role::Publisher), CACHE_CAPACITY);
         let cache = auth.inner.caches[0].read();
         assert!(!cache.map.contains_key(short.as_str()));

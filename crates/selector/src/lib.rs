@@ -42,10 +42,15 @@ use std::sync::Arc;
 
 mod cache;
 pub mod template;
+mod url_pattern;
 
 pub use cache::SelectorCache;
 
 use template::Template;
+use url_pattern::UrlPatternMatcher;
+
+/// A URL, for the base of relative URL patterns.
+pub use url::Url;
 
 /// Longest selector, in bytes, that [`Selector::parse`] accepts.
 ///
@@ -81,6 +86,9 @@ pub enum SelectorError {
     /// The URI template is valid but its matcher would exceed our compiled-size budget.
     #[error("URI template is too complex to match")]
     TooComplex,
+    /// The URL pattern does not compile (or is relative and no base was given).
+    #[error("invalid URL pattern: {0}")]
+    InvalidUrlPattern(String),
 }
 
 /// A parsed topic selector. Cheap to clone (one `Arc`); equality and hashing use the source text.
@@ -98,6 +106,27 @@ enum Kind {
     Any,
     Exact,
     Template(Template),
+    UrlPattern(Box<UrlPatternMatcher>),
+}
+
+impl Kind {
+    /// Distinguishes kinds in equality and hashing: `exact_topic("a{b}")` and the template
+    /// `a{b}` share a text but are different matchers.
+    fn tag(&self) -> u8 {
+        match self {
+            Kind::Any => 0,
+            Kind::Exact => 1,
+            Kind::Template(_) => 2,
+            Kind::UrlPattern(_) => 3,
+        }
+    }
+
+    fn base(&self) -> Option<&str> {
+        match self {
+            Kind::UrlPattern(p) => p.base(),
+            _ => None,
+        }
+    }
 }
 
 impl Selector {
@@ -153,7 +182,34 @@ impl Selector {
         })
     }
 
-    /// Whether `topic` is selected: `*`, byte-for-byte equality, or a template expansion.
+    /// A WHATWG URL Pattern (the Mercure 1.0 `urlpattern` matcher type): relative patterns,
+    /// and relative topics at match time, resolve against `base` (the hub's URL); a relative
+    /// pattern without a base is an error. `*` is the wildcard, as for every matcher type. The
+    /// length rule of [`Selector::parse`] applies.
+    pub fn url_pattern(pattern: &str, base: Option<&Url>) -> Result<Selector, SelectorError> {
+        if pattern.is_empty() {
+            return Err(SelectorError::Empty);
+        }
+        if pattern.len() > MAX_SELECTOR_LEN {
+            return Err(SelectorError::TooLong {
+                max: MAX_SELECTOR_LEN,
+            });
+        }
+        let kind = if pattern == "*" {
+            Kind::Any
+        } else {
+            Kind::UrlPattern(Box::new(UrlPatternMatcher::compile(pattern, base)?))
+        };
+        Ok(Selector {
+            inner: Arc::new(Inner {
+                source: pattern.into(),
+                kind,
+            }),
+        })
+    }
+
+    /// Whether `topic` is selected: `*`, byte-for-byte equality, a template expansion, or a
+    /// URL pattern match.
     pub fn matches(&self, topic: &str) -> bool {
         match &self.inner.kind {
             Kind::Any => true,
@@ -161,6 +217,7 @@ impl Selector {
             // Equality first, like the reference hub: a template also selects the topic that is
             // literally its own text.
             Kind::Template(t) => *self.inner.source == *topic || t.matches(topic),
+            Kind::UrlPattern(p) => p.matches(topic),
         }
     }
 
@@ -187,6 +244,11 @@ impl Selector {
     pub fn is_template(&self) -> bool {
         matches!(self.inner.kind, Kind::Template(_))
     }
+
+    /// Whether this selector is a URL pattern.
+    pub fn is_url_pattern(&self) -> bool {
+        matches!(self.inner.kind, Kind::UrlPattern(_))
+    }
 }
 
 impl fmt::Debug for Selector {
@@ -195,6 +257,7 @@ impl fmt::Debug for Selector {
             Kind::Any => "Any",
             Kind::Exact => "Exact",
             Kind::Template(_) => "Template",
+            Kind::UrlPattern(_) => "UrlPattern",
         };
         f.debug_struct("Selector")
             .field("kind", &kind)
@@ -211,7 +274,9 @@ impl fmt::Display for Selector {
 
 impl PartialEq for Selector {
     fn eq(&self, other: &Self) -> bool {
-        self.inner.source == other.inner.source
+        self.inner.kind.tag() == other.inner.kind.tag()
+            && self.inner.source == other.inner.source
+            && self.inner.kind.base() == other.inner.kind.base()
     }
 }
 
@@ -219,7 +284,9 @@ impl Eq for Selector {}
 
 impl Hash for Selector {
     fn hash<H: Hasher>(&self, state: &mut H) {
+        self.inner.kind.tag().hash(state);
         self.inner.source.hash(state);
+        self.inner.kind.base().hash(state);
     }
 }
 
@@ -264,15 +331,17 @@ mod tests {
     }
 
     #[test]
-    fn equality_and_hash_follow_source() {
+    fn equality_and_hash_follow_kind_and_source() {
         use std::collections::HashSet;
         let a = Selector::parse("https://x/{id}").unwrap();
         let b = Selector::parse("https://x/{id}").unwrap();
         let c = Selector::parse("https://x/{ id}").unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
-        let set: HashSet<Selector> = [a, b, c].into_iter().collect();
-        assert_eq!(set.len(), 2);
+        let exact = Selector::exact_topic("https://x/{id}").unwrap();
+        assert_ne!(a, exact);
+        let set: HashSet<Selector> = [a, b, c, exact].into_iter().collect();
+        assert_eq!(set.len(), 3);
     }
 
     #[test]
@@ -307,6 +376,7 @@ mod tests {
             SelectorError::TooManyExpressions { max: 1 },
             SelectorError::TooManyVariables { max: 1 },
             SelectorError::TooComplex,
+            SelectorError::InvalidUrlPattern("x".into()),
         ];
         for e in errors {
             let text = e.to_string();

@@ -436,6 +436,56 @@ async fn every_validation_rule_refuses_with_invalid_token_and_one_message() {
 }
 
 #[tokio::test]
+async fn urlpattern_grants_absolute_and_relative_to_the_hub_url() {
+    let hub = start_modern(|_| {}).await;
+    let token = TokenSpec::new(ISSUER, aud(&hub))
+        .publish([
+            Matcher::urlpattern("https://example.com/books/:id"),
+            Matcher::urlpattern("/shelves/:id"),
+        ])
+        .sign(&hs(SECRET))
+        .unwrap();
+    let shelf = hub.url("/shelves/7");
+    for (topics, status) in [
+        (vec!["https://example.com/books/1"], 200),
+        (
+            vec![
+                "https://example.com/books/1",
+                "https://example.com/authors/1",
+            ],
+            403,
+        ),
+        (vec!["https://example.com/books/1/reviews"], 403),
+        // The relative pattern resolves against this request's hub URL, and so does a
+        // relative topic.
+        (vec![shelf.as_str()], 200),
+        (vec!["/shelves/7"], 200),
+        (vec!["https://elsewhere.example/shelves/7"], 403),
+    ] {
+        let res = publish_with(&hub, &token, &topics).await;
+        assert_eq!(res.status(), status, "{topics:?}");
+    }
+    // Presented under another of the hub's names, the relative grant follows that name.
+    let port = hub.addr.port();
+    let other = TokenSpec::new(
+        ISSUER,
+        format!("http://localhost:{port}/.well-known/mercure"),
+    )
+    .publish([Matcher::urlpattern("/shelves/:id")])
+    .sign(&hs(SECRET))
+    .unwrap();
+    let res = client()
+        .post(hub.hub_url())
+        .header("Host", format!("localhost:{port}"))
+        .bearer_auth(&other)
+        .form(&[("topic", format!("http://localhost:{port}/shelves/1"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
 async fn es256_and_eddsa_issuer_keys_verify_their_tokens() {
     let hub = start_modern(|_| {}).await;
     for (alg, pem) in [
@@ -624,7 +674,7 @@ async fn protected_resource_metadata_is_served_from_the_spec_members() {
             "bearer_methods_supported": ["header"],
             "authorization_details_types_supported": [DETAIL_TYPE],
             "mercure_cookie": "__Secure-mercure_access_token",
-            "mercure_matcher_types_supported": ["exact"],
+            "mercure_matcher_types_supported": ["exact", "urlpattern"],
         })
     );
 
@@ -861,4 +911,105 @@ async fn the_legacy_switch_both_ways() {
             .await,
         Some(Frame::Comment(_))
     ));
+}
+
+/// A JWK Set server on 127.0.0.1:0 whose set can be swapped, counting its requests.
+struct JwksServer {
+    url: String,
+    set: Arc<Mutex<Value>>,
+    hits: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn jwks_server(initial: Value) -> JwksServer {
+    use axum::routing::get;
+    let set = Arc::new(Mutex::new(initial));
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (s, h) = (Arc::clone(&set), Arc::clone(&hits));
+    let app = axum::Router::new().route(
+        "/jwks",
+        get(move || {
+            let (s, h) = (Arc::clone(&s), Arc::clone(&h));
+            async move {
+                h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = s.lock().unwrap().to_string();
+                ([("content-type", "application/jwk-set+json")], body)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    JwksServer { url, set, hits }
+}
+
+/// The public JWK of a private key in PEM, with `kid`.
+fn jwk(alg: jsonwebtoken::Algorithm, private_pem: &str, kid: &str) -> Value {
+    let key = match alg {
+        jsonwebtoken::Algorithm::EdDSA => EncodingKey::from_ed_pem(private_pem.as_bytes()),
+        _ => EncodingKey::from_ec_pem(private_pem.as_bytes()),
+    }
+    .unwrap();
+    let mut jwk =
+        serde_json::to_value(jsonwebtoken::jwk::Jwk::from_encoding_key(&key, alg).unwrap())
+            .unwrap();
+    jwk["kid"] = json!(kid);
+    jwk
+}
+
+#[tokio::test]
+async fn jwks_keys_rotate_on_first_use_and_unknown_kids_cannot_hammer_the_issuer() {
+    let ed = fixture("ed25519_private.pem");
+    let ec = fixture("ec256_private.pem");
+    let server =
+        jwks_server(json!({"keys": [jwk(jsonwebtoken::Algorithm::EdDSA, &ed, "k1")]})).await;
+    let mut options = ssehub_auth::jwks::JwksOptions::default();
+    options.min_refresh_interval = Duration::from_millis(1500);
+    let source = ssehub_auth::JwksSource::with_options(&server.url, options).unwrap();
+    source.refresh(true).await.unwrap();
+    let hub = start_with(Hub::builder().heartbeat(None).build(), |c| {
+        c.authorizer = Authorizer::builder()
+            .issuer(Issuer::new(ISSUER).jwks(source))
+            .build()
+            .unwrap();
+    })
+    .await;
+    let token = |alg: Algorithm, pem: &str, kid: &str| {
+        TokenSpec::new(ISSUER, aud(&hub))
+            .publish([Matcher::any()])
+            .key_id(kid)
+            .sign(&KeyConfig::new(alg, pem))
+            .unwrap()
+    };
+    let k1 = token(Algorithm::EdDSA, &ed, "k1");
+    assert_eq!(publish_with(&hub, &k1, &["a"]).await.status(), 200);
+    let hits = |s: &JwksServer| s.hits.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(hits(&server), 1);
+
+    // The issuer rotates to an ES256 key: its first token is accepted on first use (one
+    // refetch), and the retired key's tokens are refused.
+    *server.set.lock().unwrap() = json!({"keys": [jwk(jsonwebtoken::Algorithm::ES256, &ec, "k2")]});
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let k2 = token(Algorithm::ES256, &ec, "k2");
+    assert_eq!(publish_with(&hub, &k2, &["a"]).await.status(), 200);
+    assert_eq!(hits(&server), 2);
+    let res = publish_with(&hub, &token(Algorithm::EdDSA, &ed, "k1"), &["b"]).await;
+    assert_eq!(res.status(), 401);
+
+    // 40 tokens naming random kids, all at once: every one refused, at most one refetch.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let before = hits(&server);
+    let sprayed = (0..40).map(|i| {
+        let t = token(Algorithm::ES256, &ec, &format!("random-{i}"));
+        let hub = &hub;
+        async move { publish_with(hub, &t, &["a"]).await.status() }
+    });
+    let statuses = futures_util::future::join_all(sprayed).await;
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(
+        hits(&server) - before <= 1,
+        "{} refetches",
+        hits(&server) - before
+    );
+    // The known key still works meanwhile.
+    assert_eq!(publish_with(&hub, &k2, &["a"]).await.status(), 200);
 }

@@ -5,9 +5,8 @@
 //! Only members the spec defines: `resource` (required), `authorization_servers` (when an
 //! issuer is marked as one), `bearer_methods_supported` (`header`: the cookie is not an RFC 6750
 //! method, so it has its own member), `authorization_details_types_supported`,
-//! `mercure_cookie`, `mercure_matcher_types_supported` (listed because the hub's grants do not
-//! support `urlpattern` yet, so the default "both" would be wrong) and `mercure_subscriptions`
-//! (only when the feature is on).
+//! `mercure_cookie`, `mercure_matcher_types_supported` (the spec's SHOULD: the complete set)
+//! and `mercure_subscriptions` (only when the feature is on).
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::request::Parts;
