@@ -1,22 +1,33 @@
 // The console served by `ssehub serve` at `/`: subscribe, publish from the form, see the event
-// in the log, the subscriber counts and the connection state.
+// in the log, the subscriber counts and the connection state. The hub speaks Mercure 1.0: it
+// trusts ISSUER's tokens signed with KEY, and the page's tokens are 1.0 access tokens whose
+// `aud` is the identifier the hub derives from the page's host (127.0.0.1:PORT).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { launchBrowser, mercureToken, screenshot, start, waitFor, waitText } from './lib.mjs';
+import {
+  ISSUER, accessToken, freePort, launchBrowser, legacyToken, resourceOf, screenshot, start, waitFor, waitText,
+} from './lib.mjs';
 
 const KEY = randomBytes(32).toString('hex');
-// A subscriber token for every selector: the presence API shows the rows a token's selectors match.
-const EVERYTHING = mercureToken(KEY, { subscribe: ['*'] });
-const presenceOf = async (token = EVERYTHING) => (await fetch(`${hub.url}/console/presence`, {
-  headers: token ? { Authorization: `Bearer ${token}` } : {},
-}));
+const SERVE = ['serve', '--memory', '--issuer', ISSUER, '--jwt-key', KEY, '--drain-timeout', '1s'];
 let browser;
 let hub;
+// The port is chosen first so the tokens' `aud` holds across the restart below.
+let port;
+/** A 1.0 token for this hub, as the page and node's fetch reach it (http://127.0.0.1:PORT). */
+const token = (grants) => accessToken(KEY, { audience: resourceOf(`http://127.0.0.1:${port}`), ...grants });
+// A subscriber token for every selector: the presence API shows the rows a token's grants match.
+const everything = () => token({ subscribe: ['*'] });
+const presenceOf = async (t = everything()) => (await fetch(`${hub.url}/console/presence`, {
+  headers: t ? { Authorization: `Bearer ${t}` } : {},
+}));
 
 before(async () => {
   browser = await launchBrowser();
-  hub = await start('ssehub', { args: ['serve', '--memory', '--jwt-key', KEY, '--drain-timeout', '1s'] });
+  port = await freePort();
+  hub = await start('ssehub', { port, args: SERVE });
+  assert.equal(resourceOf(hub.url), `http://127.0.0.1:${port}/.well-known/mercure`);
 });
 
 after(async () => {
@@ -53,9 +64,10 @@ test('subscribe, publish from the form, the event appears in the log', { timeout
   // Before a token is entered, the counts say what they need.
   await waitText(page, '#presence-empty', /need a subscriber token/);
 
-  // The subscriber token (for the books only) also unlocks the counts for its selectors.
+  // The subscriber token (for the books selector only: an exact grant on the selector's text,
+  // which is what the presence filter compares) also unlocks the counts for its selectors.
   await page.click('#subscribe-form summary');
-  await page.fill('#sub-token', mercureToken(KEY, { subscribe: ['https://example.com/books/{id}'] }));
+  await page.fill('#sub-token', token({ subscribe: ['https://example.com/books/{id}'] }));
   await page.fill('#sub-topics', 'https://example.com/books/{id}');
   await page.click('#subscribe');
   await waitText(page, '#state', 'Connected');
@@ -70,7 +82,7 @@ test('subscribe, publish from the form, the event appears in the log', { timeout
   await waitText(page, '#pub-message', /^401/);
 
   // With a publisher token it goes through, and the event shows up in the log.
-  await page.fill('#pub-token', mercureToken(KEY, { publish: ['*'] }));
+  await page.fill('#pub-token', token({ publish: ['*'] }));
   await page.fill('#pub-type', 'book');
   await page.click('#publish');
   const published = (await waitText(page, '#pub-message', /^Published with id /)).replace('Published with id ', '');
@@ -120,14 +132,69 @@ test('subscribe, publish from the form, the event appears in the log', { timeout
   assert.deepEqual(errors, []);
 });
 
+test('the publish form: a 1.0 token goes through, a 0.x token is refused with the reason shown', { timeout: 60000 }, async () => {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  // The refusals below are deliberate; nothing else may fail.
+  page.on('response', (r) => { if (r.status() >= 400 && ![401, 403].includes(r.status())) errors.push(`${r.status()} ${r.url()}`); });
+  await page.goto(`${hub.url}/`);
+  // The help names the `aud` tokens need: the identifier the hub derives for this host.
+  await waitText(page, 'p code.resource', `http://127.0.0.1:${port}/.well-known/mercure`);
+  await waitText(page, 'code.cookie-name', '__Secure-mercure_access_token');
+  const topic = 'https://example.com/books/42';
+  await page.fill('#sub-topics', topic);
+  await page.click('#subscribe');
+  await waitText(page, '#state', 'Connected');
+  await page.fill('#pub-topics', topic);
+  await page.fill('#pub-data', 'first edition');
+
+  // A 0.x token (the `mercure` claim, no typ at+jwt / iss / aud / exp): 401 invalid_token, and
+  // the page shows the hub's reason and what a token must hold.
+  await page.fill('#pub-token', legacyToken(KEY, { publish: ['*'] }));
+  await page.click('#publish');
+  const refused = await waitText(page, '#pub-message', /^401: /);
+  assert.match(refused, /^401: invalid token \(the hub wants a Mercure 1\.0 access token: typ at\+jwt, .*aud http:\/\/127\.0\.0\.1:\d+\/\.well-known\/mercure/);
+  // The same, straight from the hub: an RFC 6750 challenge.
+  const direct = await fetch(`${hub.url}/.well-known/mercure`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${legacyToken(KEY, { publish: ['*'] })}` },
+    body: new URLSearchParams({ topic, data: 'x' }),
+  });
+  assert.equal(direct.status, 401);
+  assert.match(direct.headers.get('www-authenticate'), /^Bearer error="invalid_token"/);
+
+  // A 1.0 token minted for another name of this hub (localhost): its aud is not this one's.
+  await page.fill('#pub-token', accessToken(KEY, { audience: resourceOf(`http://localhost:${port}`), publish: [topic] }));
+  await page.click('#publish');
+  await waitText(page, '#pub-message', /^401: invalid token/);
+
+  // A valid 1.0 token whose grant does not cover the topic: 403.
+  await page.fill('#pub-token', token({ publish: ['https://example.com/authors/1'] }));
+  await page.click('#publish');
+  await waitText(page, '#pub-message', /^403: /);
+  assert.equal((await rows(page)).length, 0, 'nothing was published');
+
+  // A 1.0 token with an exact grant on the topic: published, and the event arrives.
+  await page.fill('#pub-token', token({ publish: [topic] }));
+  await page.click('#publish');
+  const id = (await waitText(page, '#pub-message', /^Published with id /)).replace('Published with id ', '');
+  await waitFor(async () => (await rows(page)).length === 1, { what: 'the event row' });
+  const [row] = await rows(page);
+  assert.equal(row.id, id);
+  assert.equal(row.data, 'first edition');
+  await page.click('#unsubscribe');
+  await page.close();
+  assert.deepEqual(errors, []);
+});
+
 test('the connection state follows the hub', { timeout: 60000 }, async () => {
   const page = await browser.newPage();
   await page.goto(`${hub.url}/`);
   await page.click('#subscribe');
   await waitText(page, '#state', 'Connected');
-  const { port } = hub;
   await hub.stop('SIGTERM');
   await waitText(page, '#state', 'Reconnecting');
-  hub = await start('ssehub', { port, args: ['serve', '--memory', '--jwt-key', KEY, '--drain-timeout', '1s'] });
+  hub = await start('ssehub', { port, args: SERVE });
   await waitText(page, '#state', 'Connected', 15000);
 });

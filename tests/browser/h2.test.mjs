@@ -8,9 +8,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { httpsFetch, launchBrowser, mercureToken, start, waitFor } from './lib.mjs';
+import { ISSUER, accessToken, httpsFetch, launchBrowser, resourceOf, start, waitFor } from './lib.mjs';
 
 const KEY = randomBytes(32).toString('hex');
+// The hub speaks Mercure 1.0 and trusts ISSUER's tokens signed with KEY.
+const AUTH = ['--issuer', ISSUER, '--jwt-key', KEY];
+/** A 1.0 token for `hub` as reached at its url: `aud` is https://127.0.0.1:PORT/... over TLS. */
+const tokenFor = (hub, grants) => accessToken(KEY, { audience: resourceOf(hub.url), ...grants });
 const STREAMS = 20;
 let dir;
 let cert;
@@ -54,11 +58,12 @@ const received = (page) => page.evaluate(() => window.es.map((e) => e.got));
 
 test(`over TLS + HTTP/2, ${STREAMS} EventSources to one origin all receive`, { timeout: 60000 }, async () => {
   const hub = await start('ssehub', {
-    args: ['serve', '--memory', '--jwt-key', KEY, '--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem')],
+    args: ['serve', '--memory', ...AUTH, '--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem')],
     ca: cert,
   });
   hubs.push(hub);
   assert.ok(hub.url.startsWith('https://'), hub.url);
+  assert.equal(resourceOf(hub.url), `https://127.0.0.1:${hub.port}/.well-known/mercure`);
   const page = await browser.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
@@ -71,11 +76,12 @@ test(`over TLS + HTTP/2, ${STREAMS} EventSources to one origin all receive`, { t
   // The hub sees every one of them (as streams of the page's one HTTP/2 connection).
   const presence = await httpsFetch(`${hub.url}/console/presence`, {
     ca: cert,
-    headers: { Authorization: `Bearer ${mercureToken(KEY, { subscribe: ['*'] })}` },
+    headers: { Authorization: `Bearer ${tokenFor(hub, { subscribe: ['*'] })}` },
   });
+  assert.equal(presence.status, 200, presence.text);
   assert.equal(JSON.parse(presence.text).subscribers, STREAMS);
 
-  const token = mercureToken(KEY, { publish: ['*'] });
+  const token = tokenFor(hub, { publish: ['*'] });
   const ids = [];
   for (let i = 0; i < STREAMS; i++) {
     const res = await httpsFetch(`${hub.url}/.well-known/mercure`, {
@@ -97,7 +103,7 @@ test(`over TLS + HTTP/2, ${STREAMS} EventSources to one origin all receive`, { t
 });
 
 test('over plain HTTP/1.1 the same page gets only 6 open EventSources; the rest wait for one to close', { timeout: 60000 }, async () => {
-  const hub = await start('ssehub', { args: ['serve', '--memory', '--jwt-key', KEY] });
+  const hub = await start('ssehub', { args: ['serve', '--memory', ...AUTH] });
   hubs.push(hub);
   const page = await browser.newPage();
   await page.goto(`${hub.url}/healthz`);
@@ -112,8 +118,9 @@ test('over plain HTTP/1.1 the same page gets only 6 open EventSources; the rest 
   await new Promise((r) => setTimeout(r, 500));
   assert.equal(await count(), 6);
   const presence = await fetch(`${hub.url}/console/presence`, {
-    headers: { Authorization: `Bearer ${mercureToken(KEY, { subscribe: ['*'] })}` },
+    headers: { Authorization: `Bearer ${tokenFor(hub, { subscribe: ['*'] })}` },
   });
+  assert.equal(presence.status, 200);
   assert.equal((await presence.json()).subscribers, 6);
 
   // Closing the open ones frees their connections for the next 6 waiting.

@@ -5,7 +5,7 @@
 // Nothing here skips: a missing Chromium or binary is a test failure with a message saying what
 // to run (tests/browser/run does all of it).
 import { spawn } from 'node:child_process';
-import { createHmac } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
@@ -196,15 +196,62 @@ export async function screenshot(page, name, { fullPage = false } = {}) {
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage, animations: 'disabled' });
 }
 
-/** An HS256 JWT with Mercure claims, signed with `key`. */
-export function mercureToken(key, { publish, subscribe } = {}) {
-  const b64 = (obj) => Buffer.from(JSON.stringify(obj)).toString('base64url');
+/** The issuer the tests' hubs trust (`serve --issuer ISSUER --jwt-key KEY`). */
+export const ISSUER = 'https://issuer.ssehub.test';
+
+/**
+ * The hub's resource identifier for requests to `url` (`http://127.0.0.1:PORT`): without
+ * `--resource-identifier` the hub derives it from each request's scheme and Host, so a token
+ * for `127.0.0.1` is refused when sent to `localhost` and the other way round.
+ */
+export function resourceOf(url) {
+  return `${new URL(url).origin}/.well-known/mercure`;
+}
+
+const b64json = (obj) => Buffer.from(JSON.stringify(obj)).toString('base64url');
+const hs256 = (key, header, claims) => {
+  const unsigned = `${b64json(header)}.${b64json(claims)}`;
+  return `${unsigned}.${createHmac('sha256', key).update(unsigned).digest('base64url')}`;
+};
+
+/**
+ * A Mercure 1.0 access token (RFC 9068 `at+jwt`, HS256, signed with `key`): `iss` `issuer`,
+ * `aud` `audience` (the hub's resource identifier: see `resourceOf`), `exp` in `ttl` seconds,
+ * and `publish` / `subscribe` grants in `authorization_details`, one detail per action. A grant
+ * is a string (an exact matcher; `*` is the wildcard) or a `{ match, match_type }` object.
+ */
+export function accessToken(key, { issuer = ISSUER, audience, publish, subscribe, ttl = 3600, subject = 'browser-tests' } = {}) {
+  if (!audience) throw new Error('accessToken: give the audience (resourceOf(hub.url))');
+  const detail = (action, grants) => ({
+    type: 'https://mercure.rocks/authorization-detail',
+    actions: [action],
+    topics: grants.map((g) => (typeof g === 'string' ? { match: g } : g)),
+  });
+  const authorization_details = [];
+  if (publish) authorization_details.push(detail('publish', publish));
+  if (subscribe) authorization_details.push(detail('subscribe', subscribe));
+  const now = Math.floor(Date.now() / 1000);
+  return hs256(key, { alg: 'HS256', typ: 'at+jwt' }, {
+    iss: issuer,
+    aud: audience,
+    exp: now + ttl,
+    iat: now,
+    sub: subject,
+    client_id: 'ssehub-browser-tests',
+    jti: randomUUID(),
+    authorization_details,
+  });
+}
+
+/**
+ * A pre-1.0 (0.x) HS256 JWT with the `mercure` claim, signed with `key`: what a hub accepts only
+ * under `serve --legacy-protocol`, and refuses (401 `invalid_token`) otherwise.
+ */
+export function legacyToken(key, { publish, subscribe } = {}) {
   const mercure = {};
   if (publish) mercure.publish = publish;
   if (subscribe) mercure.subscribe = subscribe;
-  const unsigned = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ mercure })}`;
-  const sig = createHmac('sha256', key).update(unsigned).digest('base64url');
-  return `${unsigned}.${sig}`;
+  return hs256(key, { alg: 'HS256', typ: 'JWT' }, { mercure });
 }
 
 /** The first `n` bytes of a response body, as text, then the connection is closed. */

@@ -215,7 +215,11 @@ async function publish() {
     const text = (await res.text()).trim();
     if (res.ok) message(out, 'ok', `Published with id ${text}`);
     else if (res.status === 401 && !token) message(out, 'error', `401: publishing needs a publisher token (${text})`);
-    else message(out, 'error', `${res.status}: ${text}`);
+    else if (res.status === 401 && /error="invalid_token"/.test(res.headers.get('WWW-Authenticate') || '')) {
+      // The hub does not say which check failed (on purpose): say what a token must hold.
+      message(out, 'error', `401: ${text} (the hub wants a Mercure 1.0 access token: typ at+jwt, `
+        + `a trusted iss, aud ${resource}, exp, and a publish grant on every topic)`);
+    } else message(out, 'error', `${res.status}: ${text}`);
   } catch (err) {
     message(out, 'error', `Could not reach the hub: ${err.message}`);
   }
@@ -225,19 +229,23 @@ async function publish() {
 
 // The counts are the hub's presence, which asks for a subscriber token (topic names can be
 // private): the one in the Subscribe form, whose selectors choose the rows shown.
+function presenceRefused(text) {
+  $('total-subscribers').textContent = '–';
+  $('presence').tBodies[0].replaceChildren();
+  $('presence-empty').textContent = text;
+  $('presence-empty').hidden = false;
+}
+
 async function refreshPresence() {
   const token = $('sub-token').value.trim();
-  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  // Without a token the hub can only refuse: do not ask it every 2 s (and fill the browser's
+  // log with 401s).
+  if (!token) return presenceRefused('The counts need a subscriber token: enter one in Subscribe › Options.');
   try {
-    const res = await fetch('/console/presence', { cache: 'no-store', headers });
+    const res = await fetch('/console/presence', { cache: 'no-store', headers: { Authorization: `Bearer ${token}` } });
     if (res.status === 401 || res.status === 403) {
-      $('total-subscribers').textContent = '–';
-      $('presence').tBodies[0].replaceChildren();
-      $('presence-empty').textContent = token
-        ? `The hub refused the subscriber token (${res.status}).`
-        : 'The counts need a subscriber token: enter one in Subscribe › Options.';
-      $('presence-empty').hidden = false;
-      return;
+      return presenceRefused(`The hub refused the subscriber token (${res.status}): it must be a Mercure 1.0 `
+        + `access token for aud ${resource} with subscribe grants.`);
     }
     if (!res.ok) throw new Error(String(res.status));
     const p = await res.json();
@@ -261,9 +269,35 @@ async function refreshPresence() {
   }
 }
 
+// ---------- the hub's identity ----------
+
+// The `aud` tokens must hold: the hub's resource identifier, from its RFC 9728 metadata (the
+// derived default, this origin's, until that answers), and the cookie a browser's EventSource
+// presents its token in.
+let resource = `${location.origin}${HUB}`;
+
+function showIdentity(cookieName) {
+  document.querySelectorAll('.resource').forEach((el) => { el.textContent = resource; });
+  if (cookieName) document.querySelectorAll('.cookie-name').forEach((el) => { el.textContent = cookieName; });
+}
+
+async function loadMetadata() {
+  try {
+    const res = await fetch(`/.well-known/oauth-protected-resource${HUB}`);
+    if (!res.ok) return;
+    const doc = await res.json();
+    if (typeof doc.resource === 'string') resource = doc.resource;
+    showIdentity(typeof doc.mercure_cookie === 'string' ? doc.mercure_cookie : null);
+  } catch {
+    // Not served (an older or legacy hub): the derived default stays.
+  }
+}
+
 // ---------- wiring ----------
 
 document.querySelectorAll('.origin').forEach((el) => { el.textContent = location.origin; });
+showIdentity(null);
+loadMetadata();
 $('subscribe-form').addEventListener('submit', (e) => { e.preventDefault(); startSubscription(); });
 $('unsubscribe').addEventListener('click', () => stopSubscription(true));
 $('publish-form').addEventListener('submit', (e) => { e.preventDefault(); publish(); });
