@@ -42,9 +42,11 @@ use std::sync::Arc;
 
 mod cache;
 pub mod template;
+mod text;
 mod url_pattern;
 
 pub use cache::SelectorCache;
+pub use text::{describe_char, forbidden_char};
 
 use template::Template;
 use url_pattern::UrlPatternMatcher;

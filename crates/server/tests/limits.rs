@@ -196,7 +196,7 @@ async fn too_many_selectors_or_topics_get_400() {
     assert_eq!(b.status, 200);
 
     let res = publish(&server, &[("topic", "a"), ("topic", "b"), ("topic", "c")]).await;
-    assert_eq!(res.status(), 400);
+    assert_eq!(res.status(), 413);
     assert_eq!(
         res.text().await.unwrap(),
         "too many topics in one update (at most 2)\n"

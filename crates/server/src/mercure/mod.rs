@@ -5,6 +5,7 @@
 mod metadata;
 mod publish;
 pub(crate) mod resource;
+mod rules;
 mod subscribe;
 pub(crate) mod subscriptions;
 

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use ssehub_auth::{Role, TokenSource};
 use ssehub_hub::{PublishError, Update};
 
-use super::{AuthRequest, Authenticated, MercureState};
+use super::{AuthRequest, Authenticated, MercureState, rules};
 use crate::form::decode_pairs;
 use crate::limits::retry_after_secs;
 use crate::metrics::{AuthFailure, Cause, Endpoint, Limit};
@@ -94,6 +94,7 @@ async fn handle(
     let body = read_body(body, config.max_body).await?;
     let update = parse_update(&body, config.max_topics_per_update)?;
     *topics = Some(update.topics().len());
+    rules::check_update(&update, auth.resource(), config.legacy_protocol())?;
     if !claims.can_publish_all(update.topics().iter().map(String::as_str)) {
         return Err(auth.forbidden("the token may not publish to every topic of this update"));
     }
@@ -230,9 +231,10 @@ fn parse_update(body: &[u8], max_topics: usize) -> Result<Update, ApiError> {
             "topic" => {
                 topics += 1;
                 if topics > max_topics {
-                    return Err(ApiError::bad_request(format!(
-                        "too many topics in one update (at most {max_topics})"
-                    )));
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("too many topics in one update (at most {max_topics})"),
+                    ));
                 }
                 update.topic(value)
             }
@@ -315,6 +317,7 @@ mod tests {
             assert!(err.reason().contains(reason), "{body:?}: {}", err.reason());
         }
         let err = parse_update(b"topic=a&topic=b&topic=c", 2).unwrap_err();
+        assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(err.reason(), "too many topics in one update (at most 2)");
         assert!(parse_update(b"topic=a&topic=b", 2).is_ok());
     }
