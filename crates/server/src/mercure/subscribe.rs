@@ -14,6 +14,7 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 use ssehub_auth::Role;
 use ssehub_hub::{SubscribeError, SubscriberStream, Subscription};
+use ssehub_selector::{Url, describe_char, forbidden_char};
 
 use super::{AuthRequest, Authenticated, MercureState};
 use crate::form::decode_pairs;
@@ -105,41 +106,8 @@ pub(crate) fn open_subscription(
     let pairs = decode_pairs(query.as_bytes())
         .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
 
-    let mut subscription = Subscription::new();
-    let mut topics = 0;
-    let mut last_event_id = None;
-    for (key, value) in pairs {
-        match key.as_str() {
-            "topic" => {
-                topics += 1;
-                if topics > config.max_topics {
-                    return Err(ApiError::bad_request(format!(
-                        "too many topic parameters (at most {})",
-                        config.max_topics
-                    )));
-                }
-                let selector = state
-                    .selectors
-                    .parse(&value)
-                    .map_err(|e| ApiError::bad_request(format!("invalid topic selector: {e}")))?;
-                subscription = subscription.selector(selector);
-            }
-            "lastEventID" => last_event_id = Some(value),
-            // ssehub extension: the latest update of each matching topic first.
-            "retained" => match value.as_str() {
-                "latest" => subscription = subscription.retained_state(true),
-                _ => {
-                    return Err(ApiError::bad_request(
-                        "retained must be \"latest\" (the latest update of each matching topic first)",
-                    ));
-                }
-            },
-            _ => {}
-        }
-    }
-    if topics == 0 {
-        return Err(ApiError::bad_request("missing topic parameter"));
-    }
+    let auth = AuthRequest::new(config, uri, headers, peer.map(|p| p.ip()));
+    let (mut subscription, mut last_event_id) = read_params(state, pairs, auth.resource())?;
     // The header, set by browsers on reconnect, is newer than the query parameter the page built.
     if let Some(header) = headers.get("last-event-id") {
         let id = header
@@ -153,7 +121,6 @@ pub(crate) fn open_subscription(
         subscription = subscription.last_event_id(id);
     }
 
-    let auth = AuthRequest::new(config, uri, headers, peer.map(|p| p.ip()));
     match auth.authenticate(headers, uri.query(), Role::Subscriber)? {
         Some(Authenticated { claims, .. }) => {
             if let Some(allowed) = &claims.subscribe {
@@ -214,6 +181,88 @@ pub(crate) fn open_subscription(
         stream: stream.coalescing(),
         _slot: slot,
     })
+}
+
+/// Reads the subscribe parameters (draft-dunglas-mercure-08, "Subscription"): the matchers
+/// (`match` and `match_exact`: exact; `match_urlpattern`: a URL Pattern, relative ones against
+/// `hub_url`; in legacy mode also `topic`, a 0.x selector), `last_event_id` (and the 0.x
+/// `lastEventID`), and our `retained=latest`. The whole `match` prefix is reserved: an unknown
+/// name under it is a 400, as is a matcher value with a control or format character.
+fn read_params(
+    state: &MercureState,
+    pairs: Vec<(String, String)>,
+    hub_url: Option<&str>,
+) -> Result<(Subscription, Option<String>), ApiError> {
+    let config = &state.config;
+    let legacy = config.legacy_protocol();
+    let base = hub_url.and_then(|u| Url::parse(u).ok());
+    let mut subscription = Subscription::new();
+    let mut matchers = 0;
+    let mut last_event_id = None;
+    for (key, value) in pairs {
+        let compiled = match key.as_str() {
+            "match" | "match_exact" => state.selectors.exact(&value),
+            "match_urlpattern" => state.selectors.url_pattern(&value, base.as_ref()),
+            // Accepted in 1.0 mode too until every client of this repository moved to `match`.
+            "topic" => state.selectors.parse(&value),
+            name if name.len() >= 5 && name[..5].eq_ignore_ascii_case("match") => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown matcher parameter {:?} (the hub supports match, match_exact and \
+                     match_urlpattern)",
+                    name.chars().take(64).collect::<String>()
+                )));
+            }
+            "last_event_id" => {
+                // Single-valued: the first one wins (the query's, before a QUERY body's).
+                last_event_id.get_or_insert(value);
+                continue;
+            }
+            "lastEventID" if legacy => {
+                last_event_id = Some(value);
+                continue;
+            }
+            // ssehub extension: the latest update of each matching topic first.
+            "retained" => match value.as_str() {
+                "latest" => {
+                    subscription = subscription.retained_state(true);
+                    continue;
+                }
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "retained must be \"latest\" (the latest update of each matching topic first)",
+                    ));
+                }
+            },
+            _ => continue,
+        };
+        let what = if key == "topic" { "topic" } else { "matcher" };
+        matchers += 1;
+        if matchers > config.max_topics {
+            return Err(ApiError::bad_request(format!(
+                "too many {what} parameters (at most {})",
+                config.max_topics
+            )));
+        }
+        if let Some(c) = forbidden_char(&value) {
+            return Err(ApiError::bad_request(format!(
+                "a {what} contains {}, a control or format character",
+                describe_char(c)
+            )));
+        }
+        let selector = compiled.map_err(|e| match key.as_str() {
+            "topic" => ApiError::bad_request(format!("invalid topic selector: {e}")),
+            _ => ApiError::bad_request(format!("invalid {key} value: {e}")),
+        })?;
+        subscription = subscription.selector(selector);
+    }
+    if matchers == 0 {
+        return Err(ApiError::bad_request(if legacy {
+            "missing topic parameter"
+        } else {
+            "missing match parameter (match=<topic> or match_urlpattern=<pattern>)"
+        }));
+    }
+    Ok((subscription, last_event_id))
 }
 
 /// The subscribe response's headers, in order: the SSE ones, then `Last-Event-ID` with the

@@ -1,0 +1,166 @@
+//! Mercure 1.0 subscriptions over real TCP: `match` / `match_exact` (byte-exact, never a
+//! template), `match_urlpattern` (absolute or relative to the hub URL), the reserved `match`
+//! prefix, value rules, and `last_event_id`.
+
+mod common;
+
+use common::{Events, TestHub, client, start_with};
+use ssehub_auth::{Algorithm, Authorizer, Issuer, KeyConfig, Matcher, TokenSpec};
+use ssehub_hub::Hub;
+
+const ISSUER: &str = "https://issuer.example";
+const SECRET: &str = "matchers-secret-matchers-secret-mat";
+
+async fn start() -> TestHub {
+    start_with(Hub::builder().heartbeat(None).build(), |c| {
+        c.authorizer = Authorizer::builder()
+            .issuer(Issuer::new(ISSUER).key(KeyConfig::new(Algorithm::HS256, SECRET)))
+            .build()
+            .unwrap();
+    })
+    .await
+}
+
+async fn publish(hub: &TestHub, topic: &str, data: &str) -> String {
+    let token = TokenSpec::new(ISSUER, hub.hub_url())
+        .publish([Matcher::any()])
+        .sign(&KeyConfig::new(Algorithm::HS256, SECRET))
+        .unwrap();
+    let res = client()
+        .post(hub.hub_url())
+        .bearer_auth(token)
+        .form(&[("topic", topic), ("data", data)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "publish {topic}");
+    res.text().await.unwrap()
+}
+
+async fn open(hub: &TestHub, query: &[(&str, &str)]) -> Events {
+    Events::open(client().get(hub.hub_url()).query(query)).await
+}
+
+#[tokio::test]
+async fn exact_and_url_pattern_matchers() {
+    let hub = start().await;
+    let relative = hub.url("/books/7");
+    let mut exact = open(&hub, &[("match", "https://x.example/{id}")]).await;
+    let mut explicit = open(&hub, &[("match_exact", "urn:a")]).await;
+    let mut pattern = open(&hub, &[("match_urlpattern", "https://x.example/books/:id")]).await;
+    let mut rel = open(&hub, &[("match_urlpattern", "/books/:id")]).await;
+    let mut both = open(
+        &hub,
+        &[
+            ("match", "urn:a"),
+            ("match_urlpattern", "https://x.example/books/:id"),
+        ],
+    )
+    .await;
+
+    // A template-looking exact matcher is byte-exact: never a template.
+    publish(&hub, "https://x.example/1", "not for exact").await;
+    publish(&hub, "https://x.example/{id}", "for exact").await;
+    publish(&hub, "https://x.example/books/1/reviews", "for nobody").await;
+    publish(&hub, "https://x.example/books/1", "for the patterns").await;
+    publish(&hub, "urn:a", "for explicit and both").await;
+    publish(&hub, &relative, "relative, absolute topic").await;
+    publish(&hub, "/books/8", "relative, relative topic").await;
+
+    assert_eq!(exact.event().await.data, "for exact");
+    assert_eq!(explicit.event().await.data, "for explicit and both");
+    assert_eq!(pattern.event().await.data, "for the patterns");
+    assert_eq!(both.event().await.data, "for the patterns");
+    assert_eq!(both.event().await.data, "for explicit and both");
+    assert_eq!(rel.event().await.data, "relative, absolute topic");
+    assert_eq!(rel.event().await.data, "relative, relative topic");
+}
+
+#[tokio::test]
+async fn bad_matcher_parameters_are_400_with_a_reason() {
+    let hub = start().await;
+    for (query, reason) in [
+        (
+            vec![("match_regex", "a")],
+            "unknown matcher parameter \"match_regex\"",
+        ),
+        (vec![("MATCH", "a")], "unknown matcher parameter \"MATCH\""),
+        (
+            vec![("Match_exact", "a")],
+            "unknown matcher parameter \"Match_exact\"",
+        ),
+        (
+            vec![("matchx", "a")],
+            "unknown matcher parameter \"matchx\"",
+        ),
+        (
+            vec![("match_urlPattern", "a")],
+            "unknown matcher parameter \"match_urlPattern\"",
+        ),
+        (
+            vec![("match", "a\u{200B}")],
+            "a matcher contains U+200B, a control or format character",
+        ),
+        (vec![("match", "a\u{0}")], "a matcher contains U+0000"),
+        (
+            vec![("match_urlpattern", "https://x.example/(")],
+            "invalid match_urlpattern value: invalid URL pattern",
+        ),
+        (
+            vec![("match", "")],
+            "invalid match value: selector is empty",
+        ),
+        (
+            vec![("last_event_id", "earliest")],
+            "missing match parameter",
+        ),
+    ] {
+        let res = client()
+            .get(hub.hub_url())
+            .query(&query)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{query:?}");
+        let body = res.text().await.unwrap();
+        assert!(body.starts_with(reason), "{query:?}: {body:?}");
+        assert_eq!(body.matches('\n').count(), 1);
+    }
+    let many: Vec<(&str, String)> = (0..129).map(|i| ("match", format!("urn:{i}"))).collect();
+    let res = client()
+        .get(hub.hub_url())
+        .query(&many)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.text().await.unwrap(),
+        "too many matcher parameters (at most 128)\n"
+    );
+}
+
+#[tokio::test]
+async fn last_event_id_parameter_and_header() {
+    let hub = start().await;
+    let first = publish(&hub, "urn:t", "one").await;
+    let second = publish(&hub, "urn:t", "two").await;
+    publish(&hub, "urn:t", "three").await;
+    let mut from_param = open(
+        &hub,
+        &[("match", "urn:t"), ("last_event_id", first.as_str())],
+    )
+    .await;
+    assert_eq!(from_param.event().await.data, "two");
+    let mut earliest = open(&hub, &[("match", "urn:t"), ("last_event_id", "earliest")]).await;
+    assert_eq!(earliest.event().await.data, "one");
+    // The header wins over the parameter.
+    let mut header = Events::open(
+        client()
+            .get(hub.hub_url())
+            .query(&[("match", "urn:t"), ("last_event_id", first.as_str())])
+            .header("Last-Event-ID", &second),
+    )
+    .await;
+    assert_eq!(header.event().await.data, "three");
+}
