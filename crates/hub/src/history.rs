@@ -1,9 +1,11 @@
 //! The in-memory history ring: the retained tail of the hub's total order, and id resolution.
 //!
 //! Every update gets a sequence number (`seq`) in publish order. Hub-assigned ids are
-//! `{epoch}-{seq}`, where `epoch` is fixed for the life of this history (the boot time in
+//! `#{epoch}-{seq}`, where `epoch` is fixed for the life of this history (the boot time in
 //! milliseconds), so resolving a hub id is arithmetic and replay is an index into the ring, not a
-//! scan. Ids from another epoch (an earlier run of a RAM-only hub) are unknown, never mistaken for
+//! scan. The `#` makes them URI fragments, which Mercure 1.0 requires of hub-generated ids (an
+//! IRI or a fragment) and forbids to publishers, so no publisher id can collide with one; ids
+//! without it, as hubs before that change issued them, are still understood. Ids from another epoch (an earlier run of a RAM-only hub) are unknown, never mistaken for
 //! ours. Publisher-chosen ids are kept in a map for as long as their update is retained.
 
 use std::collections::{HashMap, VecDeque};
@@ -121,7 +123,7 @@ impl History {
         self.next_seq += 1;
         let id: Arc<str> = match publisher_id {
             Some(id) => Arc::from(id),
-            None => Arc::from(format!("{}-{}", self.epoch, seq)),
+            None => Arc::from(hub_id(self.epoch, seq)),
         };
         (seq, id)
     }
@@ -247,14 +249,35 @@ impl Sid {
     }
 }
 
+impl Sid {
+    /// The event id subscribers see for this stream entry: `#{ms}-{seq}`.
+    pub(crate) fn event_id(self) -> String {
+        hub_id(self.ms, self.seq)
+    }
+
+    /// The stream position an event id names (`#{ms}-{seq}`, or the bare form hubs issued
+    /// before ids became fragments).
+    pub(crate) fn from_event_id(id: &str) -> Option<Sid> {
+        Sid::parse(id.strip_prefix('#').unwrap_or(id))
+    }
+}
+
+/// The Redis wire form, `{ms}-{seq}` (for XRANGE and friends; subscribers see
+/// [`Sid::event_id`]).
 impl std::fmt::Display for Sid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}-{}", self.ms, self.seq)
     }
 }
 
-/// The seq of a hub-assigned id `{epoch}-{seq}` of this epoch.
+/// A hub-generated id: the fragment `#{a}-{b}`.
+pub(crate) fn hub_id(a: u64, b: u64) -> String {
+    format!("#{a}-{b}")
+}
+
+/// The seq of a hub-assigned id `#{epoch}-{seq}` (or the older `{epoch}-{seq}`) of this epoch.
 pub(crate) fn parse_hub_id(epoch: u64, id: &str) -> Option<u64> {
+    let id = id.strip_prefix('#').unwrap_or(id);
     let (e, seq) = id.split_once('-')?;
     if e.parse::<u64>().ok()? != epoch {
         return None;

@@ -30,7 +30,7 @@ use ssehub_store::{
 };
 
 use crate::error::{PublishError, SubscribeError};
-use crate::history::{Entry, History, Resolved, Sid, parse_hub_id};
+use crate::history::{Entry, History, Resolved, Sid, hub_id, parse_hub_id};
 use crate::metrics::{CloseReason, Latency, Metrics, SubscriberCloses};
 use crate::presence::{PresenceEvent, PresenceHook, PresenceKind};
 use crate::queue::{Mode, Queue};
@@ -170,7 +170,7 @@ impl HubBuilder {
     }
 
     /// Keeps every update in this durable log (see the crate docs, "Durable storage"): a
-    /// publish is acknowledged once it is on disk, ids `{epoch}-{seq}` continue across
+    /// publish is acknowledged once it is on disk, ids `#{epoch}-{seq}` continue across
     /// restarts, and replay reaches back as far as the log retains. The history ring
     /// ([`HubBuilder::history_size`]) then caches the newest updates. Without it the hub is
     /// RAM-only.
@@ -305,7 +305,7 @@ impl HubBuilder {
             context: "starting the Redis stream reader",
             reason: "no Tokio runtime".into(),
         })?;
-        // Ids are stream ids, never `{epoch}-{seq}`: epoch 0 keeps `parse_hub_id` from
+        // Ids are stream ids, never `#{epoch}-{seq}`: epoch 0 keeps `parse_hub_id` from
         // mistaking a stream id for one.
         let mut history = History::new(self.history_size, 0);
         history.follow_stream(backend.start, backend.start_id.clone());
@@ -565,7 +565,7 @@ impl Hub {
             .append_with(move |seq| {
                 let frame = match &publisher_id {
                     Some(id) => encode_update(id, event_type, retry, data),
-                    None => encode_update(&format!("{epoch}-{seq}"), event_type, retry, data),
+                    None => encode_update(&hub_id(epoch, seq), event_type, retry, data),
                 }
                 .unwrap_or_default();
                 Record {
@@ -583,7 +583,7 @@ impl Hub {
             StoreError::Closed => PublishError::Closed,
             e => PublishError::Unavailable(unavailable(&e)),
         })?;
-        Ok(answer_id.unwrap_or_else(|| format!("{epoch}-{seq}")))
+        Ok(answer_id.unwrap_or_else(|| hub_id(epoch, seq)))
     }
 
     /// A Redis-backed publish: one atomic script appends the update; the answer is its stream
@@ -609,7 +609,7 @@ impl Hub {
             return Err(PublishError::Closed);
         }
         if let Some(id) = &update.id
-            && Sid::parse(id).is_some()
+            && Sid::from_event_id(id).is_some()
         {
             // It would read as a stream position on replay.
             return Err(PublishError::ReservedId);
@@ -618,7 +618,7 @@ impl Hub {
         let sid = r.shared.publish(&update, subs.as_ref()).await;
         self.inner.metrics.storage.observe(started.elapsed());
         let sid = sid?;
-        Ok(update.id.unwrap_or_else(|| sid.to_string()))
+        Ok(update.id.unwrap_or_else(|| sid.event_id()))
     }
 
     fn publish_memory(&self, update: Update) -> Result<String, PublishError> {
@@ -1629,7 +1629,7 @@ impl Hub {
                 subscribers.sort_by(|a, b| a.subscriber.cmp(&b.subscriber));
                 subscribers.dedup_by(|a, b| a.subscriber == b.subscriber);
                 Ok(SubscriptionsSnapshot {
-                    last_event_id: last.map(|s| s.to_string()),
+                    last_event_id: last.map(Sid::event_id),
                     subscribers,
                 })
             }
@@ -1742,7 +1742,7 @@ fn redis_ring_start(h: &History, last: &str) -> Option<u64> {
     if let Some(seq) = h.seq_of_publisher_id(last) {
         return Some(seq + 1);
     }
-    let x = Sid::parse(last)?;
+    let x = Sid::from_event_id(last)?;
     (x >= h.sid_base() && x <= h.sid_head()).then(|| h.seq_after_sid(x))
 }
 

@@ -48,7 +48,7 @@
 //! With [`HubBuilder::durable`] it keeps every update in an [`store::Log`] (redb): [`Hub::publish`]
 //! returns once the update is on disk (group commit: concurrent publishes share one fsync), the
 //! log's order is the hub's order, subscribers only ever receive durable updates, hub ids
-//! `{epoch}-{seq}` keep increasing across restarts, and replay reaches back as far as the log
+//! `#{epoch}-{seq}` keep increasing across restarts, and replay reaches back as far as the log
 //! retains ([`HubBuilder::retention`]); the ring then caches the newest updates. A store failure
 //! (full disk) is [`PublishError::Unavailable`]; [`Hub::publish_now`] is refused
 //! ([`PublishError::NeedsAwait`]) since it cannot wait for the fsync.

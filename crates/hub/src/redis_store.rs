@@ -791,7 +791,7 @@ fn decode((sid_text, fields): RawEntry) -> Option<StreamEntry> {
     };
     let id: Arc<str> = match &publisher_id {
         Some(p) => Arc::from(p.as_str()),
-        None => Arc::from(sid.to_string()),
+        None => Arc::from(sid.event_id()),
     };
     let frame = match crate::hub::encode_update(&id, event_type, retry, data) {
         Ok(f) => f,
@@ -924,7 +924,7 @@ async fn first_step(shared: &Shared, start: FetchStart, page: usize) -> Result<S
         }
         FetchStart::After(last) => last,
     };
-    let own = Sid::parse(&last);
+    let own = Sid::from_event_id(&last);
     let pid = if own.is_none() && last != crate::EARLIEST {
         Some(last.as_str())
     } else {

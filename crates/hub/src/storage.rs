@@ -3,7 +3,7 @@
 //! - `Memory`: the history ring is the whole history (today's RAM-only hub). A publish never
 //!   waits and never allocates beyond the frame and its ring entry.
 //! - `Durable`: an [`ssehub_store::Log`] sets the order. A publish is appended through the
-//!   group committer with a frame carrying its id `{epoch}-{seq}`; the committer's hook fans it
+//!   group committer with a frame carrying its id `#{epoch}-{seq}`; the committer's hook fans it
 //!   out under the hub lock, in seq order, after the fsync and before the publisher is
 //!   answered. So subscribers only ever see durable updates, and seqs never repeat across
 //!   crashes. The ring stays as a cache of the newest updates; replay and catch-up from older
@@ -19,7 +19,7 @@ use std::time::Duration;
 use ssehub_store::{GroupCommitter, Log, StoreError, StoredRecord};
 use tokio::task::JoinHandle;
 
-use crate::history::{Resolved, parse_hub_id};
+use crate::history::{Resolved, hub_id, parse_hub_id};
 
 /// How often background retention trims the log by default.
 pub(crate) const DEFAULT_RETAIN_EVERY: Duration = Duration::from_secs(1);
@@ -46,7 +46,7 @@ impl Drop for Durable {
 }
 
 impl Durable {
-    /// The id an update of the log carries: its publisher's, or `{epoch}-{seq}`.
+    /// The id an update of the log carries: its publisher's, or `#{epoch}-{seq}`.
     pub(crate) fn id_of(&self, r: &StoredRecord) -> Arc<str> {
         id_of(self.log.epoch(), r)
     }
@@ -86,7 +86,7 @@ impl Durable {
 pub(crate) fn id_of(epoch: u64, r: &StoredRecord) -> Arc<str> {
     match &r.record.publisher_id {
         Some(p) => Arc::from(p.as_str()),
-        None => Arc::from(format!("{epoch}-{}", r.seq)),
+        None => Arc::from(hub_id(epoch, r.seq)),
     }
 }
 

@@ -285,3 +285,46 @@ async fn a_full_disk_refuses_publishes_with_the_reason_and_the_hub_recovers() {
         "no seq was used by the failure"
     );
 }
+
+/// Mercure 1.0: a hub-generated id is an IRI or a fragment. Ours are `#{epoch}-{seq}` on the
+/// durable log as on the ring (a seek on replay, not a scan), and the bare form earlier
+/// versions issued still resumes after an upgrade.
+#[tokio::test]
+async fn hub_ids_are_fragments_and_the_older_bare_form_still_resumes() {
+    for durable in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = if durable {
+            builder(dir.path()).build()
+        } else {
+            Hub::builder().heartbeat(None).build()
+        };
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            ids.push(
+                hub.publish(Update::new("t", format!("u{i}")))
+                    .await
+                    .unwrap(),
+            );
+        }
+        for id in &ids {
+            let (epoch, seq) = id.strip_prefix('#').unwrap().split_once('-').unwrap();
+            assert!(
+                epoch.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok(),
+                "{id}"
+            );
+        }
+        let mut parser = Parser::new();
+        let mut s = hub
+            .subscribe(sub("t").last_event_id(ids[0].clone()))
+            .unwrap();
+        let got = take(&mut s, &mut parser, 2).await;
+        assert_eq!(datas(&got), ["u1", "u2"], "durable: {durable}");
+        assert_eq!(got[0].last_event_id, ids[1]);
+        let bare = ids[1].trim_start_matches('#').to_owned();
+        let mut s = hub.subscribe(sub("t").last_event_id(bare)).unwrap();
+        assert_eq!(datas(&take(&mut s, &mut Parser::new(), 1).await), ["u2"]);
+        // A publisher may not take an id shaped like ours, with or without the `#`.
+        let ours = format!("#{}", ids[2].trim_start_matches('#').replace("-3", "-9"));
+        assert!(hub.publish(Update::new("t", "x").id(ours)).await.is_err());
+    }
+}

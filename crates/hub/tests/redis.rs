@@ -807,3 +807,39 @@ async fn a_change_whose_announcement_failed_reaches_the_list_at_the_next_refresh
     drop(good);
     wait_for(vec![]).await;
 }
+
+/// Redis-backed hubs issue the same kind of ids as the others, `#{ms}-{seq}` (the stream
+/// position as a fragment), and resume from them and from the bare form alike.
+#[tokio::test]
+async fn hub_ids_are_fragments_on_redis_too() {
+    let name = stream_name();
+    let _c = Cleanup(name.clone());
+    let a = hub(&name, 10).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(a.publish(Update::new("t", format!("u{i}"))).await.unwrap());
+    }
+    for id in &ids {
+        let (ms, seq) = id.strip_prefix('#').unwrap().split_once('-').unwrap();
+        assert!(
+            ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok(),
+            "{id}"
+        );
+    }
+    for from in [ids[0].clone(), ids[0].trim_start_matches('#').to_owned()] {
+        let mut s = Reader::new(a.subscribe(sub("t").last_event_id(from)).unwrap());
+        let got = s.next(2).await;
+        assert_eq!(
+            ids_and_data(&got),
+            [
+                (ids[1].clone(), "u1".to_owned()),
+                (ids[2].clone(), "u2".to_owned())
+            ]
+        );
+    }
+    assert_eq!(
+        a.publish(Update::new("t", "y").id(format!("#{}", ids[0].trim_start_matches('#'))))
+            .await,
+        Err(PublishError::ReservedId)
+    );
+}

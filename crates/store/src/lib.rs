@@ -23,7 +23,7 @@
 //! # Guarantees
 //!
 //! - **Order and ids.** Seqs start at 1, are consecutive, and continue after a restart;
-//!   [`Log::epoch`] is fixed when the data directory is created, so `{epoch}-{seq}` ids stay
+//!   [`Log::epoch`] is fixed when the data directory is created, so `#{epoch}-{seq}` ids stay
 //!   valid across restarts.
 //! - **Durability.** With [`Durability::Fsync`] (the default), [`Log::append_batch`] and
 //!   [`GroupCommitter::append`] return only after the records' journal write is synced (or the

@@ -5,7 +5,7 @@
 //! - `log`: seq (u64) -> encoded [`Record`]. Seqs are consecutive from 1 and never reused, so
 //!   "replay after seq N" is a B-tree seek, and "keep the last N" is arithmetic.
 //! - `meta`: format version, the store's `epoch` (unix ms when the directory was created, so
-//!   hub ids `{epoch}-{seq}` stay valid across restarts), `next_seq` (kept even when retention
+//!   hub ids `#{epoch}-{seq}` stay valid across restarts), `next_seq` (kept even when retention
 //!   empties the log, so seqs never go back), and the retained byte count.
 //! - `by_publisher_id`: publisher id -> seq, for `Last-Event-ID` replay from a publisher's id;
 //!   trimmed together with its record.
@@ -188,7 +188,7 @@ impl Log {
     }
 
     /// The store id, fixed when the data directory was created (unix ms). Hub-assigned ids are
-    /// `{epoch}-{seq}`.
+    /// `#{epoch}-{seq}`.
     pub fn epoch(&self) -> u64 {
         self.inner.epoch
     }
