@@ -40,7 +40,7 @@ pub enum Command {
     /// Publish an update to a hub and print the id the hub gives it.
     Publish(PublishArgs),
 
-    /// Print a signed Mercure JWT for a hub's key.
+    /// Print a signed Mercure 1.0 access token (--legacy: a 0.x token) for a hub's issuer key.
     Token(TokenArgs),
 }
 
@@ -60,24 +60,67 @@ pub struct ServeArgs {
     #[arg(long, env = "SSEHUB_TLS_KEY", value_name = "PATH")]
     pub tls_key: Option<PathBuf>,
 
-    /// Key for both publisher and subscriber JWTs: the HS* shared secret, or for RS*/ES*/PS* a
-    /// PEM public key (its text or a file path). Without any key, one is generated and a
-    /// ready-to-paste publish command is logged.
+    /// Speak the pre-1.0 (0.x) Mercure protocol as well, for clients not upgraded yet. It
+    /// enables: the `mercure` claim (publish, subscribe, payload); tokens without `typ: at+jwt`,
+    /// `exp`, `aud` or `iss`; keys given without --issuer (they verify 0.x tokens, as before
+    /// 1.0); the token in the `authorization` query parameter and in the `mercureAuthorization`
+    /// cookie; bare 401/403 answers without RFC 6750 error codes. This weakens token validation
+    /// (tokens that never expire, bound to no hub and no issuer, tokens in URLs and logs of
+    /// proxies): turn it on only while 0.x clients remain.
+    #[arg(long, env = "SSEHUB_LEGACY_PROTOCOL")]
+    pub legacy_protocol: bool,
+
+    /// The issuer identifier (the tokens' `iss`) of the keys given by --jwt-key,
+    /// --publisher-jwt-key, --subscriber-jwt-key and --jwks-uri: tokens naming this issuer are
+    /// verified with those keys only. More issuers: `[[issuer]]` tables in the --config file.
+    #[arg(long, env = "SSEHUB_ISSUER", value_name = "ID")]
+    pub issuer: Option<String>,
+
+    /// The --issuer's key for both publisher and subscriber tokens: the HS* shared secret, or
+    /// for RS*/ES*/PS*/EdDSA a PEM public key (its text or a file path). Without any key, one
+    /// is generated for a development issuer and ready-to-paste tokens are logged.
     #[arg(long, env = "SSEHUB_JWT_KEY", hide_env_values = true)]
     pub jwt_key: Option<String>,
 
-    /// Key for publisher JWTs (overrides --jwt-key for publishers).
+    /// The --issuer's key for publisher tokens (overrides --jwt-key for publishers).
     #[arg(long, env = "SSEHUB_PUBLISHER_JWT_KEY", hide_env_values = true)]
     pub publisher_jwt_key: Option<String>,
 
-    /// Key for subscriber JWTs (overrides --jwt-key for subscribers).
+    /// The --issuer's key for subscriber tokens (overrides --jwt-key for subscribers).
     #[arg(long, env = "SSEHUB_SUBSCRIBER_JWT_KEY", hide_env_values = true)]
     pub subscriber_jwt_key: Option<String>,
 
-    /// JWT algorithm: HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, PS256, PS384 or
-    /// PS512. Tokens signed with any other algorithm are refused.
+    /// Algorithm of --jwt-key, --publisher-jwt-key and --subscriber-jwt-key: HS256, HS384,
+    /// HS512, RS256, RS384, RS512, ES256, ES384, PS256, PS384, PS512 or EdDSA. Tokens signed
+    /// with any other algorithm are refused.
     #[arg(long, env = "SSEHUB_JWT_ALGORITHM", default_value = "HS256")]
     pub jwt_algorithm: String,
+
+    /// URL of the --issuer's JSON Web Key Set (https; plain http only to a loopback address):
+    /// its keys verify the issuer's tokens, chosen by `kid` and `alg`. Fetched at start (an
+    /// unreachable set is a warning: that issuer's tokens are refused until it answers), then
+    /// refreshed as its Cache-Control says, and when a token names an unknown key (at most
+    /// once every few seconds).
+    #[arg(long, env = "SSEHUB_JWKS_URI", value_name = "URL")]
+    pub jwks_uri: Option<String>,
+
+    /// The hub's resource identifier: the `aud` every token must hold. By default it is derived
+    /// from each request (scheme, Host, /.well-known/mercure), so a hub reachable under several
+    /// names works with tokens for each; set it when tokens are minted for one canonical URL
+    /// (e.g. https://hub.example.com/.well-known/mercure).
+    #[arg(long, env = "SSEHUB_RESOURCE_IDENTIFIER", value_name = "URL")]
+    pub resource_identifier: Option<String>,
+
+    /// Name of the cookie in which browsers may present their token (advertised in the
+    /// protected resource metadata). With --legacy-protocol, `mercureAuthorization` is read too.
+    #[arg(long, env = "SSEHUB_COOKIE_NAME", value_name = "NAME", default_value = ssehub_auth::MODERN_COOKIE_NAME)]
+    pub cookie_name: String,
+
+    /// Close every subscriber stream after at most this long (e.g. 1h; each stream at its own
+    /// random moment within the last tenth), so clients reconnect, spread out, and
+    /// re-authenticate. Default (or 0): no limit; a stream with a token always ends at its `exp`.
+    #[arg(long, env = "SSEHUB_MAX_CONNECTION_LIFETIME", value_name = "DURATION", value_parser = parse_duration)]
+    pub max_connection_lifetime: Option<Duration>,
 
     /// Origin allowed to use the hub from a browser on another origin (CORS), with credentials
     /// so cookie auth works; repeat it, or give `*` for any origin (then without credentials).
@@ -311,6 +354,14 @@ pub struct SubscribeArgs {
     #[arg(long, env = "SSEHUB_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
+    /// Shell command that prints a subscriber token, run with `sh -c` before each connection
+    /// (the first one and every reconnection): its output, trimmed, is sent as `Authorization:
+    /// Bearer TOKEN`. A Mercure 1.0 hub ends the stream when the token expires; this keeps the
+    /// subscription going with fresh tokens (e.g. `ssehub token ... --ttl 10m`). Used instead
+    /// of --token. If it fails before the first connection, subscribe exits with status 2.
+    #[arg(long, env = "SSEHUB_TOKEN_COMMAND", value_name = "CMD")]
+    pub token_command: Option<String>,
+
     /// Print each event as one JSON object per line: {"type":..,"data":..,"id":..}, where id is
     /// the last event id in force ("" when none).
     #[arg(long)]
@@ -360,15 +411,29 @@ pub struct PublishArgs {
     #[arg(long, env = "SSEHUB_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
-    /// The hub's publisher key, to sign a short-lived token allowing exactly these topics
-    /// (instead of --token): the HS* secret, or for RS*/ES*/PS* a PEM private key (text or
-    /// file path).
+    /// The hub's publisher key, to sign a short-lived Mercure 1.0 token allowing exactly these
+    /// topics (instead of --token), for --issuer and the hub's resource identifier: the HS*
+    /// secret, or for RS*/ES*/PS*/EdDSA a PEM private key (text or file path).
     #[arg(long, env = "SSEHUB_JWT_KEY", hide_env_values = true)]
     pub jwt_key: Option<String>,
 
     /// Algorithm to sign with when --jwt-key is given.
     #[arg(long, env = "SSEHUB_JWT_ALGORITHM", default_value = "HS256")]
     pub jwt_algorithm: String,
+
+    /// The issuer (`iss`) of the token signed with --jwt-key: one the hub trusts with that key.
+    #[arg(long, env = "SSEHUB_ISSUER", value_name = "ID")]
+    pub issuer: Option<String>,
+
+    /// The `aud` of the token signed with --jwt-key (repeat for more). Default: the hub's
+    /// resource identifier as derived from --hub (its URL ending in /.well-known/mercure).
+    #[arg(long = "audience", value_name = "URI")]
+    pub audiences: Vec<String>,
+
+    /// Sign a pre-1.0 (0.x) token with --jwt-key instead (`mercure` claim, no issuer), for a
+    /// hub running with --legacy-protocol.
+    #[arg(long, conflicts_with = "audiences")]
+    pub legacy: bool,
 
     /// The update's data; `-` reads it from standard input (byte for byte, a trailing newline
     /// included). Without it the update has no data.
@@ -378,31 +443,84 @@ pub struct PublishArgs {
 
 #[derive(Debug, Args)]
 #[command(group(
-    clap::ArgGroup::new("claims").args(["publish", "subscribe"]).required(true).multiple(true)
+    clap::ArgGroup::new("grants")
+        .args(["publish", "subscribe", "publish_urlpattern", "subscribe_urlpattern"])
+        .required(true)
+        .multiple(true)
 ))]
 pub struct TokenArgs {
-    /// The key to sign with: the HS* secret, or for RS*/ES*/PS* a PEM private key (text or file
-    /// path).
+    /// The key to sign with: the HS* secret, or for RS*/ES*/PS*/EdDSA a PEM private key (text
+    /// or file path).
     #[arg(long, env = "SSEHUB_JWT_KEY", hide_env_values = true)]
     pub jwt_key: String,
 
-    /// Signing algorithm: HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, PS256, PS384
-    /// or PS512.
+    /// Signing algorithm: HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, PS256,
+    /// PS384, PS512 or EdDSA.
     #[arg(long, env = "SSEHUB_JWT_ALGORITHM", default_value = "HS256")]
     pub jwt_algorithm: String,
 
-    /// Topic selector the token may publish to (`*` for all); repeat for more.
-    #[arg(long, value_name = "SELECTOR")]
+    /// The token's issuer (`iss`): one the hub trusts with this key (its --issuer, or the `id`
+    /// of an `[[issuer]]` table). Required, except with --legacy (where it is ignored).
+    #[arg(long, env = "SSEHUB_ISSUER", value_name = "ID")]
+    pub issuer: Option<String>,
+
+    /// The token's audience (`aud`): the hub's resource identifier, e.g.
+    /// https://hub.example.com/.well-known/mercure; repeat for a token several hubs accept.
+    /// Required, unless --hub gives it.
+    #[arg(long = "audience", value_name = "URI")]
+    pub audiences: Vec<String>,
+
+    /// The hub's URL, to use its resource identifier (the URL ending in /.well-known/mercure)
+    /// as the audience when --audience is not given.
+    #[arg(long, env = "SSEHUB_HUB", value_name = "URL")]
+    pub hub: Option<String>,
+
+    /// Topic the token may publish to, matched exactly (`*` for all); repeat for more.
+    #[arg(long, value_name = "TOPIC")]
     pub publish: Vec<String>,
 
-    /// Topic selector whose private updates the token may receive (`*` for all); repeat for
-    /// more.
-    #[arg(long, value_name = "SELECTOR")]
+    /// Topic whose private updates the token may receive, matched exactly (`*` for all);
+    /// repeat for more.
+    #[arg(long, value_name = "TOPIC")]
     pub subscribe: Vec<String>,
 
-    /// How long the token stays valid (e.g. 1h, 30d); without it, it never expires.
+    /// URL Pattern of topics the token may publish to (e.g.
+    /// 'https://example.com/books/:id'); repeat for more.
+    #[arg(long, value_name = "PATTERN", conflicts_with = "legacy")]
+    pub publish_urlpattern: Vec<String>,
+
+    /// URL Pattern of topics whose private updates the token may receive; repeat for more.
+    #[arg(long, value_name = "PATTERN", conflicts_with = "legacy")]
+    pub subscribe_urlpattern: Vec<String>,
+
+    /// JSON object attached to the subscribe grant: the hub shows it in the subscription API
+    /// and subscription events of the subscriptions it matches.
+    #[arg(long, value_name = "JSON", conflicts_with = "legacy")]
+    pub payload: Option<String>,
+
+    /// How long the token stays valid (e.g. 10m, 1h, 30d; default 1h). With --legacy and
+    /// without --ttl, the token never expires.
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub ttl: Option<Duration>,
+
+    /// The token's subject (`sub`), which names the subscriber in subscription events.
+    /// Default: a random urn:uuid.
+    #[arg(long = "sub", value_name = "SUBJECT", conflicts_with = "legacy")]
+    pub subject: Option<String>,
+
+    /// The token's `client_id`. Default: the issuer.
+    #[arg(long, value_name = "ID", conflicts_with = "legacy")]
+    pub client_id: Option<String>,
+
+    /// The `kid` header: which of the issuer's keys signed the token.
+    #[arg(long, value_name = "KID", conflicts_with = "legacy")]
+    pub kid: Option<String>,
+
+    /// Print a pre-1.0 (0.x) token instead: `{"mercure": {"publish": [...], "subscribe":
+    /// [...]}}` with selectors (URI templates allowed), no issuer or audience, for a hub
+    /// running with --legacy-protocol.
+    #[arg(long, conflicts_with = "audiences")]
+    pub legacy: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -7,6 +7,9 @@
 //! (`max-body = 1048576`, `cors-origin = ["https://a.example"]`; `max_body` is accepted too); an unknown key, a table, or a list for a
 //! flag that takes one value is an error, so a typo cannot silently leave a default in place.
 //!
+//! Trusted token issuers beyond the one of `--issuer` are `[[issuer]]` tables (see
+//! [`IssuerTable`]); they have no flag, so they are kept aside and handed to `serve` as they are.
+//!
 //! `--print-config` prints the effective configuration as TOML that `--config` accepts, each
 //! line with where its value came from; keys and other secrets are redacted.
 
@@ -28,7 +31,67 @@ pub struct Configured {
     pub command: Command,
     /// The flags whose defaults the file set (for `--print-config`'s source column).
     pub from_file: Vec<String>,
+    /// The file's `[[issuer]]` tables, in order.
+    pub issuers: Vec<IssuerTable>,
 }
+
+/// One `[[issuer]]` table: a trusted issuer and its keys, like `--issuer` with its key flags.
+///
+/// ```toml
+/// [[issuer]]
+/// id = "https://app.example.com"
+/// jwt-key = "a-long-random-secret"          # or publisher-jwt-key / subscriber-jwt-key
+/// jwt-algorithm = "HS256"                   # of the keys above; default HS256
+///
+/// [[issuer]]
+/// id = "https://auth.example.com/realms/app"
+/// jwks-uri = "https://auth.example.com/realms/app/protocol/openid-connect/certs"
+/// algorithms = ["RS256", "ES256"]           # default: the keys' algorithms (any asymmetric one for a JWK Set)
+/// authorization-server = true               # advertised in the protected resource metadata
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct IssuerTable {
+    pub id: String,
+    pub jwt_key: Option<String>,
+    pub publisher_jwt_key: Option<String>,
+    pub subscriber_jwt_key: Option<String>,
+    pub jwt_algorithm: Option<String>,
+    pub jwks_uri: Option<String>,
+    pub algorithms: Option<Vec<String>>,
+    pub authorization_server: bool,
+}
+
+impl std::fmt::Debug for IssuerTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |k: &Option<String>| k.as_ref().map(|_| "<redacted>");
+        f.debug_struct("IssuerTable")
+            .field("id", &self.id)
+            .field("jwt_key", &redacted(&self.jwt_key))
+            .field("publisher_jwt_key", &redacted(&self.publisher_jwt_key))
+            .field("subscriber_jwt_key", &redacted(&self.subscriber_jwt_key))
+            .field("jwt_algorithm", &self.jwt_algorithm)
+            .field("jwks_uri", &self.jwks_uri)
+            .field("algorithms", &self.algorithms)
+            .field("authorization_server", &self.authorization_server)
+            .finish()
+    }
+}
+
+/// The keys of an `[[issuer]]` table.
+const ISSUER_KEYS: [&str; 8] = [
+    "id",
+    "jwt-key",
+    "publisher-jwt-key",
+    "subscriber-jwt-key",
+    "jwt-algorithm",
+    "jwks-uri",
+    "algorithms",
+    "authorization-server",
+];
+
+/// The config-file key of the `[[issuer]]` tables (also the `--issuer` flag's key when its
+/// value is a string).
+const ISSUER: &str = "issuer";
 
 /// Adds `--config` and `--print-config` to `serve` and, when a config file is named (by
 /// `--config` or `SSEHUB_CONFIG`), makes its values the defaults of the flags it sets.
@@ -57,6 +120,7 @@ pub fn apply(command: Command, args: &[OsString]) -> Result<Configured, UsageErr
         return Ok(Configured {
             command,
             from_file: Vec::new(),
+            issuers: Vec::new(),
         });
     };
     let text = std::fs::read_to_string(&path).map_err(|e| {
@@ -77,8 +141,13 @@ pub fn apply(command: Command, args: &[OsString]) -> Result<Configured, UsageErr
         .ok_or_else(|| UsageError("internal: no serve subcommand".into()))?;
     let mut defaults: Vec<(String, Vec<String>)> = Vec::new();
     let mut global_defaults: Vec<(String, Vec<String>)> = Vec::new();
+    let mut issuers = Vec::new();
     for (key, value) in table {
         let long = key.replace('_', "-");
+        if long == ISSUER && is_tables(&value) {
+            issuers = issuer_tables(&path, value)?;
+            continue;
+        }
         let global = command
             .get_arguments()
             .find(|a| a.is_global_set() && a.get_long() == Some(long.as_str()));
@@ -133,7 +202,99 @@ pub fn apply(command: Command, args: &[OsString]) -> Result<Configured, UsageErr
     for (id, values) in global_defaults {
         command = command.mut_arg(id, |a| with_default(a, values));
     }
-    Ok(Configured { command, from_file })
+    Ok(Configured {
+        command,
+        from_file,
+        issuers,
+    })
+}
+
+/// Whether `value` is an `[[issuer]]` array of tables (or a lone `[issuer]` table).
+fn is_tables(value: &toml::Value) -> bool {
+    match value {
+        toml::Value::Table(_) => true,
+        toml::Value::Array(items) => items.first().is_some_and(toml::Value::is_table),
+        _ => false,
+    }
+}
+
+/// The `[[issuer]]` tables, checked: known keys only, each of its type, an `id` in each.
+fn issuer_tables(
+    path: &std::path::Path,
+    value: toml::Value,
+) -> Result<Vec<IssuerTable>, UsageError> {
+    let items = match value {
+        toml::Value::Array(items) => items,
+        table => vec![table],
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (n, item) in items.into_iter().enumerate() {
+        let at = |what: String| {
+            UsageError(format!(
+                "config file {}: [[issuer]] number {}: {what}",
+                path.display(),
+                n + 1
+            ))
+        };
+        let toml::Value::Table(table) = item else {
+            return Err(at(format!("must be a table, not a {}", item.type_str())));
+        };
+        let mut issuer = IssuerTable::default();
+        let mut has_id = false;
+        for (key, value) in table {
+            let name = key.replace('_', "-");
+            let string = |value: toml::Value| match value {
+                toml::Value::String(s) => Ok(s),
+                other => Err(at(format!(
+                    "`{key}` must be a string, not a {}",
+                    other.type_str()
+                ))),
+            };
+            match name.as_str() {
+                "id" => {
+                    issuer.id = string(value)?;
+                    has_id = true;
+                }
+                "jwt-key" => issuer.jwt_key = Some(string(value)?),
+                "publisher-jwt-key" => issuer.publisher_jwt_key = Some(string(value)?),
+                "subscriber-jwt-key" => issuer.subscriber_jwt_key = Some(string(value)?),
+                "jwt-algorithm" => issuer.jwt_algorithm = Some(string(value)?),
+                "jwks-uri" => issuer.jwks_uri = Some(string(value)?),
+                "algorithms" => {
+                    let toml::Value::Array(list) = value else {
+                        return Err(at(format!(
+                            "`{key}` must be a list of algorithm names, not a {}",
+                            value.type_str()
+                        )));
+                    };
+                    issuer.algorithms =
+                        Some(list.into_iter().map(string).collect::<Result<_, _>>()?);
+                }
+                "authorization-server" => match value {
+                    toml::Value::Boolean(b) => issuer.authorization_server = b,
+                    other => {
+                        return Err(at(format!(
+                            "`{key}` must be true or false, not a {}",
+                            other.type_str()
+                        )));
+                    }
+                },
+                _ => {
+                    return Err(at(format!(
+                        "unknown key `{key}` (an issuer's keys are {})",
+                        ISSUER_KEYS.join(", ")
+                    )));
+                }
+            }
+        }
+        if !has_id {
+            return Err(at(
+                "no `id` (the issuer identifier, which its tokens carry as `iss`)".to_owned(),
+            ));
+        }
+        out.push(issuer);
+    }
+    Ok(out)
 }
 
 fn scalar(path: &std::path::Path, key: &str, value: toml::Value) -> Result<String, UsageError> {
@@ -198,7 +359,23 @@ pub fn printed(configured: &Configured, matches: &ArgMatches) -> Option<String> 
             continue;
         }
         let key = arg.get_long().unwrap_or(id);
+        // `issuer = "..."` and `[[issuer]]` tables cannot share a TOML document.
+        let clash = key == ISSUER && !configured.issuers.is_empty();
         let source = match serve.value_source(id) {
+            Some(_) if clash => {
+                let value = serve
+                    .get_raw(id)
+                    .into_iter()
+                    .flatten()
+                    .next()
+                    .map(|v| toml_string(&v.to_string_lossy()))
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "# {key} = {value}  (from a flag or the environment; not valid beside the \
+                     [[issuer]] tables below)\n"
+                ));
+                continue;
+            }
             Some(ValueSource::CommandLine) => "flag",
             Some(ValueSource::EnvVariable) => "env",
             Some(ValueSource::DefaultValue) if configured.from_file.iter().any(|f| f == id) => {
@@ -241,7 +418,42 @@ pub fn printed(configured: &Configured, matches: &ArgMatches) -> Option<String> 
         };
         out.push_str(&format!("{key} = {value}  # {source}\n"));
     }
+    for issuer in &configured.issuers {
+        out.push_str(&issuer_toml(issuer));
+    }
     Some(out)
+}
+
+/// An `[[issuer]]` table as TOML, keys redacted.
+fn issuer_toml(issuer: &IssuerTable) -> String {
+    let mut out = String::from("\n[[issuer]]  # file\n");
+    out.push_str(&format!("id = {}\n", toml_string(&issuer.id)));
+    let secrets = [
+        ("jwt-key", &issuer.jwt_key),
+        ("publisher-jwt-key", &issuer.publisher_jwt_key),
+        ("subscriber-jwt-key", &issuer.subscriber_jwt_key),
+    ];
+    for (key, value) in secrets {
+        if value.is_some() {
+            out.push_str(&format!("{key} = {}\n", toml_string("<redacted>")));
+        }
+    }
+    for (key, value) in [
+        ("jwt-algorithm", &issuer.jwt_algorithm),
+        ("jwks-uri", &issuer.jwks_uri),
+    ] {
+        if let Some(value) = value {
+            out.push_str(&format!("{key} = {}\n", toml_string(value)));
+        }
+    }
+    if let Some(list) = &issuer.algorithms {
+        let names: Vec<String> = list.iter().map(|a| toml_string(a)).collect();
+        out.push_str(&format!("algorithms = [{}]\n", names.join(", ")));
+    }
+    if issuer.authorization_server {
+        out.push_str("authorization-server = true\n");
+    }
+    out
 }
 
 /// Numbers and booleans bare, everything else as a TOML string.

@@ -3,6 +3,7 @@
 mod cli;
 mod config_file;
 mod endpoint;
+mod issuers;
 mod publish;
 mod serve;
 mod subscribe;
@@ -62,6 +63,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let issuer_tables = configured.issuers;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -91,7 +93,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         tokio::spawn(async move {
             match cli.command {
-                cli::Command::Serve(args) => serve::run(args).await,
+                cli::Command::Serve(args) => serve::run(args, issuer_tables).await,
                 cli::Command::Subscribe(args) => subscribe::run(args).await,
                 cli::Command::Publish(args) => publish::run(args).await,
                 cli::Command::Token(args) => token::run(args),

@@ -4,6 +4,7 @@ use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use ssehub_auth::{Matcher, TokenSpec};
 
 use crate::UsageError;
 use crate::cli::PublishArgs;
@@ -26,10 +27,32 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
         (Some(token), _) => Some(token),
         (None, Some(key)) => {
             let key = crate::token::key_config(&args.jwt_algorithm, key)?;
-            let topics: Vec<&str> = args.topics.iter().map(String::as_str).collect();
-            let token =
+            let sign_error = |e| UsageError(format!("cannot sign with --jwt-key: {e}"));
+            let token = if args.legacy {
+                let topics: Vec<&str> = args.topics.iter().map(String::as_str).collect();
                 ssehub_auth::encode_token(&key, Some(&topics), None, Some(SIGNED_TOKEN_TTL))
-                    .map_err(|e| UsageError(format!("cannot sign with --jwt-key: {e}")))?;
+                    .map_err(sign_error)?
+            } else {
+                let issuer = crate::token::required_issuer(
+                    args.issuer.as_deref(),
+                    "--legacy for a 0.x token",
+                )?;
+                let mut audiences = args.audiences.iter();
+                let mut spec = match audiences.next() {
+                    Some(first) => TokenSpec::new(issuer, first),
+                    None => TokenSpec::new(
+                        issuer,
+                        crate::token::resource_identifier(&args.hub, "--hub URL")?,
+                    ),
+                };
+                for audience in audiences {
+                    spec = spec.audience(audience);
+                }
+                spec.ttl(SIGNED_TOKEN_TTL)
+                    .publish(args.topics.iter().map(Matcher::exact))
+                    .sign(&key)
+                    .map_err(sign_error)?
+            };
             Some(token)
         }
         (None, None) => None,

@@ -1,9 +1,9 @@
 //! `ssehub serve`: builds the hub and its HTTP server from the flags and runs until a signal.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use ssehub_auth::{Algorithm, Authorizer, KeyConfig};
+use ssehub_auth::{KeyConfig, Matcher, TokenSpec};
 use ssehub_hub::{Hub, RedisBackend, RedisOptions};
 use ssehub_server::{MERCURE_PATH, MercureConfig, MercureServer, MetricsAccess};
 
@@ -11,12 +11,10 @@ use ssehub_hub::store::{CommitterOptions, Durability, Log, LogOptions, RetainPol
 
 use crate::UsageError;
 use crate::cli::{DurabilityArg, ServeArgs};
+use crate::config_file::IssuerTable;
+use crate::issuers::{self, DEV_ISSUER};
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let algorithm: Algorithm = args
-        .jwt_algorithm
-        .parse()
-        .map_err(|_| UsageError(format!("unknown --jwt-algorithm {:?}", args.jwt_algorithm)))?;
+pub async fn run(args: ServeArgs, issuer_tables: Vec<IssuerTable>) -> anyhow::Result<()> {
     // Checked first: a bad certificate should not wait for the log to open.
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(
@@ -32,34 +30,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut generated = None;
-    let shared = match (
-        &args.jwt_key,
-        &args.publisher_jwt_key,
-        &args.subscriber_jwt_key,
-    ) {
-        (None, None, None) => {
-            if !algorithm.to_string().starts_with("HS") {
-                return Err(
-                    UsageError(format!("--jwt-algorithm {algorithm} needs --jwt-key")).into(),
-                );
-            }
-            let secret = random_secret();
-            generated = Some(secret.clone());
-            Some(secret)
-        }
-        (key, _, _) => key.clone(),
-    };
-    let key = |k: Option<&String>| {
-        k.map(|k| KeyConfig {
-            algorithm,
-            key: k.clone(),
-        })
-    };
-    let publisher = key(args.publisher_jwt_key.as_ref().or(shared.as_ref()));
-    let subscriber = key(args.subscriber_jwt_key.as_ref().or(shared.as_ref()));
-    let authorizer = Authorizer::new(publisher.clone(), subscriber)
-        .map_err(|e| UsageError(format!("invalid JWT key: {e}")))?;
+    let trust = issuers::trust(&args, &issuer_tables)?;
+    if let Some(resource) = &args.resource_identifier {
+        check_resource_identifier(resource)?;
+    }
+    check_cookie_name(&args.cookie_name)?;
 
     let metrics = match (&args.metrics_token, args.metrics) {
         (Some(t), _) if t.is_empty() => {
@@ -74,6 +49,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut builder = Hub::builder()
         .history_size(args.history_size)
         .heartbeat(heartbeat)
+        .max_connection_lifetime(args.max_connection_lifetime)
         .max_subscribers(match args.max_subscribers {
             0 => usize::MAX,
             n => n,
@@ -133,7 +109,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let hub = builder
         .try_build()
         .context("cannot start the durable log")?;
-    let mut config = MercureConfig::new(authorizer);
+    let mut config = MercureConfig::new(trust.authorizer.clone());
+    config.resource_identifier = args.resource_identifier.clone();
+    config.cookie_name = args.cookie_name.clone();
     config.anonymous = !args.no_anonymous;
     config.subscriptions = args.subscriptions;
     config.cors_origins = args.cors_origins.clone();
@@ -163,15 +141,33 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(note) = metrics_note {
         tracing::info!("metrics at {scheme}://{local}/metrics ({note})");
     }
-    if let (Some(secret), Some(publisher)) = (generated, publisher) {
-        let token = ssehub_auth::encode_token(&publisher, Some(&["*"]), Some(&["*"]), None)
-            .context("cannot sign the demo token")?;
+    if args.legacy_protocol {
         tracing::warn!(
-            "no JWT key given: generated one for this run only (pass --jwt-key to keep tokens valid across restarts)\n  \
-             key:       {secret}\n  \
-             subscribe: curl -N '{scheme}://{local}{MERCURE_PATH}?topic=demo'\n  \
-             publish:   curl -d topic=demo -d data=hello -H 'Authorization: Bearer {token}' {scheme}://{local}{MERCURE_PATH}"
+            "--legacy-protocol: 0.x tokens and presentations are accepted too (weaker token validation)"
         );
+    }
+    if trust.generated.is_none() {
+        let issuers = trust.issuers.join(", ");
+        tracing::info!(
+            "trusted token issuers: {}",
+            if issuers.is_empty() {
+                "none (0.x keys only)"
+            } else {
+                &issuers
+            }
+        );
+    }
+    // Each issuer's JWK Set is fetched now and kept fresh; an unreachable one only warns.
+    for source in &trust.jwks {
+        source.spawn_refresher();
+    }
+    if let Some(key) = &trust.generated {
+        let origin = Origin::new(scheme, local, args.resource_identifier.as_deref());
+        if args.legacy_protocol {
+            log_legacy_dev_tokens(key, &origin)?;
+        } else {
+            log_dev_tokens(key, &origin)?;
+        }
     }
 
     let server = MercureServer::new(hub, config);
@@ -184,9 +180,114 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn random_secret() -> String {
-    let bytes: [u8; 32] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// How long the development tokens logged at start stay valid: a working day of trying things
+/// out, so nobody has to mint new ones mid-session.
+const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Where clients reach the hub, for the commands logged at start: the listening address, with a
+/// wildcard one (`0.0.0.0`, `::`) replaced by loopback, which a client can connect to.
+struct Origin {
+    /// `scheme://host:port`
+    base: String,
+    /// `host:port`
+    authority: String,
+    /// The resource identifier tokens are minted for.
+    audience: String,
+    /// Whether the audience is the pinned --resource-identifier.
+    pinned: bool,
+}
+
+impl Origin {
+    fn new(scheme: &str, local: std::net::SocketAddr, pinned: Option<&str>) -> Origin {
+        let mut addr = local;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let authority = addr.to_string();
+        let base = format!("{scheme}://{authority}");
+        Origin {
+            audience: pinned.map_or_else(|| format!("{base}{MERCURE_PATH}"), str::to_owned),
+            pinned: pinned.is_some(),
+            base,
+            authority,
+        }
+    }
+}
+
+/// Logs the generated key with a publisher and a subscriber token (Mercure 1.0) and the
+/// commands that use them.
+fn log_dev_tokens(key: &KeyConfig, origin: &Origin) -> anyhow::Result<()> {
+    let spec = |spec: TokenSpec| spec.ttl(DEV_TOKEN_TTL).sign(key);
+    let base = TokenSpec::new(DEV_ISSUER, &origin.audience);
+    let publisher = spec(base.clone().publish([Matcher::any()]))
+        .context("cannot sign the development tokens")?;
+    let subscriber = spec(base.subscribe([Matcher::any()], None))
+        .context("cannot sign the development tokens")?;
+    let until = humantime::format_rfc3339_seconds(SystemTime::now() + DEV_TOKEN_TTL);
+    let audience_note = if origin.pinned {
+        "--resource-identifier".to_owned()
+    } else {
+        format!(
+            "for clients that reach the hub as {}; another host name needs tokens with its own \
+             identifier, or --resource-identifier",
+            origin.authority
+        )
+    };
+    let (base, secret, audience) = (&origin.base, &key.key, &origin.audience);
+    tracing::warn!(
+        "no JWT key given: generated one for a development issuer, for this run only (pass --issuer and --jwt-key to keep tokens valid across restarts)\n  \
+         issuer:    {DEV_ISSUER}\n  \
+         key:       {secret}\n  \
+         audience:  {audience} ({audience_note})\n  \
+         tokens:    below, the publisher's may publish to '*', the subscriber's receive '*'; valid for 24h (until {until})\n  \
+         subscribe: curl -N -H 'Authorization: Bearer {subscriber}' '{base}{MERCURE_PATH}?topic=demo'\n  \
+         publish:   curl -d topic=demo -d data=hello -H 'Authorization: Bearer {publisher}' {base}{MERCURE_PATH}\n  \
+         new token: ssehub token --issuer {DEV_ISSUER} --jwt-key {secret} --audience {audience} --publish '*' --subscribe '*'"
+    );
+    Ok(())
+}
+
+/// The 0.x form of [`log_dev_tokens`], as before 1.0: one token with every right, no expiry.
+fn log_legacy_dev_tokens(key: &KeyConfig, origin: &Origin) -> anyhow::Result<()> {
+    let token = ssehub_auth::encode_token(key, Some(&["*"]), Some(&["*"]), None)
+        .context("cannot sign the demo token")?;
+    let (base, secret) = (&origin.base, &key.key);
+    tracing::warn!(
+        "no JWT key given: generated one for this run only (pass --jwt-key to keep tokens valid across restarts)\n  \
+         key:       {secret}\n  \
+         subscribe: curl -N '{base}{MERCURE_PATH}?topic=demo'\n  \
+         publish:   curl -d topic=demo -d data=hello -H 'Authorization: Bearer {token}' {base}{MERCURE_PATH}"
+    );
+    Ok(())
+}
+
+/// `--resource-identifier` must be an absolute URL: it is compared with the tokens' `aud` and
+/// published as the metadata's `resource`.
+fn check_resource_identifier(resource: &str) -> Result<(), UsageError> {
+    let invalid =
+        |why: String| UsageError(format!("invalid --resource-identifier {resource:?}: {why}"));
+    let url = reqwest::Url::parse(resource).map_err(|e| invalid(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("the scheme must be https (or http)".into()));
+    }
+    if url.fragment().is_some() {
+        return Err(invalid("a resource identifier has no fragment".into()));
+    }
+    Ok(())
+}
+
+/// `--cookie-name` must be an RFC 6265 cookie name (an HTTP token).
+fn check_cookie_name(name: &str) -> Result<(), UsageError> {
+    let token_char = |b: u8| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b);
+    if name.is_empty() || !name.bytes().all(token_char) {
+        return Err(UsageError(format!(
+            "invalid --cookie-name {name:?}: letters, digits and !#$%&'*+-.^_`|~ only"
+        )));
+    }
+    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM.
@@ -212,4 +313,69 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: closing streams so clients reconnect");
     // Give the log line a moment to be ordered before connection-close noise.
     tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_tokens_are_for_the_address_clients_can_reach() {
+        let wildcard = Origin::new("http", "0.0.0.0:3000".parse().unwrap(), None);
+        assert_eq!(wildcard.base, "http://127.0.0.1:3000");
+        assert_eq!(
+            wildcard.audience,
+            "http://127.0.0.1:3000/.well-known/mercure"
+        );
+        assert!(!wildcard.pinned);
+        let v6 = Origin::new("https", "[::]:443".parse().unwrap(), None);
+        assert_eq!(v6.audience, "https://[::1]:443/.well-known/mercure");
+        let pinned = Origin::new(
+            "http",
+            "127.0.0.1:3000".parse().unwrap(),
+            Some("https://hub.example.com/.well-known/mercure"),
+        );
+        assert_eq!(pinned.base, "http://127.0.0.1:3000");
+        assert_eq!(
+            pinned.audience,
+            "https://hub.example.com/.well-known/mercure"
+        );
+    }
+
+    #[test]
+    fn cookie_names_are_http_tokens() {
+        for good in [
+            "__Secure-mercure_access_token",
+            "app_token",
+            "a.b!#$%&'*+-^`|~",
+        ] {
+            assert!(check_cookie_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "two words",
+            "a=b",
+            "a;b",
+            "caf\u{e9}",
+            "tab\there",
+            "q\"uote",
+        ] {
+            let err = check_cookie_name(bad).unwrap_err().0;
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn resource_identifiers_are_absolute_http_urls() {
+        assert!(check_resource_identifier("https://hub.example.com/.well-known/mercure").is_ok());
+        assert!(check_resource_identifier("http://127.0.0.1:3000/.well-known/mercure").is_ok());
+        for bad in [
+            "hub.example.com",
+            "/.well-known/mercure",
+            "urn:x:y",
+            "https://h/#f",
+        ] {
+            assert!(check_resource_identifier(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! `ssehub subscribe`: prints the events of a stream, as a browser's `EventSource` receives them.
 
 use std::io::{self, Write};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -28,10 +30,28 @@ pub async fn run(args: SubscribeArgs) -> anyhow::Result<()> {
         })?;
         builder = builder.header(name.trim(), value.trim()).map_err(usage)?;
     }
-    if let Some(token) = &args.token {
-        builder = builder
-            .header("Authorization", &format!("Bearer {token}"))
-            .map_err(usage)?;
+    if let Some(command) = &args.token_command {
+        // Run once now, so a command that does not work stops us before any connection, with
+        // its own reason; that token serves the first connection, later ones run it again.
+        let first = token_from_command(command)
+            .await
+            .map_err(|e| UsageError(format!("--token-command failed: {e}")))?;
+        let first = Arc::new(Mutex::new(Some(first)));
+        let command = command.clone();
+        builder = builder.token_provider(move || {
+            let unused = first.lock().ok().and_then(|mut t| t.take());
+            let command = command.clone();
+            async move {
+                match unused {
+                    Some(token) => Ok(token),
+                    None => token_from_command(&command)
+                        .await
+                        .map_err(|e| format!("--token-command failed: {e}")),
+                }
+            }
+        });
+    } else if let Some(token) = &args.token {
+        builder = builder.bearer_token(token);
     }
     if let Some(id) = &args.last_event_id {
         builder = builder.last_event_id(id);
@@ -207,6 +227,57 @@ fn write_readable(out: &mut impl Write, event: &MessageEvent) -> io::Result<()> 
         }
     }
     writeln!(out)
+}
+
+/// How long `--token-command` may run.
+const TOKEN_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `sh -c COMMAND` and returns its trimmed standard output, which must be one token.
+async fn token_from_command(command: &str) -> Result<String, String> {
+    let run = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(TOKEN_COMMAND_TIMEOUT, run)
+        .await
+        .map_err(|_| {
+            format!(
+                "it did not finish within {}",
+                humantime::format_duration(TOKEN_COMMAND_TIMEOUT)
+            )
+        })?
+        .map_err(|e| format!("cannot run sh: {e}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let reason = crate::endpoint::first_line(&stderr);
+        let status = match output.status.code() {
+            Some(code) => format!("exited with status {code}"),
+            None => "was killed by a signal".to_owned(),
+        };
+        return Err(if reason.is_empty() {
+            status
+        } else {
+            format!("{status}: {reason}")
+        });
+    }
+    let token = String::from_utf8(output.stdout)
+        .map_err(|_| "its output is not UTF-8".to_owned())?
+        .trim()
+        .to_owned();
+    if token.is_empty() {
+        return Err("it printed nothing (it must print the token)".to_owned());
+    }
+    if token.bytes().any(|b| !b.is_ascii_graphic()) {
+        return Err(
+            "its output is not one token (it holds spaces, several lines or control characters)"
+                .to_owned(),
+        );
+    }
+    Ok(token)
 }
 
 fn usage(error: ClientError) -> UsageError {

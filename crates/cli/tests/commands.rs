@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ssehub");
 const KEY: &str = "commands-test-secret-0123456789abcdef";
+/// The issuer the test hubs trust with [`KEY`].
+const ISSUER: &str = "https://app.commands.test";
 /// The longest any process may take.
 const LIMIT: Duration = Duration::from_secs(15);
 
@@ -23,8 +25,11 @@ fn ssehub(args: &[&str]) -> Command {
     for var in [
         "SSEHUB_HUB",
         "SSEHUB_TOKEN",
+        "SSEHUB_TOKEN_COMMAND",
         "SSEHUB_JWT_KEY",
         "SSEHUB_JWT_ALGORITHM",
+        "SSEHUB_ISSUER",
+        "SSEHUB_LEGACY_PROTOCOL",
     ] {
         cmd.env_remove(var);
     }
@@ -130,17 +135,31 @@ impl Proc {
 
     /// The first stderr line containing `needle`.
     fn wait_line(&mut self, needle: &str) -> String {
-        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
-            return line.clone();
+        self.wait_nth_line(needle, 1)
+    }
+
+    /// The `n`-th stderr line containing `needle` (from 1).
+    fn wait_nth_line(&mut self, needle: &str, n: usize) -> String {
+        let found = |seen: &[String]| {
+            seen.iter()
+                .filter(|l| l.contains(needle))
+                .nth(n - 1)
+                .cloned()
+        };
+        if let Some(line) = found(&self.seen) {
+            return line;
         }
         let deadline = Instant::now() + LIMIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = self.stderr.recv_timeout(left).unwrap_or_else(|_| {
-                panic!("no stderr line with {needle:?}; so far: {:?}", self.seen)
+                panic!(
+                    "no stderr line number {n} with {needle:?}; so far: {:?}",
+                    self.seen
+                )
             });
-            self.seen.push(line.clone());
-            if line.contains(needle) {
+            self.seen.push(line);
+            if let Some(line) = found(&self.seen) {
                 return line;
             }
         }
@@ -202,7 +221,7 @@ fn run_with_stdin(args: &[&str], input: &[u8]) -> Out {
     Proc::spawn(&mut ssehub(args), Some(input)).finish()
 }
 
-/// A `ssehub serve --jwt-key KEY` on a free port.
+/// A `ssehub serve --issuer ISSUER --jwt-key KEY` (or a 0.x hub) on a free port.
 struct Hub {
     _proc: Proc,
     /// `http://127.0.0.1:PORT`
@@ -212,15 +231,20 @@ struct Hub {
 }
 
 impl Hub {
+    /// A Mercure 1.0 hub trusting [`ISSUER`] with [`KEY`].
     fn start() -> Hub {
-        let mut cmd = ssehub(&[
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--memory",
-            "--jwt-key",
-            KEY,
-        ]);
+        Hub::start_with(&["--issuer", ISSUER, "--jwt-key", KEY])
+    }
+
+    /// A hub that also speaks 0.x, with [`KEY`] as its 0.x key.
+    fn start_legacy() -> Hub {
+        Hub::start_with(&["--legacy-protocol", "--jwt-key", KEY])
+    }
+
+    fn start_with(args: &[&str]) -> Hub {
+        let mut all = vec!["serve", "--addr", "127.0.0.1:0", "--memory"];
+        all.extend_from_slice(args);
+        let mut cmd = ssehub(&all);
         cmd.env("RUST_LOG", "info");
         let mut proc = Proc::spawn(&mut cmd, None);
         let line = proc.wait_line("hub at http://");
@@ -237,9 +261,18 @@ impl Hub {
         }
     }
 
-    /// Publishes with a `*` publisher token; returns the id printed.
+    /// Publishes with a token signed by `ssehub publish --jwt-key` for exactly these topics;
+    /// returns the id printed.
     fn publish(&self, args: &[&str]) -> String {
-        let mut all = vec!["publish", "--hub", &self.base, "--jwt-key", KEY];
+        let mut all = vec![
+            "publish",
+            "--hub",
+            &self.base,
+            "--issuer",
+            ISSUER,
+            "--jwt-key",
+            KEY,
+        ];
         all.extend_from_slice(args);
         let out = run(&all);
         assert_eq!(out.code(), Some(0), "{args:?}: {out:?}");
@@ -256,22 +289,42 @@ impl Hub {
     }
 }
 
+/// `ssehub token --jwt-key KEY --issuer ISSUER ARGS`: a 1.0 token (ARGS give its audience).
 fn token(args: &[&str]) -> String {
-    let mut all = vec!["token", "--jwt-key", KEY];
+    let mut all = vec!["token", "--jwt-key", KEY, "--issuer", ISSUER];
     all.extend_from_slice(args);
-    let out = run(&all);
+    token_of(&all)
+}
+
+/// `ssehub token --legacy --jwt-key KEY ARGS`: a 0.x token.
+fn legacy_token(args: &[&str]) -> String {
+    let mut all = vec!["token", "--legacy", "--jwt-key", KEY];
+    all.extend_from_slice(args);
+    token_of(&all)
+}
+
+fn token_of(args: &[&str]) -> String {
+    let out = run(args);
     assert_eq!(out.code(), Some(0), "{out:?}");
     assert_eq!(out.stdout.matches('\n').count(), 1, "{out:?}");
     out.stdout.trim_end().to_owned()
 }
 
+/// The verified claims of an HS256 token signed with [`KEY`] (the audience is not checked).
 fn claims(token: &str) -> Value {
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     validation.required_spec_claims.clear();
+    validation.validate_aud = false;
     let key = jsonwebtoken::DecodingKey::from_secret(KEY.as_bytes());
     jsonwebtoken::decode::<Value>(token, &key, &validation)
         .unwrap()
         .claims
+}
+
+/// The decoded (unverified) header of a token.
+fn header(token: &str) -> Value {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    serde_json::to_value(header).unwrap()
 }
 
 fn json_lines(stdout: &str) -> Vec<Value> {
@@ -298,15 +351,15 @@ fn now() -> u64 {
 }
 
 #[test]
-fn token_prints_a_signed_mercure_jwt_that_the_hub_accepts() {
-    let publisher = token(&["--publish", "*"]);
+fn token_legacy_prints_a_0x_jwt_that_a_legacy_hub_accepts() {
+    let publisher = legacy_token(&["--publish", "*"]);
     assert_eq!(claims(&publisher)["mercure"], json!({"publish": ["*"]}));
     assert!(
         claims(&publisher).get("exp").is_none(),
         "no --ttl, no expiry"
     );
 
-    let both = token(&[
+    let both = legacy_token(&[
         "--publish",
         "a",
         "--publish",
@@ -326,7 +379,7 @@ fn token_prints_a_signed_mercure_jwt_that_the_hub_accepts() {
 
     // The key and algorithm also come from the environment.
     let out = Proc::spawn(
-        ssehub(&["token", "--subscribe", "x"])
+        ssehub(&["token", "--legacy", "--subscribe", "x"])
             .env("SSEHUB_JWT_KEY", KEY)
             .env("SSEHUB_JWT_ALGORITHM", "HS256"),
         None,
@@ -338,19 +391,182 @@ fn token_prints_a_signed_mercure_jwt_that_the_hub_accepts() {
         json!({"subscribe": ["x"]})
     );
 
-    // The hub takes the token.
-    let hub = Hub::start();
+    // A hub with --legacy-protocol takes the token; a 1.0 hub does not.
+    let hub = Hub::start_legacy();
     let out = run(&[
         "publish", "--hub", &hub.base, "--topic", "t", "--token", &publisher, "hi",
     ]);
     assert_eq!(out.code(), Some(0), "{out:?}");
     assert!(!out.stdout.trim().is_empty());
+    // So does a token `ssehub publish --legacy --jwt-key` signs.
+    let out = run(&[
+        "publish",
+        "--hub",
+        &hub.base,
+        "--topic",
+        "t",
+        "--legacy",
+        "--jwt-key",
+        KEY,
+        "hi",
+    ]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+
+    let modern = Hub::start();
+    let out = run(&[
+        "publish",
+        "--hub",
+        &modern.base,
+        "--topic",
+        "t",
+        "--token",
+        &publisher,
+        "hi",
+    ]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(out.one_line_error().contains("HTTP 401"), "{out:?}");
+}
+
+#[test]
+fn token_prints_a_1_0_access_token_with_every_rfc9068_claim() {
+    let hub = Hub::start();
+    let before = now();
+    let publisher = token(&["--hub", &hub.base, "--publish", "*"]);
+    let header = header(&publisher);
+    assert_eq!(header["typ"], "at+jwt", "{header}");
+    assert_eq!(header["alg"], "HS256", "{header}");
+    assert!(header.get("kid").is_none_or(Value::is_null), "{header}");
+    let c = claims(&publisher);
+    assert_eq!(c["iss"], ISSUER);
+    // --hub gives the hub's resource identifier (its Mercure URL) as the audience.
+    assert_eq!(c["aud"], hub.endpoint.as_str());
+    assert_eq!(
+        c["client_id"], ISSUER,
+        "the issuer is the client by default"
+    );
+    assert!(c["sub"].as_str().unwrap().starts_with("urn:uuid:"), "{c}");
+    assert!(c["jti"].as_str().unwrap().starts_with("urn:uuid:"), "{c}");
+    let iat = c["iat"].as_u64().unwrap();
+    assert!(iat >= before && iat <= now(), "{c}");
+    // The default lifetime is one hour, and `exp` is always there.
+    assert_eq!(c["exp"].as_u64().unwrap(), iat + 3600, "{c}");
+    assert_eq!(
+        c["authorization_details"],
+        json!([{
+            "type": "https://mercure.rocks/authorization-detail",
+            "actions": ["publish"],
+            "topics": [{"match": "*"}],
+        }])
+    );
+    assert!(c.get("mercure").is_none(), "{c}");
+
+    // Every option.
+    let full = token(&[
+        "--audience",
+        "https://a.example/.well-known/mercure",
+        "--audience",
+        "https://b.example/.well-known/mercure",
+        "--publish",
+        "https://example.com/books/1",
+        "--publish-urlpattern",
+        "https://example.com/authors/:id",
+        "--subscribe",
+        "*",
+        "--subscribe-urlpattern",
+        "https://example.com/books/:id",
+        "--payload",
+        r#"{"tenant": "t1"}"#,
+        "--ttl",
+        "2m",
+        "--sub",
+        "user-42",
+        "--client-id",
+        "https://app.example",
+        "--kid",
+        "key-2026",
+    ]);
+    assert_eq!(header_kid(&full), "key-2026");
+    let c = claims(&full);
+    assert_eq!(
+        c["aud"],
+        json!([
+            "https://a.example/.well-known/mercure",
+            "https://b.example/.well-known/mercure"
+        ])
+    );
+    assert_eq!(c["sub"], "user-42");
+    assert_eq!(c["client_id"], "https://app.example");
+    assert_eq!(c["exp"].as_u64().unwrap(), c["iat"].as_u64().unwrap() + 120);
+    assert_eq!(
+        c["authorization_details"],
+        json!([
+            {
+                "type": "https://mercure.rocks/authorization-detail",
+                "actions": ["publish"],
+                "topics": [
+                    {"match": "https://example.com/books/1"},
+                    {"match": "https://example.com/authors/:id", "match_type": "urlpattern"},
+                ],
+            },
+            {
+                "type": "https://mercure.rocks/authorization-detail",
+                "actions": ["subscribe"],
+                "topics": [
+                    {"match": "*"},
+                    {"match": "https://example.com/books/:id", "match_type": "urlpattern"},
+                ],
+                "payload": {"tenant": "t1"},
+            },
+        ])
+    );
+
+    // Issuer, key and hub also come from the environment.
+    let out = Proc::spawn(
+        ssehub(&["token", "--subscribe", "x"])
+            .env("SSEHUB_JWT_KEY", KEY)
+            .env("SSEHUB_ISSUER", ISSUER)
+            .env("SSEHUB_HUB", &hub.base),
+        None,
+    )
+    .finish();
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let c = claims(out.stdout.trim_end());
+    assert_eq!(
+        (c["iss"].as_str(), c["aud"].as_str()),
+        (Some(ISSUER), Some(hub.endpoint.as_str()))
+    );
+
+    // The hub takes the publisher token.
+    let out = run(&[
+        "publish", "--hub", &hub.base, "--topic", "t", "--token", &publisher, "hi",
+    ]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(!out.stdout.trim().is_empty());
+    // A token for another hub is refused: the audience is checked.
+    let elsewhere = token(&[
+        "--audience",
+        "https://other.example/.well-known/mercure",
+        "--publish",
+        "*",
+    ]);
+    let out = run(&[
+        "publish", "--hub", &hub.base, "--topic", "t", "--token", &elsewhere, "hi",
+    ]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(
+        out.one_line_error().contains("HTTP 401: invalid token"),
+        "{out:?}"
+    );
+}
+
+fn header_kid(token: &str) -> String {
+    header(token)["kid"].as_str().unwrap().to_owned()
 }
 
 #[test]
 fn publish_prints_the_id_with_data_from_the_argument_or_stdin() {
     let hub = Hub::start();
-    let publisher = token(&["--publish", "*"]);
+    let publisher = token(&["--hub", &hub.base, "--publish", "*"]);
     let base_args = [
         "publish", "--hub", &hub.base, "--topic", "books", "--token", &publisher,
     ];
@@ -403,7 +619,7 @@ fn publish_prints_the_id_with_data_from_the_argument_or_stdin() {
     let private_id = out.stdout.trim_end().to_owned();
 
     // What the hub stored, replayed to a subscriber allowed to see private updates.
-    let subscriber = token(&["--subscribe", "*"]);
+    let subscriber = token(&["--hub", &hub.base, "--subscribe", "*"]);
     let out = run(&[
         "subscribe",
         &hub.base,
@@ -431,12 +647,22 @@ fn publish_prints_the_id_with_data_from_the_argument_or_stdin() {
 #[test]
 fn publish_refusals_exit_1_with_the_hubs_reason() {
     let hub = Hub::start();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["--token", "not.a.jwt"], "HTTP 401: invalid token"),
         (&[], "HTTP 401: a publisher token is required"),
-        (&["--jwt-key", "another-key"], "HTTP 401: invalid token"),
         (
-            &["--token", &token(&["--publish", "elsewhere"])],
+            &["--issuer", ISSUER, "--jwt-key", "another-key"],
+            "HTTP 401: invalid token",
+        ),
+        (
+            &["--issuer", "https://untrusted.example", "--jwt-key", KEY],
+            "HTTP 401: invalid token",
+        ),
+        (
+            &[
+                "--token",
+                &token(&["--hub", &hub.base, "--publish", "elsewhere"]),
+            ],
             "HTTP 403: the token may not publish",
         ),
     ];
@@ -464,6 +690,8 @@ fn publish_refusals_exit_1_with_the_hubs_reason() {
         "t",
         "--id",
         "same",
+        "--issuer",
+        ISSUER,
         "--jwt-key",
         KEY,
     ]);
@@ -633,10 +861,24 @@ fn a_refused_subscription_exits_1_with_the_hubs_reason() {
         "{line}"
     );
 
-    // Without --topic, the URL is used as is: here the hub says a topic is missing.
+    // Without --topic, the URL is used as is: here the hub says a topic is missing (a 1.0 hub
+    // asks for the `match` parameter, a 0.x one for `topic`).
     let out = run(&["subscribe", &hub.endpoint]);
     assert_eq!(out.code(), Some(1), "{out:?}");
-    assert!(out.one_line_error().contains("HTTP 400") && out.stderr.contains("missing topic"));
+    let line = out.one_line_error();
+    assert!(
+        line.contains("HTTP 400")
+            && (line.contains("missing match parameter") || line.contains("missing topic")),
+        "{line}"
+    );
+    let legacy = Hub::start_legacy();
+    let out = run(&["subscribe", &legacy.endpoint]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    let line = out.one_line_error();
+    assert!(
+        line.contains("HTTP 400") && line.contains("missing topic parameter"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -654,7 +896,7 @@ fn closing_stdout_ends_subscribe_quietly() {
 #[test]
 fn unreachable_hosts_bad_urls_and_bad_flags_exit_2_with_one_line() {
     let closed = format!("http://127.0.0.1:{}", closed_port());
-    let cases: [(&[&str], &str); 18] = [
+    let cases: [(&[&str], &str); 27] = [
         (&["subscribe", &closed, "--topic", "t"], "cannot connect to"),
         (
             &["subscribe", &closed, "--topic", "t", "--no-reconnect"],
@@ -708,12 +950,124 @@ fn unreachable_hosts_bad_urls_and_bad_flags_exit_2_with_one_line() {
                 "token",
                 "--jwt-key",
                 "not a pem",
+                "--issuer",
+                ISSUER,
+                "--audience",
+                "https://hub.example/.well-known/mercure",
                 "--publish",
                 "*",
                 "--jwt-algorithm",
                 "RS256",
             ],
             "--jwt-key",
+        ),
+        // A 1.0 token needs an issuer and an audience.
+        (
+            &[
+                "token",
+                "--jwt-key",
+                KEY,
+                "--hub",
+                &closed,
+                "--publish",
+                "*",
+            ],
+            "--issuer ID is required",
+        ),
+        (
+            &[
+                "token",
+                "--jwt-key",
+                KEY,
+                "--issuer",
+                ISSUER,
+                "--publish",
+                "*",
+            ],
+            "--audience URI is required",
+        ),
+        (
+            &[
+                "token",
+                "--jwt-key",
+                KEY,
+                "--issuer",
+                ISSUER,
+                "--hub",
+                "nowhere",
+                "--publish",
+                "*",
+            ],
+            "invalid --hub URL",
+        ),
+        (
+            &[
+                "token",
+                "--jwt-key",
+                KEY,
+                "--issuer",
+                ISSUER,
+                "--hub",
+                &closed,
+                "--subscribe",
+                "*",
+                "--payload",
+                "[1]",
+            ],
+            "--payload must be a JSON object",
+        ),
+        (
+            &[
+                "token",
+                "--jwt-key",
+                KEY,
+                "--issuer",
+                ISSUER,
+                "--hub",
+                &closed,
+                "--publish",
+                "*",
+                "--payload",
+                "{}",
+            ],
+            "--payload goes with a subscribe grant",
+        ),
+        (
+            &[
+                "token",
+                "--jwt-key",
+                KEY,
+                "--legacy",
+                "--publish-urlpattern",
+                "/books/:id",
+            ],
+            "--legacy",
+        ),
+        (
+            &[
+                "publish",
+                "--hub",
+                &closed,
+                "--topic",
+                "t",
+                "--jwt-key",
+                KEY,
+                "d",
+            ],
+            "--issuer ID is required",
+        ),
+        (
+            &[
+                "subscribe",
+                &closed,
+                "--token-command",
+                "echo nope >&2; exit 3",
+            ],
+            "--token-command failed: exited with status 3: nope",
+        ),
+        (
+            &["subscribe", &closed, "--token-command", "true"],
+            "--token-command failed: it printed nothing",
         ),
     ];
     for (args, want) in cases {
@@ -741,6 +1095,7 @@ fn help_lists_every_flag_of_the_three_commands() {
                 "--count",
                 "--timeout",
                 "--no-reconnect",
+                "--token-command",
                 "SSEHUB_HUB",
                 "SSEHUB_TOKEN",
             ][..],
@@ -756,10 +1111,14 @@ fn help_lists_every_flag_of_the_three_commands() {
                 "--private",
                 "--token",
                 "--jwt-key",
+                "--issuer",
+                "--audience",
+                "--legacy",
                 "[DATA]",
                 "SSEHUB_HUB",
                 "SSEHUB_TOKEN",
                 "SSEHUB_JWT_KEY",
+                "SSEHUB_ISSUER",
             ],
         ),
         (
@@ -769,8 +1128,20 @@ fn help_lists_every_flag_of_the_three_commands() {
                 "--jwt-algorithm",
                 "--publish",
                 "--subscribe",
+                "--publish-urlpattern",
+                "--subscribe-urlpattern",
+                "--issuer",
+                "--audience",
+                "--hub",
+                "--payload",
+                "--sub",
+                "--client-id",
+                "--kid",
+                "--legacy",
                 "--ttl",
                 "SSEHUB_JWT_KEY",
+                "SSEHUB_ISSUER",
+                "EdDSA",
             ],
         ),
     ] {
@@ -783,6 +1154,64 @@ fn help_lists_every_flag_of_the_three_commands() {
                 out.stdout
             );
         }
+    }
+}
+
+#[test]
+fn subscribe_token_command_reconnects_with_a_fresh_token_after_the_hub_closes_at_exp() {
+    let hub = Hub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let minted = dir.path().join("tokens");
+    // Each run mints a subscriber token valid for 2 s, and notes it.
+    let command = format!(
+        "'{BIN}' token --jwt-key '{KEY}' --issuer '{ISSUER}' --hub '{}' --subscribe '*' --ttl 2s \
+         | tee -a '{}'",
+        hub.base,
+        minted.display()
+    );
+    let started = Instant::now();
+    let mut sub = hub.subscriber(&[
+        "subscribe",
+        &hub.base,
+        "--topic",
+        "live",
+        "--token-command",
+        &command,
+        "--json",
+        "--count",
+        "2",
+        "--timeout",
+        "14s",
+    ]);
+    // Private updates reach only a subscriber whose token allows them.
+    let before = hub.publish(&["--topic", "live", "--private", "--id", "before", "one"]);
+    // The hub ends the stream at the token's `exp`; the client reconnects with a fresh token.
+    let ended = sub.wait_line("reconnecting in");
+    assert!(ended.contains("the stream ended"), "{ended}");
+    sub.wait_nth_line("ssehub: connected to", 2);
+    let reconnected = started.elapsed();
+    assert!(reconnected < Duration::from_secs(10), "{reconnected:?}");
+    let after = hub.publish(&["--topic", "live", "--private", "--id", "after", "two"]);
+    let out = sub.finish();
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert_eq!(
+        json_lines(&out.stdout),
+        [
+            json!({"type": "message", "data": "one", "id": before}),
+            json!({"type": "message", "data": "two", "id": after}),
+        ]
+    );
+    // Two connections, two different tokens, each from the command and each short-lived.
+    let tokens: Vec<String> = std::fs::read_to_string(&minted)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(tokens.len() >= 2, "{tokens:?}");
+    assert_ne!(tokens[0], tokens[1]);
+    for token in &tokens {
+        let c = claims(token);
+        assert_eq!(c["exp"].as_u64().unwrap(), c["iat"].as_u64().unwrap() + 2);
     }
 }
 

@@ -202,13 +202,26 @@ fn a_hub_runs_with_the_files_key() {
     let file = write(
         &dir,
         "hub.toml",
-        &format!("jwt-key = \"{key}\"\nmemory = true\n"),
+        &format!("issuer = \"https://app.example\"\njwt-key = \"{key}\"\nmemory = true\n"),
     );
-    let served = Served::start(&["--config", &file], &[]);
+    let served = Served::start_modern(&["--config", &file], &[]);
     let hub = served.hub_url();
     let publish = |k: &str| {
-        let token = run(&["token", "--publish", "*", "--jwt-key", k], &[]);
-        assert!(token.status.success());
+        let token = run(
+            &[
+                "token",
+                "--publish",
+                "*",
+                "--jwt-key",
+                k,
+                "--issuer",
+                "https://app.example",
+                "--hub",
+                &hub,
+            ],
+            &[],
+        );
+        assert!(token.status.success(), "{token:?}");
         let token = String::from_utf8(token.stdout).unwrap();
         run(
             &[
@@ -239,6 +252,121 @@ fn a_hub_runs_with_the_files_key() {
 }
 
 #[test]
+fn issuer_tables_are_checked_printed_redacted_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "issuers.toml",
+        r#"
+memory = true
+
+[[issuer]]
+id = "https://a.example"
+jwt-key = "issuer-a-secret-0123456789abcdef"
+
+[[issuer]]
+id = "https://auth.example/realms/b"
+publisher_jwt_key = "issuer-b-publisher-secret-0123456789"
+subscriber-jwt-key = "issuer-b-subscriber-secret-0123456789"
+jwt-algorithm = "HS512"
+jwks-uri = "https://auth.example/realms/b/certs"
+algorithms = ["HS512", "ES256"]
+authorization-server = true
+"#,
+    );
+    let out = run(&["serve", "--config", &file, "--print-config"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(!printed.contains("secret"), "{printed}");
+    assert!(printed.contains("# issuer is not set\n"), "{printed}");
+    let tables = &printed[printed.find("[[issuer]]").expect("no issuer table")..];
+    assert_eq!(
+        tables,
+        "[[issuer]]  # file\n\
+         id = \"https://a.example\"\n\
+         jwt-key = \"<redacted>\"\n\
+         \n\
+         [[issuer]]  # file\n\
+         id = \"https://auth.example/realms/b\"\n\
+         publisher-jwt-key = \"<redacted>\"\n\
+         subscriber-jwt-key = \"<redacted>\"\n\
+         jwt-algorithm = \"HS512\"\n\
+         jwks-uri = \"https://auth.example/realms/b/certs\"\n\
+         algorithms = [\"HS512\", \"ES256\"]\n\
+         authorization-server = true\n"
+    );
+    // What is printed reads back as the same configuration.
+    let again = write(&dir, "printed.toml", &printed);
+    let out = run(&["serve", "--config", &again, "--print-config"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reprinted = String::from_utf8(out.stdout).unwrap();
+    let strip = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split("  # ").next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(strip(&printed), strip(&reprinted));
+
+    // --issuer (a string) is a flag's key like any other.
+    let flag = write(
+        &dir,
+        "flag.toml",
+        "issuer = \"https://c.example\"\njwt-key = \"k-0123456789abcdef\"\n",
+    );
+    let out = run(&["serve", "--config", &flag, "--print-config"], &[]);
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        line(&printed, "issuer"),
+        "issuer = \"https://c.example\"  # file"
+    );
+    assert!(!printed.contains("[[issuer]]"), "{printed}");
+}
+
+#[test]
+fn bad_issuer_tables_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[[issuer]]\nid = \"a\"\njwt-key = \"k\"\nkey = \"x\"\n",
+            "[[issuer]] number 1: unknown key `key` (an issuer's keys are id, jwt-key,",
+        ),
+        (
+            "[[issuer]]\nid = \"a\"\njwt-key = \"k\"\n[[issuer]]\njwt-key = \"k\"\n",
+            "[[issuer]] number 2: no `id`",
+        ),
+        (
+            "[[issuer]]\nid = \"a\"\nalgorithms = \"HS256\"\n",
+            "`algorithms` must be a list of algorithm names",
+        ),
+        (
+            "[[issuer]]\nid = 7\n",
+            "`id` must be a string, not a integer",
+        ),
+        (
+            "[[issuer]]\nid = \"a\"\nauthorization-server = \"yes\"\n",
+            "`authorization-server` must be true or false",
+        ),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let file = write(&dir, &format!("bad-issuer{i}.toml"), text);
+        let out = run(&["serve", "--config", &file, "--print-config"], &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text:?}: {stderr}");
+        assert!(stderr.contains(want), "{text:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    }
+}
+
+#[test]
 fn log_format_json_from_the_file_gives_one_object_per_line() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
@@ -253,6 +381,7 @@ fn log_format_json_from_the_file_gives_one_object_per_line() {
     let mut child = Command::new(BIN)
         .args(["serve", "--config", &file, "--addr", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
+        .env("SSEHUB_ISSUER", "https://app.example")
         .env("SSEHUB_JWT_KEY", "log-test-key-0123456789abcdefghij")
         .stderr(std::process::Stdio::piped())
         .spawn()

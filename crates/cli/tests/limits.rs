@@ -14,12 +14,13 @@ use common::{BIN, Served};
 
 const KEY: &str = "limits-test-secret-limits-test-secret";
 
-/// A publisher token for the test key, from `ssehub token`; `tag` makes each one distinct (the
-/// publish rate is per token).
+/// A 0.x publisher token for the test key, from `ssehub token --legacy` (the hubs here run
+/// with `--legacy-protocol`); `tag` makes each one distinct (the publish rate is per token).
 fn publisher(tag: &str) -> String {
     let out = Command::new(BIN)
         .args([
             "token",
+            "--legacy",
             "--jwt-key",
             KEY,
             "--publish",
@@ -139,7 +140,7 @@ fn every_limit_flag_is_enforced_with_its_status_and_reason() {
     let (_, b) = send(&addr, &post(&publisher("t1"), "topic=a&topic=b&topic=c"));
     assert_eq!(
         (b.status, b.body.as_str()),
-        (400, "too many topics in one update (at most 2)\n")
+        (413, "too many topics in one update (at most 2)\n")
     );
 
     // Publish rate per token (burst 2): the third is refused with Retry-After; another token

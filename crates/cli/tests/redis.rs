@@ -52,9 +52,11 @@ async fn publish(client: &reqwest::Client, url: &str, data: &str) -> Result<Stri
     }
 }
 
-/// A stream id's position, to check the order.
+/// A stream id's position, to check the order (hub ids are fragments: `#{ms}-{seq}`).
 fn sid(id: &str) -> (u64, u64) {
     let (ms, seq) = id
+        .strip_prefix('#')
+        .unwrap_or_else(|| panic!("not a fragment id: {id}"))
         .split_once('-')
         .unwrap_or_else(|| panic!("not a stream id: {id}"));
     (ms.parse().unwrap(), seq.parse().unwrap())
@@ -475,7 +477,14 @@ async fn a_redis_restart_gives_503s_loses_nothing_acknowledged_and_delivery_resu
 #[test]
 fn an_unreachable_redis_stops_serve_at_start_with_the_reason() {
     let mut child = Command::new(common::BIN)
-        .args(["serve", "--addr", "127.0.0.1:0", "--jwt-key", KEY])
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--legacy-protocol",
+            "--jwt-key",
+            KEY,
+        ])
         .args(["--redis", "redis://127.0.0.1:1"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -10,11 +10,64 @@ use common::{BIN, Served, after, hello_round_trip, retry_of, token_in_publish_li
 
 #[tokio::test]
 async fn generated_key_curl_line_works_and_sigterm_exits_zero() {
-    let served = Served::start(&["--memory", "--drain-timeout", "1s"], &[]);
+    let served = Served::start_modern(&["--memory", "--drain-timeout", "1s"], &[]);
     let listening = served.wait_line("hub at http://");
     let hub_url = after(&listening, "hub at ").to_owned();
+    // The development issuer's lines, in order: what the tokens are, then the commands.
+    let issuer = served.wait_line("  issuer:    ");
+    assert_eq!(after(&issuer, "issuer:"), "urn:ssehub:dev");
+    let key = after(&served.wait_line("  key:       "), "key:").to_owned();
+    let audience = served.wait_line("  audience:  ");
+    assert_eq!(after(&audience, "audience:"), hub_url);
+    let authority = hub_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/.well-known/mercure");
+    assert!(
+        audience.contains(&format!("clients that reach the hub as {authority}")),
+        "{audience}"
+    );
+    let validity = served.wait_line("  tokens:    ");
+    assert!(validity.contains("valid for 24h (until "), "{validity}");
+    let subscribe_line = served.wait_line("subscribe: curl -N -H 'Authorization: Bearer ");
+    assert!(
+        subscribe_line.ends_with(&format!(" '{hub_url}?topic=demo'")),
+        "{subscribe_line}"
+    );
+    let subscriber = token_in_publish_line(&subscribe_line);
     let publish_line = served.wait_line("publish:   curl");
     let token = token_in_publish_line(&publish_line);
+    let more = served.wait_line("  new token: ssehub token ");
+    assert!(
+        more.contains(&format!(
+            "--issuer urn:ssehub:dev --jwt-key {key} --audience {hub_url}"
+        )),
+        "{more}"
+    );
+    // Both are 1.0 access tokens of the development issuer for this hub, valid for a day.
+    for (token, action) in [(&token, "publish"), (&subscriber, "subscribe")] {
+        let header = jsonwebtoken::decode_header(token).unwrap();
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.set_audience(&[&hub_url]);
+        validation.set_issuer(&["urn:ssehub:dev"]);
+        let claims = jsonwebtoken::decode::<serde_json::Value>(
+            token,
+            &jsonwebtoken::DecodingKey::from_secret(key.as_bytes()),
+            &validation,
+        )
+        .unwrap()
+        .claims;
+        let ttl = claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap();
+        assert_eq!(ttl, 24 * 3600);
+        assert_eq!(
+            claims["authorization_details"][0]["actions"],
+            serde_json::json!([action])
+        );
+        assert_eq!(
+            claims["authorization_details"][0]["topics"],
+            serde_json::json!([{"match": "*"}])
+        );
+    }
 
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -44,7 +97,8 @@ async fn generated_key_curl_line_works_and_sigterm_exits_zero() {
         slots >= soft.min(65_536),
         "FDSize {slots}, open-file limit {soft}"
     );
-    // The console is on by default; its counts need a subscriber token (the demo one has `*`).
+    // The console is on by default; its counts need a subscriber token (the logged one has
+    // `*`).
     let origin = hub_url.trim_end_matches("/.well-known/mercure");
     let page = client.get(format!("{origin}/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
@@ -53,7 +107,7 @@ async fn generated_key_curl_line_works_and_sigterm_exits_zero() {
     assert_eq!(res.status(), 401);
     let res = client
         .get(&presence)
-        .bearer_auth(&token)
+        .bearer_auth(&subscriber)
         .send()
         .await
         .unwrap();
@@ -74,6 +128,43 @@ async fn generated_key_curl_line_works_and_sigterm_exits_zero() {
     let retry = retry_of(std::str::from_utf8(&last).unwrap());
     assert!((3000..6000).contains(&retry), "{retry}");
     assert_eq!(sub.chunk().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn with_legacy_protocol_the_generated_key_logs_a_0x_token_as_before() {
+    let served = Served::start(&["--memory"], &[]);
+    let hub_url = served.hub_url();
+    let key = after(&served.wait_line("  key:       "), "key:").to_owned();
+    let subscribe_line = served.wait_line("subscribe: curl");
+    assert!(
+        subscribe_line.ends_with(&format!("subscribe: curl -N '{hub_url}?topic=demo'")),
+        "{subscribe_line}"
+    );
+    let token = token_in_publish_line(&served.wait_line("publish:   curl"));
+    // A 0.x token: the `mercure` claim with every right, no type, issuer, audience or expiry.
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("JWT"));
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.required_spec_claims.clear();
+    let claims = jsonwebtoken::decode::<serde_json::Value>(
+        &token,
+        &jsonwebtoken::DecodingKey::from_secret(key.as_bytes()),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(
+        claims["mercure"],
+        serde_json::json!({"publish": ["*"], "subscribe": ["*"]})
+    );
+    for claim in ["exp", "iss", "aud"] {
+        assert!(claims.get(claim).is_none(), "{claims}");
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let _sub = hello_round_trip(&client, &hub_url, &token).await;
 }
 
 #[tokio::test]
@@ -126,6 +217,22 @@ fn help_lists_every_flag() {
         "--publisher-jwt-key",
         "--subscriber-jwt-key",
         "--jwt-algorithm",
+        "EdDSA",
+        "--legacy-protocol",
+        "SSEHUB_LEGACY_PROTOCOL",
+        "weakens token validation",
+        "mercureAuthorization",
+        "--issuer",
+        "SSEHUB_ISSUER",
+        "--jwks-uri",
+        "SSEHUB_JWKS_URI",
+        "--resource-identifier",
+        "SSEHUB_RESOURCE_IDENTIFIER",
+        "--cookie-name",
+        "SSEHUB_COOKIE_NAME",
+        "[default: __Secure-mercure_access_token]",
+        "--max-connection-lifetime",
+        "SSEHUB_MAX_CONNECTION_LIFETIME",
         "--cors-origin",
         "--heartbeat",
         "--history-size",

@@ -56,7 +56,9 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
 #[tokio::test]
 async fn serves_https_with_http2_and_exits_cleanly() {
     let cert = Cert::new();
-    let served = Served::start(
+    // A 1.0 hub: the generated token's audience is the hub's https URL, which is also what
+    // the hub derives from each request it serves over TLS.
+    let served = Served::start_modern(
         &[
             "--memory",
             "--drain-timeout",
@@ -70,6 +72,8 @@ async fn serves_https_with_http2_and_exits_cleanly() {
     );
     let listening = served.wait_line("hub at https://");
     let hub_url = after(&listening, "hub at ").to_owned();
+    let audience = served.wait_line("  audience:  ");
+    assert_eq!(after(&audience, "audience:"), hub_url);
     let publish_line = served.wait_line("publish:   curl");
     assert!(
         publish_line.contains(&format!(" {hub_url}")),

@@ -1,35 +1,46 @@
 //! Tokens never appear in the hub's logs: the real `ssehub serve` binary, logging at `trace`,
 //! is sent good and bad tokens in every place a token can travel (header, query parameter,
-//! cookie) for publish and subscribe, and `/metrics` is scraped with right and wrong bearer
+//! cookies) for publish and subscribe, and `/metrics` is scraped with right and wrong bearer
 //! tokens; afterwards its whole stderr must not contain any token, any signature, the metrics
-//! token, or the key.
+//! token, or the key. Once with `--legacy-protocol` and 0.x tokens, once as a Mercure 1.0 hub
+//! with 1.0 tokens (and 0.x ones, which it refuses).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ssehub_auth::{Algorithm, KeyConfig, encode_token};
+use ssehub_auth::{Algorithm, KeyConfig, Matcher, TokenSpec, encode_token};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ssehub");
 const KEY: &str = "log-test-secret-log-test-secret-0123456789";
+const ISSUER: &str = "https://app.log-test.example";
 const METRICS_TOKEN: &str = "metrics-log-test-token-0123456789";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_keys_never_reach_the_logs_even_at_trace() {
+    no_secret_in_the_logs(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_keys_never_reach_the_logs_of_a_1_0_hub_even_at_trace() {
+    no_secret_in_the_logs(false).await;
+}
+
+async fn no_secret_in_the_logs(legacy: bool) {
+    let mode: &[&str] = if legacy {
+        &["--legacy-protocol"]
+    } else {
+        &["--issuer", ISSUER]
+    };
     let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--memory",
-            "--addr",
-            "127.0.0.1:0",
-            "--jwt-key",
-            KEY,
-            "--metrics-token",
-            METRICS_TOKEN,
-        ])
+        .args(["serve", "--memory", "--addr", "127.0.0.1:0"])
+        .args(mode)
+        .args(["--jwt-key", KEY, "--metrics-token", METRICS_TOKEN])
         .env("RUST_LOG", "trace")
         .env_remove("SSEHUB_JWT_KEY")
+        .env_remove("SSEHUB_ISSUER")
+        .env_remove("SSEHUB_LEGACY_PROTOCOL")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -58,28 +69,57 @@ async fn tokens_and_keys_never_reach_the_logs_even_at_trace() {
     };
 
     let key = KeyConfig::new(Algorithm::HS256, KEY);
-    let good = encode_token(&key, Some(&["*"]), Some(&["*"]), None).unwrap();
+    let other_key = KeyConfig::new(Algorithm::HS256, "another-secret-another-secret");
+    let legacy_good = encode_token(&key, Some(&["*"]), Some(&["*"]), None).unwrap();
+    let modern = |key: &KeyConfig| {
+        TokenSpec::new(ISSUER, &hub)
+            .publish([Matcher::any()])
+            .subscribe([Matcher::any()], None)
+            .sign(key)
+            .unwrap()
+    };
+    let good = if legacy {
+        legacy_good.clone()
+    } else {
+        modern(&key)
+    };
     let expired = {
-        let claims = serde_json::json!({
-            "exp": jsonwebtoken::get_current_timestamp() - 3600,
-            "mercure": {"publish": ["*"], "subscribe": ["*"]},
-        });
+        let now = jsonwebtoken::get_current_timestamp();
+        let mut header = jsonwebtoken::Header::default();
+        let claims = if legacy {
+            serde_json::json!({
+                "exp": now - 3600,
+                "mercure": {"publish": ["*"], "subscribe": ["*"]},
+            })
+        } else {
+            header.typ = Some("at+jwt".into());
+            serde_json::json!({
+                "iss": ISSUER,
+                "aud": hub,
+                "iat": now - 7200,
+                "exp": now - 3600,
+                "authorization_details": [{
+                    "type": "https://mercure.rocks/authorization-detail",
+                    "actions": ["publish", "subscribe"],
+                    "topics": [{"match": "*"}],
+                }],
+            })
+        };
         jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
+            &header,
             &claims,
             &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
         )
         .unwrap()
     };
-    let wrong_key = encode_token(
-        &KeyConfig::new(Algorithm::HS256, "another-secret-another-secret"),
-        Some(&["*"]),
-        Some(&["*"]),
-        None,
-    )
-    .unwrap();
+    let wrong_key = if legacy {
+        encode_token(&other_key, Some(&["*"]), Some(&["*"]), None).unwrap()
+    } else {
+        modern(&other_key)
+    };
     let garbage = "garbageTokenText0123456789.notBase64Either.xyzzyPlugh".to_owned();
-    let tokens = [&good, &expired, &wrong_key, &garbage];
+    // A 1.0 hub refuses a 0.x token: that refusal must not leak it either.
+    let tokens = [&good, &expired, &wrong_key, &garbage, &legacy_good];
 
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -98,6 +138,11 @@ async fn tokens_and_keys_never_reach_the_logs_even_at_trace() {
                 .header("Cookie", format!("mercureAuthorization={token}"))
                 .header("Origin", "https://app.example")
                 .form(&form),
+            client
+                .post(&hub)
+                .header("Cookie", format!("__Secure-mercure_access_token={token}"))
+                .header("Origin", "https://app.example")
+                .form(&form),
             // A token in a bad place: the Authorization header without the Bearer scheme.
             client
                 .post(&hub)
@@ -114,6 +159,10 @@ async fn tokens_and_keys_never_reach_the_logs_even_at_trace() {
                 .get(&hub)
                 .query(&[("topic", "demo")])
                 .header("Cookie", format!("mercureAuthorization={token}")),
+            client
+                .get(&hub)
+                .query(&[("topic", "demo")])
+                .header("Cookie", format!("__Secure-mercure_access_token={token}")),
         ];
         for request in requests {
             let res = request.send().await.unwrap();

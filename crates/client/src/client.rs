@@ -1,9 +1,12 @@
 //! The client and its builder.
 
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, CACHE_CONTROL, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::ClientError;
 use crate::policy::ReconnectPolicy;
@@ -26,6 +29,32 @@ pub(crate) struct Shared {
     pub(crate) read_timeout: Option<Duration>,
     pub(crate) reconnect: Option<ReconnectPolicy>,
     pub(crate) max_pending_bytes: Option<usize>,
+    /// Asked for a fresh access token before each connection attempt.
+    pub(crate) token_provider: Option<TokenProvider>,
+}
+
+/// What a token provider's future resolves to: the access token, or why there is none.
+type TokenResult = Result<String, BoxError>;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+type TokenFuture = Pin<Box<dyn Future<Output = TokenResult> + Send>>;
+
+/// A callback that yields an access token, called before each connection attempt (see
+/// [`ClientBuilder::token_provider`]).
+#[derive(Clone)]
+pub(crate) struct TokenProvider(Arc<dyn Fn() -> TokenFuture + Send + Sync>);
+
+impl TokenProvider {
+    pub(crate) fn call(&self) -> TokenFuture {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for TokenProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenProvider")
+    }
 }
 
 impl Client {
@@ -40,6 +69,8 @@ impl Client {
             read_timeout: None,
             reconnect: Some(ReconnectPolicy::default()),
             max_pending_bytes: None,
+            bearer: None,
+            token_provider: None,
             http: None,
             http_version: HttpVersion::Negotiate,
             root_certificates: Vec::new(),
@@ -78,9 +109,21 @@ pub struct ClientBuilder {
     read_timeout: Option<Duration>,
     reconnect: Option<ReconnectPolicy>,
     max_pending_bytes: Option<usize>,
+    /// A fixed token, checked by `build`.
+    bearer: Option<Redacted>,
+    token_provider: Option<TokenProvider>,
     http: Option<reqwest::Client>,
     http_version: HttpVersion,
     root_certificates: Vec<reqwest::Certificate>,
+}
+
+/// A token held by the builder, never printed by `Debug`.
+struct Redacted(String);
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl ClientBuilder {
@@ -104,6 +147,64 @@ impl ClientBuilder {
             .map_err(|_| invalid("value holds a control character".to_owned()))?;
         self.headers.append(header_name, header_value);
         Ok(self)
+    }
+
+    /// Presents `token` on every connection as `Authorization: Bearer TOKEN` (RFC 6750; the
+    /// only way Mercure 1.0 hubs take a token from a non-browser client). It replaces an
+    /// `Authorization` header given to [`header`](Self::header), and is replaced by a
+    /// [`token_provider`](Self::token_provider). Checked by [`build`](Self::build).
+    ///
+    /// A fixed token stops working when it expires, and a Mercure hub ends the stream then; to
+    /// stay subscribed past that, use a provider.
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.bearer = Some(Redacted(token.into()));
+        self.token_provider = None;
+        self
+    }
+
+    /// Asks `provider` for an access token before each connection attempt, the first one and
+    /// every reconnection, and presents it as `Authorization: Bearer TOKEN`. This is how a
+    /// subscriber outlives its tokens: a Mercure 1.0 hub ends the stream at the token's `exp`,
+    /// the client reconnects (resuming with `Last-Event-ID`), and the provider hands it a
+    /// fresh token. It replaces [`bearer_token`](Self::bearer_token) and any `Authorization`
+    /// header given to [`header`](Self::header).
+    ///
+    /// A provider error, an empty token or one that cannot be a header value fails that attempt
+    /// with [`ClientError::Token`], which the reconnect policy retries like a network error
+    /// (with backoff; without reconnection the stream ends with it). The attempt waits for the
+    /// provider without a time limit: bound it inside the provider when it does I/O.
+    ///
+    /// ```no_run
+    /// # fn fetch_token() -> Result<String, std::io::Error> { Ok(String::new()) }
+    /// let client = ssehub_client::Client::builder("https://hub.example/.well-known/mercure?topic=a")
+    ///     .token_provider(|| async { fetch_token() })
+    ///     .build()?;
+    /// # Ok::<(), ssehub_client::ClientError>(())
+    /// ```
+    pub fn token_provider<F, Fut, E>(mut self, provider: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let provider = move || -> TokenFuture {
+            let future = provider();
+            Box::pin(async move { future.await.map_err(Into::into) })
+        };
+        self.token_provider = Some(TokenProvider(Arc::new(provider)));
+        self.bearer = None;
+        self
+    }
+
+    /// [`token_provider`](Self::token_provider) with a synchronous callback (for example one
+    /// that reads a token another task keeps fresh). It runs on the runtime's thread, so it
+    /// must not block.
+    pub fn token_provider_sync<F, E>(self, provider: F) -> Self
+    where
+        F: Fn() -> Result<String, E> + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.token_provider(move || std::future::ready(provider().map_err(Into::<BoxError>::into)))
     }
 
     /// The last event ID to resume from, sent as `Last-Event-ID` on the first connection
@@ -212,6 +313,9 @@ impl ClientBuilder {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         // Extending from another map replaces the defaults for each name it holds.
         headers.extend(self.headers);
+        if let Some(Redacted(token)) = &self.bearer {
+            headers.insert(AUTHORIZATION, bearer_value(token)?);
+        }
 
         let http = match self.http {
             Some(http) => http,
@@ -242,7 +346,26 @@ impl ClientBuilder {
                 read_timeout: self.read_timeout,
                 reconnect: self.reconnect,
                 max_pending_bytes: self.max_pending_bytes,
+                token_provider: self.token_provider,
             }),
         })
     }
+}
+
+/// `Bearer TOKEN` as a header value marked sensitive (kept out of HTTP/2 header tables and
+/// debug output). The error never quotes the token.
+pub(crate) fn bearer_value(token: &str) -> Result<HeaderValue, ClientError> {
+    if token.is_empty() {
+        return Err(ClientError::Token("the token is empty".to_owned()));
+    }
+    // RFC 6750 b64token: no whitespace or control characters inside.
+    if token.bytes().any(|b| !b.is_ascii_graphic()) {
+        return Err(ClientError::Token(
+            "the token holds whitespace, control or non-ASCII characters".to_owned(),
+        ));
+    }
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| ClientError::Token("the token cannot be a header value".to_owned()))?;
+    value.set_sensitive(true);
+    Ok(value)
 }

@@ -84,6 +84,12 @@ pub enum ClientError {
         /// The configured limit.
         limit: usize,
     },
+    /// No usable access token: the token provider failed, or the token (fixed or provided) is
+    /// empty or cannot be sent in an `Authorization: Bearer` header. The text never includes
+    /// the token. From a provider, retried like a network error (see
+    /// [`ClientBuilder::token_provider`](crate::ClientBuilder::token_provider)).
+    #[error("no access token: {0}")]
+    Token(String),
     /// The reconnect policy's `max_attempts` consecutive attempts all failed.
     #[error("gave up after {attempts} failed reconnection attempts: {last}")]
     GaveUp {

@@ -9,7 +9,7 @@
 //!
 //! # async fn run() -> Result<(), ssehub_client::ClientError> {
 //! let client = Client::builder("http://127.0.0.1:3000/.well-known/mercure?topic=a")
-//!     .header("Authorization", "Bearer eyJ...")?
+//!     .bearer_token("eyJ...") // or .token_provider(..) for a fresh one on each connect
 //!     .last_event_id("42")
 //!     .connect_timeout(Duration::from_secs(5))
 //!     .read_timeout(Duration::from_secs(60))
@@ -41,6 +41,11 @@
 //!
 //! - Every request sends `Accept: text/event-stream` and `Cache-Control: no-cache`, plus
 //!   `Last-Event-ID` when the last event ID is not empty (an empty id sends no header).
+//! - An access token, when given, travels only as `Authorization: Bearer TOKEN` (RFC 6750),
+//!   never in the URL: a fixed one ([`ClientBuilder::bearer_token`]), or a fresh one asked of
+//!   [`ClientBuilder::token_provider`] before every connection attempt, so a subscriber
+//!   outlives its tokens (a Mercure 1.0 hub ends a stream at its token's `exp`; the client
+//!   reconnects with a new token and resumes from the last event ID).
 //! - A response opens the stream only with status 200 and a `Content-Type` whose media type
 //!   is `text/event-stream` (any case, any parameters). `204 No Content` ends the stream
 //!   cleanly with [`ClientEvent::Closed`]; any other status, or another content type, ends it

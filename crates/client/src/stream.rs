@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_core::Stream;
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use ssehub_codec::{Frame, MessageEvent, Parser};
 
 use crate::client::Shared;
@@ -275,10 +275,18 @@ impl Driver {
 
     async fn connect(&mut self) -> Result<reqwest::Response, Refused> {
         let shared = &*self.shared;
-        let mut request = shared
-            .http
-            .get(shared.url.clone())
-            .headers(shared.headers.clone());
+        let mut headers = shared.headers.clone();
+        if let Some(provider) = &shared.token_provider {
+            let token = provider.call().await.map_err(|error| {
+                Refused::Transient(ClientError::Token(format!(
+                    "the token provider failed: {}",
+                    crate::error::error_chain(&*error)
+                )))
+            })?;
+            let value = crate::client::bearer_value(token.trim()).map_err(Refused::Transient)?;
+            headers.insert(AUTHORIZATION, value);
+        }
+        let mut request = shared.http.get(shared.url.clone()).headers(headers);
         let id = self.parser.last_event_id();
         if !id.is_empty() {
             // An id the server sent can hold characters a header cannot (other control

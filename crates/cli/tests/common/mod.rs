@@ -24,8 +24,18 @@ impl Drop for Served {
 }
 
 impl Served {
-    /// `ssehub serve --addr 127.0.0.1:0 ARGS...` with `ENV` set, logging at info.
+    /// `ssehub serve --addr 127.0.0.1:0 --legacy-protocol ARGS...` with `ENV` set, logging at
+    /// info: a hub that also speaks the 0.x protocol, for the tests written with 0.x tokens
+    /// ([`all_rights_token`]).
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Served {
+        let mut all = vec!["--legacy-protocol"];
+        all.extend_from_slice(args);
+        Served::start_modern(&all, env)
+    }
+
+    /// `ssehub serve --addr 127.0.0.1:0 ARGS...` with `ENV` set, logging at info: a Mercure 1.0
+    /// hub (unless ARGS turn the legacy protocol on).
+    pub fn start_modern(args: &[&str], env: &[(&str, &str)]) -> Served {
         let mut child = Command::new(BIN)
             .arg("serve")
             .args(["--addr", "127.0.0.1:0"])
@@ -112,7 +122,8 @@ pub fn after<'a>(line: &'a str, marker: &str) -> &'a str {
     line[start..].split_whitespace().next().unwrap()
 }
 
-/// An HS256 token for `key` that may publish and subscribe to everything.
+/// A 0.x HS256 token for `key` that may publish and subscribe to everything (for a hub started
+/// with `--legacy-protocol`).
 pub fn all_rights_token(key: &str) -> String {
     let key = ssehub_auth::KeyConfig {
         algorithm: ssehub_auth::Algorithm::HS256,
@@ -121,8 +132,19 @@ pub fn all_rights_token(key: &str) -> String {
     ssehub_auth::encode_token(&key, Some(&["*"]), Some(&["*"]), None).unwrap()
 }
 
-/// The token in the `publish:   curl ... Authorization: Bearer T'` line the hub logs when it
-/// generated its key.
+/// A Mercure 1.0 HS256 token from `issuer`, signed with `key`, for the hub whose resource
+/// identifier is `audience`, that may publish and subscribe to everything.
+pub fn modern_all_rights_token(key: &str, issuer: &str, audience: &str) -> String {
+    let key = ssehub_auth::KeyConfig::new(ssehub_auth::Algorithm::HS256, key);
+    ssehub_auth::TokenSpec::new(issuer, audience)
+        .publish([ssehub_auth::Matcher::any()])
+        .subscribe([ssehub_auth::Matcher::any()], None)
+        .sign(&key)
+        .unwrap()
+}
+
+/// The token in a `publish:   curl ... Authorization: Bearer T'` (or `subscribe:`) line the hub
+/// logs when it generated its key.
 pub fn token_in_publish_line(line: &str) -> String {
     after(line, "Authorization: Bearer ")
         .trim_end_matches('\'')
