@@ -72,7 +72,12 @@ impl MercureServer {
     /// [`MercureConfig::metrics`] is off), with CORS when origins are configured. Merge it into your own `Router` to serve both from one app.
     pub fn router(&self) -> Router {
         let mut router = Router::new()
-            .route(MERCURE_PATH, get(mercure::subscribe).post(mercure::publish))
+            .route(
+                MERCURE_PATH,
+                get(mercure::subscribe)
+                    .post(mercure::publish)
+                    .fallback(mercure::other_method),
+            )
             .route(mercure::resource::METADATA_PATH, get(mercure::metadata))
             .route("/healthz", get(healthz));
         if self.state.config.subscriptions {
@@ -270,7 +275,12 @@ pub(crate) fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
         return None;
     }
     let layer = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::OPTIONS,
+            Method::from_bytes(b"QUERY").expect("a valid method token"),
+        ])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,

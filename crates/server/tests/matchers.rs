@@ -164,3 +164,61 @@ async fn last_event_id_parameter_and_header() {
     .await;
     assert_eq!(header.event().await.data, "three");
 }
+
+#[tokio::test]
+async fn query_method_merges_its_form_body_with_the_query_string() {
+    let hub = start().await;
+    let first = publish(&hub, "urn:body", "one").await;
+    let query = reqwest::Method::from_bytes(b"QUERY").unwrap();
+    // Matchers from both; the query's last_event_id wins over the body's.
+    let mut events = Events::open(
+        client()
+            .request(query.clone(), hub.url("/.well-known/mercure?match=urn:url"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "match=urn%3Abody&last_event_id=earliest&match_urlpattern=https%3A%2F%2Fx.example%2F%3Aid"
+            ))
+            .query(&[("last_event_id", first.as_str())]),
+    )
+    .await;
+    publish(&hub, "urn:body", "two").await;
+    publish(&hub, "urn:url", "three").await;
+    publish(&hub, "https://x.example/4", "four").await;
+    for want in ["two", "three", "four"] {
+        assert_eq!(events.event().await.data, want);
+    }
+
+    let res = client()
+        .request(query.clone(), hub.hub_url())
+        .header("Content-Type", "text/plain")
+        .body("match=a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415);
+    let res = client()
+        .request(query.clone(), hub.hub_url())
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("match={}", "a".repeat(20 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    let res = client()
+        .request(query, hub.hub_url())
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("match_bogus=a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let res = client().put(hub.hub_url()).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["allow"], "GET, QUERY, POST");
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .starts_with("method PUT is not allowed here")
+    );
+}

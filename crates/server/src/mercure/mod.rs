@@ -27,7 +27,9 @@ use crate::{ApiError, MercureConfig};
 
 pub(crate) use metadata::metadata;
 pub(crate) use publish::publish;
-pub(crate) use subscribe::{Subscribed, insert_subscribe_headers, open_subscription, subscribe};
+pub(crate) use subscribe::{
+    Subscribed, insert_subscribe_headers, open_subscription, other_method, subscribe,
+};
 
 /// The path of the Mercure endpoint.
 pub const MERCURE_PATH: &str = "/.well-known/mercure";

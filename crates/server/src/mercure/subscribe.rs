@@ -8,6 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use axum::extract::{ConnectInfo, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use bytes::Bytes;
 use futures_core::Stream;
@@ -48,11 +49,70 @@ impl Stream for Subscribed {
     }
 }
 
-/// The axum handler. The peer address comes from axum's `ConnectInfo`, which
+/// The axum handler of `GET`. The peer address comes from axum's `ConnectInfo`, which
 /// [`crate::MercureServer::serve`] inserts into every request it hands to the router.
 pub(crate) async fn subscribe(
     State(state): State<MercureState>,
     parts: Parts,
+) -> Result<Response, ApiError> {
+    serve_subscribe(state, parts, Vec::new()).await
+}
+
+/// Any other method on the hub URL: `QUERY` subscribes with its parameters in an
+/// `application/x-www-form-urlencoded` body (draft-dunglas-mercure-08, "Subscription": a safe
+/// method with a body, for matcher lists longer than URLs may be), merged with the query
+/// string; the rest is `405`.
+pub(crate) async fn other_method(
+    State(state): State<MercureState>,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    if parts.method.as_str() != "QUERY" {
+        let mut res = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "method {} is not allowed here (GET, QUERY or POST)",
+                parts.method
+            ),
+        )
+        .into_response();
+        res.headers_mut().insert(
+            axum::http::header::ALLOW,
+            HeaderValue::from_static("GET, QUERY, POST"),
+        );
+        return Ok(res);
+    }
+    let form = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a QUERY subscribe needs Content-Type: application/x-www-form-urlencoded",
+        ));
+    }
+    let max = state.config.max_query;
+    let body = axum::body::to_bytes(body, max).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("QUERY body larger than {max} bytes"),
+        )
+    })?;
+    let pairs = decode_pairs(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid form body: {e}")))?;
+    serve_subscribe(state, parts, pairs).await
+}
+
+async fn serve_subscribe(
+    state: MercureState,
+    parts: Parts,
+    body_pairs: Vec<(String, String)>,
 ) -> Result<Response, ApiError> {
     let peer = parts
         .extensions
@@ -73,7 +133,8 @@ pub(crate) async fn subscribe(
     }
     // Refusals are counted here, not in `open_subscription`: the connection layer hands the
     // subscribes it refuses to this handler, which must count them once.
-    let stream = open_subscription(&state, &parts.uri, &parts.headers, peer).inspect_err(|e| {
+    let opened = open_subscription_with(&state, &parts.uri, &parts.headers, peer, body_pairs);
+    let stream = opened.inspect_err(|e| {
         state.metrics.subscribe_refused(e.status());
         state.metrics.refused(Endpoint::Subscribe, e.cause());
     })?;
@@ -95,6 +156,18 @@ pub(crate) fn open_subscription(
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
 ) -> Result<Subscribed, ApiError> {
+    open_subscription_with(state, uri, headers, peer, Vec::new())
+}
+
+/// [`open_subscription`] with parameters from a `QUERY` body too, after the query string's:
+/// the union of both, the query's `last_event_id` first (the spec: it wins over the body's).
+fn open_subscription_with(
+    state: &MercureState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    body_pairs: Vec<(String, String)>,
+) -> Result<Subscribed, ApiError> {
     let config = &state.config;
     let query = uri.query().unwrap_or("");
     if query.len() > config.max_query {
@@ -103,8 +176,9 @@ pub(crate) fn open_subscription(
             config.max_query
         )));
     }
-    let pairs = decode_pairs(query.as_bytes())
+    let mut pairs = decode_pairs(query.as_bytes())
         .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
+    pairs.extend(body_pairs);
 
     let auth = AuthRequest::new(config, uri, headers, peer.map(|p| p.ip()));
     let (mut subscription, mut last_event_id) = read_params(state, pairs, auth.resource())?;
