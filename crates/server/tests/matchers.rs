@@ -222,3 +222,33 @@ async fn query_method_merges_its_form_body_with_the_query_string() {
             .starts_with("method PUT is not allowed here")
     );
 }
+
+#[tokio::test]
+async fn topic_is_the_legacy_parameter() {
+    let hub = start().await;
+    let res = client()
+        .get(hub.hub_url())
+        .query(&[("topic", "urn:a")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .starts_with("topic= is the pre-1.0 subscribe parameter")
+    );
+    // A legacy hub takes both, templates included.
+    let legacy = start_with(Hub::builder().heartbeat(None).build(), |_| {}).await;
+    let mut events = open(
+        &legacy,
+        &[("topic", "https://x.example/{id}"), ("match", "urn:b")],
+    )
+    .await;
+    for topic in ["https://x.example/1", "urn:b"] {
+        let res = common::publish(&legacy, &[("topic", topic), ("data", topic)]).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(events.event().await.data, topic);
+    }
+}

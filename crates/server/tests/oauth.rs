@@ -184,7 +184,7 @@ async fn a_1_0_token_publishes_and_a_subscribe_grant_reads_private_updates() {
     let mut events = Events::open(
         client()
             .get(hub.hub_url())
-            .query(&[("topic", "urn:mine"), ("topic", "urn:theirs")])
+            .query(&[("match", "urn:mine"), ("match", "urn:theirs")])
             .bearer_auth(&subscriber),
     )
     .await;
@@ -367,7 +367,7 @@ async fn every_validation_rule_refuses_with_invalid_token_and_one_message() {
         assert_refused(res, 401, &invalid_token(&hub), "invalid token\n", what).await;
         let res = client()
             .get(hub.hub_url())
-            .query(&[("topic", "urn:a")])
+            .query(&[("match", "urn:a")])
             .bearer_auth(bad)
             .send()
             .await
@@ -536,7 +536,7 @@ async fn role_keys_verify_only_their_role() {
     let get = |t: &str| {
         client()
             .get(hub.hub_url())
-            .query(&[("topic", "a")])
+            .query(&[("match", "a")])
             .bearer_auth(t)
             .send()
     };
@@ -570,7 +570,7 @@ async fn rfc_6750_answers_for_missing_malformed_and_insufficient() {
     .await;
     let res = c
         .get(hub.hub_url())
-        .query(&[("topic", "a")])
+        .query(&[("match", "a")])
         .send()
         .await
         .unwrap();
@@ -588,29 +588,29 @@ async fn rfc_6750_answers_for_missing_malformed_and_insufficient() {
         (
             "Basic scheme",
             c.get(hub.hub_url())
-                .query(&[("topic", "a")])
+                .query(&[("match", "a")])
                 .header("Authorization", "Basic dXNlcjpwYXNz"),
         ),
         (
             "empty Bearer",
             c.get(hub.hub_url())
-                .query(&[("topic", "a")])
+                .query(&[("match", "a")])
                 .header("Authorization", "Bearer "),
         ),
         (
             "token in the query",
             c.get(hub.hub_url())
-                .query(&[("topic", "a"), ("authorization", good.as_str())]),
+                .query(&[("match", "a"), ("authorization", good.as_str())]),
         ),
         (
             "RFC 6750 access_token parameter",
             c.get(hub.hub_url())
-                .query(&[("topic", "a"), ("access_token", good.as_str())]),
+                .query(&[("match", "a"), ("access_token", good.as_str())]),
         ),
         (
             "0.x cookie",
             c.get(hub.hub_url())
-                .query(&[("topic", "a")])
+                .query(&[("match", "a")])
                 .header("Cookie", format!("mercureAuthorization={good}")),
         ),
         (
@@ -637,7 +637,7 @@ async fn rfc_6750_answers_for_missing_malformed_and_insufficient() {
     let cookie = |t: &str| format!("__Secure-mercure_access_token={t}");
     let res = c
         .get(hub.hub_url())
-        .query(&[("topic", "a")])
+        .query(&[("match", "a")])
         .header("Cookie", cookie(&good))
         .send()
         .await
@@ -646,7 +646,7 @@ async fn rfc_6750_answers_for_missing_malformed_and_insufficient() {
     drop(res);
     let res = c
         .get(hub.hub_url())
-        .query(&[("topic", "a")])
+        .query(&[("match", "a")])
         .bearer_auth(&good)
         .header("Cookie", cookie("garbage"))
         .send()
@@ -807,7 +807,7 @@ async fn the_payload_is_the_first_subscribe_grant_matching_the_subscription() {
         let events = Events::open(
             client()
                 .get(hub.hub_url())
-                .query(&[("topic", topic)])
+                .query(&[("match", topic)])
                 .bearer_auth(&subscriber),
         )
         .await;
@@ -831,7 +831,7 @@ async fn a_stream_ends_at_its_token_exp() {
     let mut events = Events::open(
         client()
             .get(hub.hub_url())
-            .query(&[("topic", "a")])
+            .query(&[("match", "a")])
             .bearer_auth(&short),
     )
     .await;

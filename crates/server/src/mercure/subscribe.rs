@@ -277,8 +277,13 @@ fn read_params(
         let compiled = match key.as_str() {
             "match" | "match_exact" => state.selectors.exact(&value),
             "match_urlpattern" => state.selectors.url_pattern(&value, base.as_ref()),
-            // Accepted in 1.0 mode too until every client of this repository moved to `match`.
-            "topic" => state.selectors.parse(&value),
+            "topic" if legacy => state.selectors.parse(&value),
+            "topic" => {
+                return Err(ApiError::bad_request(
+                    "topic= is the pre-1.0 subscribe parameter: use match=<topic> (exact) or \
+                     match_urlpattern=<pattern> (or run the hub with --legacy-protocol)",
+                ));
+            }
             name if name.len() >= 5 && name[..5].eq_ignore_ascii_case("match") => {
                 return Err(ApiError::bad_request(format!(
                     "unknown matcher parameter {:?} (the hub supports match, match_exact and \
