@@ -332,17 +332,31 @@ pub enum DurabilityArg {
 
 #[derive(Debug, Args)]
 pub struct SubscribeArgs {
-    /// The event stream URL; with --topic, the hub's base URL (e.g. http://127.0.0.1:3000), to
-    /// which /.well-known/mercure and the topic parameters are added.
+    /// The event stream URL; with --match, --match-urlpattern or --topic, the hub's base URL
+    /// (e.g. http://127.0.0.1:3000), to which /.well-known/mercure and the matcher parameters
+    /// are added.
     #[arg(env = "SSEHUB_HUB")]
     pub url: String,
 
-    /// Topic selector to subscribe to (exact topic, `*` or URI template); repeat for more.
+    /// Topic to subscribe to, matched byte for byte (sent as `match=`; `*` for every topic);
+    /// repeat for more.
+    #[arg(long = "match", value_name = "TOPIC")]
+    pub matches: Vec<String>,
+
+    /// WHATWG URL Pattern of the topics to subscribe to (sent as `match_urlpattern=`), e.g.
+    /// 'https://example.com/books/:id' or, relative to the hub's URL, '/books/:id'; repeat for
+    /// more.
+    #[arg(long = "match-urlpattern", value_name = "PATTERN")]
+    pub match_urlpatterns: Vec<String>,
+
+    /// Legacy hubs only (serve --legacy-protocol): a 0.x topic selector (exact topic, `*` or
+    /// RFC 6570 URI template), sent as `topic=`; a Mercure 1.0 hub refuses it (400). Repeat for
+    /// more.
     #[arg(long = "topic", value_name = "SELECTOR")]
     pub topics: Vec<String>,
 
-    /// Resume after this event id (sent as Last-Event-ID; `earliest` replays all the hub
-    /// retains).
+    /// Resume after this event id (sent as the Last-Event-ID header; `earliest` replays all the
+    /// hub retains). Hub ids look like `#1763721234567-1`: quote them in a shell.
     #[arg(long, value_name = "ID")]
     pub last_event_id: Option<String>,
 

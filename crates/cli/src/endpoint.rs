@@ -29,14 +29,15 @@ pub fn mercure_url(base: &str, what: &str) -> Result<Url, UsageError> {
     Ok(url)
 }
 
-/// The Mercure subscribe URL for `topics` at the hub at `base` (each selector percent-encoded
-/// as a `topic` parameter).
-pub fn subscribe_url(base: &str, topics: &[String]) -> Result<Url, UsageError> {
+/// The Mercure subscribe URL at the hub at `base`, with `matchers` as its query: each one a
+/// `(parameter, value)` pair such as `("match", "https://example.com/books/1")`, the value
+/// percent-encoded.
+pub fn subscribe_url(base: &str, matchers: &[(&str, &str)]) -> Result<Url, UsageError> {
     let mut url = mercure_url(base, "hub URL")?;
     {
         let mut query = url.query_pairs_mut();
-        for topic in topics {
-            query.append_pair("topic", topic);
+        for (name, value) in matchers {
+            query.append_pair(name, value);
         }
     }
     Ok(url)
@@ -100,17 +101,24 @@ mod tests {
     }
 
     #[test]
-    fn topics_are_percent_encoded_parameters() {
-        let topics = [
-            "a b".to_owned(),
-            "https://e.com/books/{id}".to_owned(),
-            "&=?".to_owned(),
+    fn matchers_are_percent_encoded_parameters() {
+        let matchers = [
+            ("match", "a b"),
+            ("match", "https://e.com/books/1#x"),
+            ("match_urlpattern", "https://e.com/books/:id"),
+            ("match", "&=?"),
         ];
-        let url = subscribe_url("http://h", &topics).unwrap();
+        let url = subscribe_url("http://h", &matchers).unwrap();
         assert_eq!(
             url.as_str(),
-            "http://h/.well-known/mercure?topic=a+b&topic=https%3A%2F%2Fe.com%2Fbooks%2F%7Bid%7D\
-             &topic=%26%3D%3F"
+            "http://h/.well-known/mercure?match=a+b&match=https%3A%2F%2Fe.com%2Fbooks%2F1%23x\
+             &match_urlpattern=https%3A%2F%2Fe.com%2Fbooks%2F%3Aid&match=%26%3D%3F"
+        );
+        // The 0.x parameter, for a legacy hub, is encoded the same way.
+        let url = subscribe_url("http://h/", &[("topic", "https://e.com/books/{id}")]).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://h/.well-known/mercure?topic=https%3A%2F%2Fe.com%2Fbooks%2F%7Bid%7D"
         );
     }
 

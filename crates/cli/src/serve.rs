@@ -243,7 +243,7 @@ fn log_dev_tokens(key: &KeyConfig, origin: &Origin) -> anyhow::Result<()> {
          key:       {secret}\n  \
          audience:  {audience} ({audience_note})\n  \
          tokens:    below, the publisher's may publish to '*', the subscriber's receive '*'; valid for 24h (until {until})\n  \
-         subscribe: curl -N -H 'Authorization: Bearer {subscriber}' '{base}{MERCURE_PATH}?topic=demo'\n  \
+         subscribe: curl -N -H 'Authorization: Bearer {subscriber}' '{base}{MERCURE_PATH}?match=demo'\n  \
          publish:   curl -d topic=demo -d data=hello -H 'Authorization: Bearer {publisher}' {base}{MERCURE_PATH}\n  \
          new token: ssehub token --issuer {DEV_ISSUER} --jwt-key {secret} --audience {audience} --publish '*' --subscribe '*'"
     );

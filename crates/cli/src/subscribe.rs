@@ -16,10 +16,22 @@ use crate::endpoint::{parse_url, subscribe_url, tidy_http_error};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(args: SubscribeArgs) -> anyhow::Result<()> {
-    let url = if args.topics.is_empty() {
+    // The 1.0 parameters, then the 0.x one (a 1.0 hub refuses it with a reason we show).
+    let matchers: Vec<(&str, &str)> = args
+        .matches
+        .iter()
+        .map(|m| ("match", m.as_str()))
+        .chain(
+            args.match_urlpatterns
+                .iter()
+                .map(|p| ("match_urlpattern", p.as_str())),
+        )
+        .chain(args.topics.iter().map(|t| ("topic", t.as_str())))
+        .collect();
+    let url = if matchers.is_empty() {
         parse_url(&args.url, "URL")?
     } else {
-        subscribe_url(&args.url, &args.topics)?
+        subscribe_url(&args.url, &matchers)?
     };
     let mut builder = Client::builder(url.as_str()).connect_timeout(CONNECT_TIMEOUT);
     for header in &args.headers {

@@ -623,7 +623,7 @@ fn publish_prints_the_id_with_data_from_the_argument_or_stdin() {
     let out = run(&[
         "subscribe",
         &hub.base,
-        "--topic",
+        "--match",
         "books",
         "--token",
         &subscriber,
@@ -705,7 +705,7 @@ fn subscribe_json_count_prints_exactly_that_many_lines_then_exits_0() {
     let sub = hub.subscriber(&[
         "subscribe",
         &hub.base,
-        "--topic",
+        "--match",
         "news",
         "--json",
         "--count",
@@ -746,7 +746,7 @@ fn subscribe_timeout_exits_1_when_the_events_do_not_come() {
     let out = run(&[
         "subscribe",
         &hub.base,
-        "--topic",
+        "--match",
         "quiet",
         "--timeout",
         "300ms",
@@ -769,7 +769,7 @@ fn subscribe_timeout_exits_1_when_the_events_do_not_come() {
     let sub = hub.subscriber(&[
         "subscribe",
         &hub.base,
-        "--topic",
+        "--match",
         "q",
         "--count",
         "2",
@@ -796,7 +796,7 @@ fn last_event_id_replays_what_came_after_it() {
     let out = run(&[
         "subscribe",
         &hub.endpoint,
-        "--topic",
+        "--match",
         "log",
         "--last-event-id",
         &ids[0],
@@ -819,7 +819,7 @@ fn last_event_id_replays_what_came_after_it() {
 #[test]
 fn readable_output_labels_each_field_and_connection_notes_go_to_stderr() {
     let hub = Hub::start();
-    let mut sub = hub.subscriber(&["subscribe", &hub.base, "--topic", "r", "--count", "2"]);
+    let mut sub = hub.subscriber(&["subscribe", &hub.base, "--match", "r", "--count", "2"]);
     hub.publish(&[
         "--topic",
         "r",
@@ -832,7 +832,7 @@ fn readable_output_labels_each_field_and_connection_notes_go_to_stderr() {
     hub.publish(&["--topic", "r", "--id", "r-2", ""]);
     let connected = sub.wait_line("connected");
     assert!(
-        connected.contains(&hub.endpoint) && connected.contains("topic=r"),
+        connected.contains(&hub.endpoint) && connected.contains("?match=r"),
         "{connected}"
     );
     let out = sub.finish();
@@ -849,7 +849,7 @@ fn a_refused_subscription_exits_1_with_the_hubs_reason() {
     let out = run(&[
         "subscribe",
         &hub.base,
-        "--topic",
+        "--match",
         "t",
         "--token",
         "not.a.jwt",
@@ -879,13 +879,120 @@ fn a_refused_subscription_exits_1_with_the_hubs_reason() {
         line.contains("HTTP 400") && line.contains("missing topic parameter"),
         "{line}"
     );
+
+    // --topic is the 0.x parameter: a 1.0 hub refuses it, and the user reads the hub's reason
+    // whole (what to use instead, and the switch that brings topic= back).
+    let out = run(&["subscribe", &hub.base, "--topic", "t", "--no-reconnect"]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    let line = out.one_line_error();
+    assert!(
+        line.contains("answered HTTP 400")
+            && line.contains("topic= is the pre-1.0 subscribe parameter")
+            && line.contains("match=<topic>")
+            && line.contains("match_urlpattern=<pattern>")
+            && line.contains("--legacy-protocol"),
+        "{line}"
+    );
+    // So is a pattern that does not compile, with the hub's reason too.
+    let out = run(&["subscribe", &hub.base, "--match-urlpattern", "/books/(("]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    let line = out.one_line_error();
+    assert!(
+        line.contains("answered HTTP 400") && line.contains("match_urlpattern"),
+        "{line}"
+    );
+}
+
+#[test]
+fn subscribe_match_urlpattern_receives_the_topics_the_pattern_matches() {
+    let hub = Hub::start();
+    // Relative patterns resolve against the hub's URL; --match and --match-urlpattern combine.
+    let mut sub = hub.subscriber(&[
+        "subscribe",
+        &hub.base,
+        "--match-urlpattern",
+        "/books/:id",
+        "--match-urlpattern",
+        "https://example.com/authors/:name",
+        "--match",
+        "urn:exact",
+        "--json",
+        "--count",
+        "3",
+    ]);
+    let connected = sub.wait_line("connected");
+    assert!(
+        connected.contains(
+            "?match=urn%3Aexact&match_urlpattern=%2Fbooks%2F%3Aid\
+                            &match_urlpattern=https%3A%2F%2Fexample.com%2Fauthors%2F%3Aname"
+        ),
+        "{connected}"
+    );
+    let book = format!("{}/books/1", hub.base);
+    hub.publish(&[
+        "--topic",
+        &format!("{}/books/1/reviews", hub.base),
+        "no: two segments",
+    ]);
+    hub.publish(&["--topic", "https://example.com/books/2", "no: another host"]);
+    hub.publish(&["--topic", &book, "book"]);
+    hub.publish(&["--topic", "urn:exact:not", "no: exact means exact"]);
+    hub.publish(&["--topic", "https://example.com/authors/ada", "author"]);
+    hub.publish(&["--topic", "urn:exact", "exact"]);
+    let out = sub.finish();
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let data: Vec<Value> = json_lines(&out.stdout)
+        .into_iter()
+        .map(|line| line["data"].clone())
+        .collect();
+    assert_eq!(data, [json!("book"), json!("author"), json!("exact")]);
+}
+
+#[test]
+fn subscribe_topic_works_with_a_legacy_hub_and_its_uri_templates() {
+    let hub = Hub::start_legacy();
+    let mut sub = hub.subscriber(&[
+        "subscribe",
+        &hub.base,
+        "--topic",
+        "https://example.com/books/{id}",
+        "--json",
+        "--count",
+        "1",
+    ]);
+    assert!(
+        sub.wait_line("connected")
+            .contains("?topic=https%3A%2F%2Fexample.com%2Fbooks%2F%7Bid%7D"),
+        "{:?}",
+        sub.seen
+    );
+    for (topic, data) in [
+        ("https://example.com/authors/1", "no"),
+        ("https://example.com/books/1", "yes"),
+    ] {
+        let out = run(&[
+            "publish",
+            "--hub",
+            &hub.base,
+            "--topic",
+            topic,
+            "--legacy",
+            "--jwt-key",
+            KEY,
+            data,
+        ]);
+        assert_eq!(out.code(), Some(0), "{out:?}");
+    }
+    let out = sub.finish();
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert_eq!(json_lines(&out.stdout)[0]["data"], "yes", "{out:?}");
 }
 
 #[test]
 fn closing_stdout_ends_subscribe_quietly() {
     let hub = Hub::start();
     let mut sub =
-        Proc::spawn_with_stdout_closed(&mut ssehub(&["subscribe", &hub.base, "--topic", "p"]));
+        Proc::spawn_with_stdout_closed(&mut ssehub(&["subscribe", &hub.base, "--match", "p"]));
     sub.wait_line("connected");
     hub.publish(&["--topic", "p", "nobody reads this"]);
     let out = sub.finish();
@@ -897,9 +1004,9 @@ fn closing_stdout_ends_subscribe_quietly() {
 fn unreachable_hosts_bad_urls_and_bad_flags_exit_2_with_one_line() {
     let closed = format!("http://127.0.0.1:{}", closed_port());
     let cases: [(&[&str], &str); 27] = [
-        (&["subscribe", &closed, "--topic", "t"], "cannot connect to"),
+        (&["subscribe", &closed, "--match", "t"], "cannot connect to"),
         (
-            &["subscribe", &closed, "--topic", "t", "--no-reconnect"],
+            &["subscribe", &closed, "--match", "t", "--no-reconnect"],
             "cannot connect to",
         ),
         (
@@ -913,7 +1020,7 @@ fn unreachable_hosts_bad_urls_and_bad_flags_exit_2_with_one_line() {
             &["subscribe", "ftp://example.com/x"],
             "scheme must be http or https",
         ),
-        (&["subscribe", "nowhere", "--topic", "t"], "invalid hub URL"),
+        (&["subscribe", "nowhere", "--match", "t"], "invalid hub URL"),
         (
             &["publish", "--hub", "127.0.0.1:3000", "--topic", "t", "d"],
             "invalid --hub URL",
@@ -1087,7 +1194,10 @@ fn help_lists_every_flag_of_the_three_commands() {
         (
             "subscribe",
             &[
+                "--match",
+                "--match-urlpattern",
                 "--topic",
+                "--legacy-protocol",
                 "--last-event-id",
                 "--header",
                 "--token",
@@ -1173,7 +1283,7 @@ fn subscribe_token_command_reconnects_with_a_fresh_token_after_the_hub_closes_at
     let mut sub = hub.subscriber(&[
         "subscribe",
         &hub.base,
-        "--topic",
+        "--match",
         "live",
         "--token-command",
         &command,

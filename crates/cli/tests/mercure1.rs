@@ -531,7 +531,7 @@ async fn resource_identifier_pins_the_audience_and_cookie_name_the_cookie() {
     assert_eq!(metadata["mercure_cookie"], "app_token", "{metadata}");
 
     // Browsers present the token in that cookie; the default name is not read.
-    let url = format!("{hub}?topic=t");
+    let url = format!("{hub}?match=t");
     let res = client()
         .get(&url)
         .header("Cookie", format!("app_token={for_pinned}"))
@@ -566,7 +566,7 @@ async fn max_connection_lifetime_closes_a_stream_in_time() {
     );
     let hub = served.hub_url();
     let started = Instant::now();
-    let mut sub = client().get(format!("{hub}?topic=t")).send().await.unwrap();
+    let mut sub = client().get(format!("{hub}?match=t")).send().await.unwrap();
     assert_eq!(sub.status(), StatusCode::OK);
     let ended = tokio::time::timeout(Duration::from_secs(8), async {
         while sub.chunk().await.unwrap().is_some() {}

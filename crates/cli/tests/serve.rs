@@ -30,7 +30,7 @@ async fn generated_key_curl_line_works_and_sigterm_exits_zero() {
     assert!(validity.contains("valid for 24h (until "), "{validity}");
     let subscribe_line = served.wait_line("subscribe: curl -N -H 'Authorization: Bearer ");
     assert!(
-        subscribe_line.ends_with(&format!(" '{hub_url}?topic=demo'")),
+        subscribe_line.ends_with(&format!(" '{hub_url}?match=demo'")),
         "{subscribe_line}"
     );
     let subscriber = token_in_publish_line(&subscribe_line);

@@ -176,7 +176,7 @@ impl ClientBuilder {
     ///
     /// ```no_run
     /// # fn fetch_token() -> Result<String, std::io::Error> { Ok(String::new()) }
-    /// let client = ssehub_client::Client::builder("https://hub.example/.well-known/mercure?topic=a")
+    /// let client = ssehub_client::Client::builder("https://hub.example/.well-known/mercure?match=a")
     ///     .token_provider(|| async { fetch_token() })
     ///     .build()?;
     /// # Ok::<(), ssehub_client::ClientError>(())

@@ -8,9 +8,9 @@
 //! use ssehub_client::{Client, ClientEvent, ReconnectPolicy};
 //!
 //! # async fn run() -> Result<(), ssehub_client::ClientError> {
-//! let client = Client::builder("http://127.0.0.1:3000/.well-known/mercure?topic=a")
+//! let client = Client::builder("http://127.0.0.1:3000/.well-known/mercure?match=a")
 //!     .bearer_token("eyJ...") // or .token_provider(..) for a fresh one on each connect
-//!     .last_event_id("42")
+//!     .last_event_id("#1763721234567-1") // a hub id, from an earlier stream
 //!     .connect_timeout(Duration::from_secs(5))
 //!     .read_timeout(Duration::from_secs(60))
 //!     .reconnect(ReconnectPolicy {

@@ -403,8 +403,8 @@ mod tests {
             Some("invalid token: expired".into())
         );
         assert_eq!(
-            reason_from(b"\r\n  \n  missing topic \r\n"),
-            Some("missing topic".into())
+            reason_from(b"\r\n  \n  missing match parameter \r\n"),
+            Some("missing match parameter".into())
         );
         assert_eq!(reason_from(b"a\x1b[31mb\tc"), Some("a[31mbc".into()));
         assert_eq!(reason_from(b" \n\n"), None);

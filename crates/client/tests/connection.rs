@@ -38,7 +38,7 @@ async fn assert_no_more_requests(server: &mut TestServer) {
 #[tokio::test]
 async fn sends_the_event_stream_headers_and_custom_ones() {
     let mut server = TestServer::start(vec![Reply::sse(["data: a\n\n"])]).await;
-    let client = fast(server.url("/events?topic=a"))
+    let client = fast(server.url("/events?match=a"))
         .header("Authorization", "Bearer abc")
         .unwrap()
         .header("X-Multi", "1")
@@ -51,7 +51,7 @@ async fn sends_the_event_stream_headers_and_custom_ones() {
     let items = collect_all(&mut client.stream()).await;
     assert_eq!(items.len(), 3, "{items:?}");
     let request = server.request().await;
-    assert_eq!(request.target, "/events?topic=a");
+    assert_eq!(request.target, "/events?match=a");
     assert_eq!(request.header("accept"), Some("text/event-stream"));
     assert_eq!(request.header("cache-control"), Some("no-cache"));
     assert_eq!(request.header("authorization"), Some("Bearer abc"));

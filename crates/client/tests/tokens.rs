@@ -27,7 +27,7 @@ fn is_open(event: &ClientEvent) -> bool {
 #[tokio::test]
 async fn a_bearer_token_is_sent_in_the_authorization_header_and_never_in_the_url() {
     let mut server = TestServer::start(vec![Reply::sse(["data: a\n\n"]).end(End::Hang)]).await;
-    let client = Client::builder(server.url("/.well-known/mercure?topic=a"))
+    let client = Client::builder(server.url("/.well-known/mercure?match=a"))
         // Replaced by the bearer token, not sent alongside it.
         .header("Authorization", "Basic dXNlcjpwYXNz")
         .unwrap()
@@ -42,7 +42,7 @@ async fn a_bearer_token_is_sent_in_the_authorization_header_and_never_in_the_url
         request.header("authorization"),
         Some("Bearer header.payload.signature")
     );
-    assert_eq!(request.target, "/.well-known/mercure?topic=a");
+    assert_eq!(request.target, "/.well-known/mercure?match=a");
     assert!(!request.target.contains("authorization"), "{request:?}");
     assert!(!request.target.contains("signature"), "{request:?}");
 }

@@ -159,7 +159,7 @@ pub async fn hello_round_trip(
     token: &str,
 ) -> reqwest::Response {
     let mut sub = client
-        .get(format!("{hub_url}?topic=demo"))
+        .get(format!("{hub_url}?match=demo"))
         .send()
         .await
         .unwrap();
