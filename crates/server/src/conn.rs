@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tower::{Layer, ServiceExt};
 use tower_http::cors::CorsLayer;
 
-use crate::head::{Head, Scan};
+use crate::head::{Head, OtherHead, Precheck, Scan};
 use crate::idle::{self, Activity};
 use crate::mercure::{self, MercureState, Subscribed};
 use crate::metrics::{Cause, Endpoint, Limit};
@@ -141,8 +141,14 @@ async fn start(mut tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> Opt
     }
     let (mut stream, mut head) = match read_and_open(&mut tcp, peer, shared).await {
         Opened::Gone => return None,
-        Opened::TooLarge => {
-            Box::pin(refuse_too_large(tcp, shared)).await;
+        Opened::TooLarge { subscribe } => {
+            Box::pin(refuse_too_large(tcp, subscribe, shared)).await;
+            return None;
+        }
+        Opened::BadTarget => {
+            let reason = "the request target has a raw byte that must be percent-encoded \
+                          (non-ASCII, a control character or a space)";
+            Box::pin(refuse(tcp, StatusCode::BAD_REQUEST, reason)).await;
             return None;
         }
         Opened::Other(read) => {
@@ -212,8 +218,10 @@ async fn after_stream(mut tcp: TcpStream, stream: Subscribed, pending: Vec<u8>, 
 enum Opened {
     /// Closed, silent past the head timeout, or shutting down: nothing to answer.
     Gone,
-    /// A subscribe head larger than the limit.
-    TooLarge,
+    /// A head larger than the limit (a subscribe's, or another request's).
+    TooLarge { subscribe: bool },
+    /// A request target with a byte a URI may not hold raw.
+    BadTarget,
     /// For hyper to answer; the bytes read so far.
     Other(Vec<u8>),
     /// Subscribed: the stream and the response head.
@@ -223,7 +231,8 @@ enum Opened {
 async fn read_and_open(tcp: &mut TcpStream, peer: SocketAddr, shared: &Shared) -> Opened {
     match read_head(tcp, shared).await {
         ReadHead::Gone => Opened::Gone,
-        ReadHead::TooLarge => Opened::TooLarge,
+        ReadHead::TooLarge { subscribe } => Opened::TooLarge { subscribe },
+        ReadHead::BadTarget => Opened::BadTarget,
         ReadHead::Other(read) => Opened::Other(read),
         ReadHead::Subscribe { read, uri, headers } => match open(shared, &uri, headers, peer) {
             Some((stream, head)) => Opened::Stream(stream, head),
@@ -238,8 +247,10 @@ async fn read_and_open(tcp: &mut TcpStream, peer: SocketAddr, shared: &Shared) -
 enum ReadHead {
     /// Closed, silent past the head timeout, or shutting down: nothing to answer.
     Gone,
-    /// A subscribe head larger than the limit.
-    TooLarge,
+    /// A head larger than the limit (a subscribe's, or another request's).
+    TooLarge { subscribe: bool },
+    /// A request target with a byte a URI may not hold raw.
+    BadTarget,
     /// Not for the fast path; the bytes read so far.
     Other(Vec<u8>),
     /// A plain subscribe request, and the bytes read (replayed if hyper must answer after all).
@@ -255,12 +266,15 @@ async fn read_head(tcp: &mut TcpStream, shared: &Shared) -> ReadHead {
     let limit = config.max_head;
     let mut buf = Vec::with_capacity(INITIAL_HEAD_BUFFER.min(limit));
     let mut scan = Scan::default();
+    let mut other: Option<OtherHead> = None;
     let deadline = tokio::time::sleep(config.head_timeout);
     tokio::pin!(deadline);
     loop {
         if buf.len() == buf.capacity() {
             if buf.len() >= limit {
-                return ReadHead::TooLarge;
+                return ReadHead::TooLarge {
+                    subscribe: other.is_none(),
+                };
             }
             // Double, up to the limit.
             buf.reserve_exact(buf.len().clamp(1, limit - buf.len()));
@@ -273,9 +287,24 @@ async fn read_head(tcp: &mut TcpStream, shared: &Shared) -> ReadHead {
         if !matches!(read, Ok(n) if n > 0) {
             return ReadHead::Gone;
         }
+        if let Some(check) = &mut other {
+            match check.precheck(&buf) {
+                Precheck::Partial => continue,
+                Precheck::Pass => return ReadHead::Other(buf),
+                Precheck::BadTarget => return ReadHead::BadTarget,
+            }
+        }
         match scan.classify(&buf) {
             Head::Partial => {}
-            Head::Other => return ReadHead::Other(buf),
+            Head::Other => {
+                // Not for the fast path. Before hyper gets it, read the rest of an HTTP/1 head:
+                // hyper refuses one over the limit, or a malformed target, without a reason.
+                match other.insert(OtherHead::default()).precheck(&buf) {
+                    Precheck::Partial => {}
+                    Precheck::Pass => return ReadHead::Other(buf),
+                    Precheck::BadTarget => return ReadHead::BadTarget,
+                }
+            }
             Head::Subscribe { uri, headers } => {
                 return ReadHead::Subscribe {
                     read: buf,
@@ -487,24 +516,35 @@ fn push_chunk(buf: &mut Vec<u8>, data: &[u8]) {
     buf.extend_from_slice(b"\r\n");
 }
 
-/// Answers a subscribe head over the limit with `431` and a one-line reason, then closes.
-async fn refuse_too_large(mut tcp: TcpStream, shared: &Shared) {
+/// Answers a head over the limit with `431` and a one-line reason, then closes (a subscribe
+/// head is counted as a refused subscribe).
+async fn refuse_too_large(tcp: TcpStream, subscribe: bool, shared: &Shared) {
     let reason = format!(
-        "request head larger than {} bytes\n",
+        "request head larger than {} bytes",
         shared.state.config.max_head
     );
+    if subscribe {
+        let metrics = &shared.state.metrics;
+        metrics.refused(Endpoint::Subscribe, Cause::Limit(Limit::Head));
+        metrics.subscribe_refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+    refuse(tcp, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, &reason).await;
+}
+
+/// Answers `status` with a one-line `text/plain` reason and closes the connection, lingering
+/// so the client reads the answer rather than a reset.
+async fn refuse(mut tcp: TcpStream, status: StatusCode, reason: &str) {
     let response = format!(
-        "HTTP/1.1 431 Request Header Fields Too Large\r\n\
+        "HTTP/1.1 {} {}\r\n\
          content-type: text/plain; charset=utf-8\r\n\
          content-length: {}\r\n\
          connection: close\r\n\
-         date: {}\r\n\r\n{reason}",
-        reason.len(),
+         date: {}\r\n\r\n{reason}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        reason.len() + 1,
         http_date(),
     );
-    let metrics = &shared.state.metrics;
-    metrics.refused(Endpoint::Subscribe, Cause::Limit(Limit::Head));
-    metrics.subscribe_refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     if tcp.write_all(response.as_bytes()).await.is_ok() {
         linger(tcp).await;
     }

@@ -25,6 +25,79 @@ pub(crate) enum Head {
     Other,
 }
 
+/// What the connection layer can say of a head hyper will serve, before handing it over: hyper
+/// answers a head over its limit or a malformed request target with an empty body, and a
+/// refusal must carry its reason.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Precheck {
+    /// Not known yet: read more.
+    Partial,
+    /// Hand it to hyper as it is (a sound HTTP/1 head, HTTP/2, or not HTTP at all).
+    Pass,
+    /// The request target has a byte a URI may not hold raw (non-ASCII, control, space
+    /// inside): `400` with a reason.
+    BadTarget,
+}
+
+/// Looks at a non-subscribe head as it is read: `Pass` at once for anything that is not an
+/// HTTP/1 request line (the HTTP/2 preface, TLS sent to a plain port, garbage: hyper answers
+/// those), else waits for the whole head so the caller can also enforce the size limit. Like
+/// [`Scan`], it resumes where it stopped, so a head dribbled byte by byte costs linear time.
+#[derive(Debug, Default)]
+pub(crate) struct OtherHead {
+    /// The request line was checked.
+    line_checked: bool,
+    /// Bytes already searched for the end of the line, then of the head.
+    searched: usize,
+}
+
+impl OtherHead {
+    pub(crate) fn precheck(&mut self, buf: &[u8]) -> Precheck {
+        if !self.line_checked {
+            // The method: a token of at most 16 characters, then a space.
+            let Some(space) = buf.iter().take(17).position(|&b| b == b' ') else {
+                let token = buf.iter().all(|b| b.is_ascii_uppercase() || *b == b'-');
+                return if token && buf.len() < 17 {
+                    Precheck::Partial
+                } else {
+                    Precheck::Pass
+                };
+            };
+            let method = &buf[..space];
+            if method.is_empty()
+                || method == b"PRI"
+                || !method.iter().all(|b| b.is_ascii_uppercase() || *b == b'-')
+            {
+                return Precheck::Pass;
+            }
+            let from = self.searched.max(space);
+            let Some(line_end) = buf[from..].iter().position(|&b| b == b'\n') else {
+                self.searched = buf.len();
+                return Precheck::Partial;
+            };
+            let line = &buf[space + 1..from + line_end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let target = match line.iter().rposition(|&b| b == b' ') {
+                Some(i) => &line[..i],
+                None => line,
+            };
+            if target.is_empty() || !target.iter().all(|b| (0x21..=0x7e).contains(b)) {
+                return Precheck::BadTarget;
+            }
+            self.line_checked = true;
+            // The head's end is looked for from the request line's end.
+            self.searched = from + line_end;
+        }
+        let from = self.searched.saturating_sub(2);
+        self.searched = buf.len();
+        if has_end(&buf[from..]) {
+            Precheck::Pass
+        } else {
+            Precheck::Partial
+        }
+    }
+}
+
 /// Where a head's end is looked for: the scan resumes where the last one stopped, so a head
 /// dribbled one byte per read costs linear time, not quadratic.
 #[derive(Debug, Default)]
@@ -86,7 +159,12 @@ fn parse(buf: &[u8]) -> Head {
     if len != buf.len() || req.version != Some(1) || req.method != Some("GET") {
         return Head::Other;
     }
-    let Some(Ok(uri)) = req.path.map(Uri::try_from) else {
+    // A raw non-ASCII byte in the target is refused with a reason on the other path.
+    let Some(Ok(uri)) = req
+        .path
+        .filter(|p| p.bytes().all(|b| (0x21..=0x7e).contains(&b)))
+        .map(Uri::try_from)
+    else {
         return Head::Other;
     };
     if uri.path() != MERCURE_PATH {
@@ -129,6 +207,64 @@ fn plain(name: &HeaderName, value: &HeaderValue) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn precheck_waits_for_a_whole_http1_head_and_passes_the_rest_at_once() {
+        for partial in [
+            &b"P"[..],
+            b"POST",
+            b"POST /.well-known/mercure HTTP/1.1\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\n",
+        ] {
+            assert_eq!(
+                OtherHead::default().precheck(partial),
+                Precheck::Partial,
+                "{partial:?}"
+            );
+        }
+        for pass in [
+            &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..],
+            b"\x16\x03\x01\x02\x00\x01",
+            b"post / HTTP/1.1\r\n",
+            b"AVERYLONGMETHODNAMEX / HTTP/1.1",
+            b"POST /.well-known/mercure HTTP/1.1\r\nHost: x\r\n\r\ntopic=a",
+            b"GET /a?b=%C3%A9 HTTP/1.1\nHost: x\n\n",
+        ] {
+            assert_eq!(
+                OtherHead::default().precheck(pass),
+                Precheck::Pass,
+                "{pass:?}"
+            );
+        }
+        for bad in [
+            &b"GET /.well-known/mercure?topic=\xc3\xa9 HTTP/1.1\r\n"[..],
+            b"POST /x?y=\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /a\x01b HTTP/1.1\r\n",
+            b"GET  HTTP/1.1\r\n",
+        ] {
+            assert_eq!(
+                OtherHead::default().precheck(bad),
+                Precheck::BadTarget,
+                "{bad:?}"
+            );
+        }
+        // Fed a byte at a time, the same answers.
+        let whole = b"POST /x HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut check = OtherHead::default();
+        for n in 1..whole.len() {
+            assert_eq!(check.precheck(&whole[..n]), Precheck::Partial, "{n}");
+        }
+        assert_eq!(check.precheck(whole), Precheck::Pass);
+        let bad = b"GET /\xc3 HTTP/1.1\r\n";
+        let mut check = OtherHead::default();
+        let answers: Vec<Precheck> = (1..=bad.len()).map(|n| check.precheck(&bad[..n])).collect();
+        assert_eq!(answers.last(), Some(&Precheck::BadTarget));
+        // A raw non-ASCII byte never takes the fast path.
+        assert!(matches!(
+            classify(b"GET /.well-known/mercure?topic=\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Head::Other
+        ));
+    }
 
     fn classify(buf: &[u8]) -> Head {
         Scan::default().classify(buf)

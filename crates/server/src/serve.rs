@@ -13,7 +13,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::routing::get;
 use ssehub_hub::Hub;
 use tokio::net::TcpListener;
@@ -26,7 +27,7 @@ use ssehub_selector::SelectorCache;
 
 use crate::conn::{self, Shared};
 use crate::limits::{PublishRate, SubscriberSlots};
-use crate::{MercureConfig, MetricsAccess};
+use crate::{ApiError, MercureConfig, MetricsAccess};
 
 /// Distinct selector texts kept parsed; past it the cache starts over.
 const SELECTOR_CACHE_CAPACITY: usize = 10_000;
@@ -90,6 +91,9 @@ impl MercureServer {
                     get(one),
                 );
         }
+        // Everything else under the hub URL is ours to answer: a 404 with a reason rather than
+        // the empty one a router gives, so a client that got a path wrong learns why.
+        router = router.route(&format!("{MERCURE_PATH}/{{*rest}}"), get(not_found));
         if self.state.config.metrics != MetricsAccess::Off {
             router = router.route("/metrics", get(crate::metrics::metrics));
         }
@@ -264,6 +268,19 @@ fn nodelay_inherited(listener: &TcpListener) -> bool {
         && socket2::SockRef::from(listener)
             .tcp_nodelay()
             .unwrap_or(false)
+}
+
+async fn not_found(State(state): State<MercureState>, uri: Uri) -> ApiError {
+    let reason = if uri
+        .path()
+        .starts_with(mercure::subscriptions::SUBSCRIPTIONS_PATH)
+        && !state.config.subscriptions
+    {
+        "active subscriptions are off on this hub (ssehub serve --subscriptions turns them on)"
+    } else {
+        "no such resource under the hub URL"
+    };
+    ApiError::new(StatusCode::NOT_FOUND, reason)
 }
 
 async fn healthz() -> &'static str {

@@ -544,3 +544,66 @@ async fn http2_connections_without_an_open_request_are_closed_after_the_head_tim
     let took = dropped.elapsed();
     assert!(took >= timeout - Duration::from_millis(50), "{took:?}");
 }
+
+/// Sends `request` and reads the whole answer of a connection the server closes.
+async fn answer_and_close(addr: SocketAddr, request: &[u8]) -> (Vec<String>, Vec<u8>) {
+    let mut sock = TcpStream::connect(addr).await.unwrap();
+    sock.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut buf))
+        .await
+        .expect("closed after the answer")
+        .unwrap();
+    split_head(&buf)
+}
+
+/// Refusals hyper would send with an empty body get their one-line reason from the connection
+/// layer: a head over the limit on any request (a POST too), a raw non-ASCII or control byte in
+/// the target (a subscribe too, which used to take it), and the 404s under the hub URL.
+#[tokio::test]
+async fn refusals_before_the_router_carry_their_reason() {
+    let hub = start_with(Hub::builder().heartbeat(None).build(), |c| {
+        c.max_head = 4096;
+    })
+    .await;
+    let pad = format!("X-Pad: {}\r\n", "p".repeat(5000));
+    let post =
+        format!("POST /.well-known/mercure HTTP/1.1\r\nHost: x\r\n{pad}Content-Length: 0\r\n\r\n");
+    let (head, body) = answer_and_close(hub.addr, post.as_bytes()).await;
+    assert_eq!(head[0], "HTTP/1.1 431 Request Header Fields Too Large");
+    assert_eq!(body, b"request head larger than 4096 bytes\n");
+
+    let reason = b"the request target has a raw byte that must be percent-encoded (non-ASCII, \
+                   a control character or a space)\n";
+    for request in [
+        &b"POST /.well-known/mercure?x=\xff HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"[..],
+        b"GET /.well-known/mercure?topic=\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /healthz\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let (head, body) = answer_and_close(hub.addr, request).await;
+        assert_eq!(head[0], "HTTP/1.1 400 Bad Request", "{request:?}");
+        assert!(
+            head.iter()
+                .any(|l| l == "content-type: text/plain; charset=utf-8")
+        );
+        assert_eq!(body, reason, "{request:?}");
+    }
+    assert_eq!(hub.hub.subscriber_count(), 0);
+
+    for (path, reason) in [
+        (
+            "/.well-known/mercure/subscriptions/x",
+            "active subscriptions are off on this hub (ssehub serve --subscriptions turns them on)\n",
+        ),
+        (
+            "/.well-known/mercure/nothing/here",
+            "no such resource under the hub URL\n",
+        ),
+    ] {
+        let (status, _, body) = common::get(&hub, path, None).await;
+        assert_eq!((status, body.as_str()), (404, reason), "{path}");
+    }
+    // A sound POST with its body in the same packet still goes through.
+    let res = publish(&hub, &[("topic", "a"), ("data", "x")]).await;
+    assert_eq!(res.status(), 200);
+}

@@ -175,9 +175,9 @@ async fn query_method_merges_its_form_body_with_the_query_string() {
         client()
             .request(query.clone(), hub.url("/.well-known/mercure?match=urn:url"))
             .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(format!(
-                "match=urn%3Abody&last_event_id=earliest&match_urlpattern=https%3A%2F%2Fx.example%2F%3Aid"
-            ))
+            .body(
+                "match=urn%3Abody&last_event_id=earliest&match_urlpattern=https%3A%2F%2Fx.example%2F%3Aid",
+            )
             .query(&[("last_event_id", first.as_str())]),
     )
     .await;
