@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
-use axum::routing::get;
+use axum::routing::{any, get};
 use ssehub_hub::Hub;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -93,7 +93,7 @@ impl MercureServer {
         }
         // Everything else under the hub URL is ours to answer: a 404 with a reason rather than
         // the empty one a router gives, so a client that got a path wrong learns why.
-        router = router.route(&format!("{MERCURE_PATH}/{{*rest}}"), get(not_found));
+        router = router.route(&format!("{MERCURE_PATH}/{{*rest}}"), any(not_found));
         if self.state.config.metrics != MetricsAccess::Off {
             router = router.route("/metrics", get(crate::metrics::metrics));
         }
