@@ -4,28 +4,11 @@
 
 mod common;
 
-use common::{Events, TestHub, client, start_with};
-use ssehub_auth::{Algorithm, Authorizer, Issuer, KeyConfig, Matcher, TokenSpec};
+use common::{Events, TestHub, client, publisher_1_0, start_1_0, start_with};
 use ssehub_hub::Hub;
 
-const ISSUER: &str = "https://issuer.example";
-const SECRET: &str = "matchers-secret-matchers-secret-mat";
-
-async fn start() -> TestHub {
-    start_with(Hub::builder().heartbeat(None).build(), |c| {
-        c.authorizer = Authorizer::builder()
-            .issuer(Issuer::new(ISSUER).key(KeyConfig::new(Algorithm::HS256, SECRET)))
-            .build()
-            .unwrap();
-    })
-    .await
-}
-
 async fn publish(hub: &TestHub, topic: &str, data: &str) -> String {
-    let token = TokenSpec::new(ISSUER, hub.hub_url())
-        .publish([Matcher::any()])
-        .sign(&KeyConfig::new(Algorithm::HS256, SECRET))
-        .unwrap();
+    let token = publisher_1_0(hub);
     let res = client()
         .post(hub.hub_url())
         .bearer_auth(token)
@@ -43,7 +26,7 @@ async fn open(hub: &TestHub, query: &[(&str, &str)]) -> Events {
 
 #[tokio::test]
 async fn exact_and_url_pattern_matchers() {
-    let hub = start().await;
+    let hub = start_1_0().await;
     let relative = hub.url("/books/7");
     let mut exact = open(&hub, &[("match", "https://x.example/{id}")]).await;
     let mut explicit = open(&hub, &[("match_exact", "urn:a")]).await;
@@ -78,7 +61,7 @@ async fn exact_and_url_pattern_matchers() {
 
 #[tokio::test]
 async fn bad_matcher_parameters_are_400_with_a_reason() {
-    let hub = start().await;
+    let hub = start_1_0().await;
     for (query, reason) in [
         (
             vec![("match_regex", "a")],
@@ -142,7 +125,7 @@ async fn bad_matcher_parameters_are_400_with_a_reason() {
 
 #[tokio::test]
 async fn last_event_id_parameter_and_header() {
-    let hub = start().await;
+    let hub = start_1_0().await;
     let first = publish(&hub, "urn:t", "one").await;
     let second = publish(&hub, "urn:t", "two").await;
     publish(&hub, "urn:t", "three").await;
@@ -167,7 +150,7 @@ async fn last_event_id_parameter_and_header() {
 
 #[tokio::test]
 async fn query_method_merges_its_form_body_with_the_query_string() {
-    let hub = start().await;
+    let hub = start_1_0().await;
     let first = publish(&hub, "urn:body", "one").await;
     let query = reqwest::Method::from_bytes(b"QUERY").unwrap();
     // Matchers from both; the query's last_event_id wins over the body's.
@@ -225,7 +208,7 @@ async fn query_method_merges_its_form_body_with_the_query_string() {
 
 #[tokio::test]
 async fn topic_is_the_legacy_parameter() {
-    let hub = start().await;
+    let hub = start_1_0().await;
     let res = client()
         .get(hub.hub_url())
         .query(&[("topic", "urn:a")])

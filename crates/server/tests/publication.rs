@@ -4,34 +4,12 @@
 
 mod common;
 
-use common::{TestHub, client, start_with};
-use ssehub_auth::{Algorithm, Authorizer, Issuer, KeyConfig, Matcher, TokenSpec};
-use ssehub_hub::Hub;
-
-const ISSUER: &str = "https://issuer.example";
-const SECRET: &str = "publication-rules-secret-publication";
-
-async fn start() -> TestHub {
-    start_with(Hub::builder().heartbeat(None).build(), |c| {
-        c.authorizer = Authorizer::builder()
-            .issuer(Issuer::new(ISSUER).key(KeyConfig::new(Algorithm::HS256, SECRET)))
-            .build()
-            .unwrap();
-    })
-    .await
-}
-
-fn token(hub: &TestHub) -> String {
-    TokenSpec::new(ISSUER, hub.hub_url())
-        .publish([Matcher::any()])
-        .sign(&KeyConfig::new(Algorithm::HS256, SECRET))
-        .unwrap()
-}
+use common::{TestHub, client, publisher_1_0, start_1_0};
 
 async fn post(hub: &TestHub, form: &[(&str, String)]) -> (u16, String) {
     let res = client()
         .post(hub.hub_url())
-        .bearer_auth(token(hub))
+        .bearer_auth(publisher_1_0(hub))
         .form(form)
         .send()
         .await
@@ -41,7 +19,7 @@ async fn post(hub: &TestHub, form: &[(&str, String)]) -> (u16, String) {
 
 #[tokio::test]
 async fn topics_in_the_reserved_namespace_are_refused_in_every_spelling() {
-    let hub = start().await;
+    let hub = start_1_0().await;
     let authority = hub.addr.to_string();
     let topics = [
         "/.well-known/mercure".to_owned(),
@@ -88,7 +66,7 @@ async fn topics_in_the_reserved_namespace_are_refused_in_every_spelling() {
 
 #[tokio::test]
 async fn reserved_values_and_characters_are_refused() {
-    let hub = start().await;
+    let hub = start_1_0().await;
     let topic = || ("topic", "https://example.com/a".to_owned());
     let long = "x".repeat(ssehub_selector::MAX_SELECTOR_LEN + 1);
     type Form<'a> = Vec<(&'a str, String)>;

@@ -105,16 +105,8 @@ impl<'a> AuthRequest<'a> {
         let Some((token, source, resource)) = self.locate(headers, query)? else {
             return Ok(None);
         };
-        let claims = self
-            .config
-            .authorizer
-            .verify_for(&token, role, resource)
-            .map_err(|e| self.refusal(&e))?;
-        Ok(Some(Authenticated {
-            claims,
-            source,
-            token,
-        }))
+        let verified = self.config.authorizer.verify_for(&token, role, resource);
+        self.accept(token, source, verified).map(Some)
     }
 
     /// [`AuthRequest::authenticate`], with one rate-limited refresh of the issuer's JWK Set
@@ -128,17 +120,22 @@ impl<'a> AuthRequest<'a> {
         let Some((token, source, resource)) = self.locate(headers, query)? else {
             return Ok(None);
         };
-        let claims = self
-            .config
-            .authorizer
-            .verify_refreshing(&token, role, resource)
-            .await
-            .map_err(|e| self.refusal(&e))?;
-        Ok(Some(Authenticated {
-            claims,
+        let authorizer = &self.config.authorizer;
+        let verified = authorizer.verify_refreshing(&token, role, resource).await;
+        self.accept(token, source, verified).map(Some)
+    }
+
+    fn accept(
+        &self,
+        token: String,
+        source: TokenSource,
+        verified: Result<Arc<Claims>, AuthError>,
+    ) -> Result<Authenticated, ApiError> {
+        Ok(Authenticated {
+            claims: verified.map_err(|e| self.refusal(&e))?,
             source,
             token,
-        }))
+        })
     }
 
     /// The presented token, where it came from, and the resource identifier it must name.

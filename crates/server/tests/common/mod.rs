@@ -32,6 +32,33 @@ pub fn publisher() -> String {
     token(&["*"], &[])
 }
 
+/// The issuer of [`start_1_0`]'s hub.
+pub const ISSUER: &str = "https://issuer.example";
+/// Its HS256 key.
+pub const ISSUER_SECRET: &str = "a-1.0-issuer-secret-a-1.0-issuer-sec";
+
+/// A Mercure 1.0 hub trusting [`ISSUER`] (the other helpers start a legacy one).
+pub async fn start_1_0() -> TestHub {
+    start_with(Hub::builder().heartbeat(None).build(), |c| {
+        c.authorizer = Authorizer::builder()
+            .issuer(
+                ssehub_auth::Issuer::new(ISSUER)
+                    .key(KeyConfig::new(Algorithm::HS256, ISSUER_SECRET)),
+            )
+            .build()
+            .unwrap();
+    })
+    .await
+}
+
+/// A 1.0 token of [`ISSUER`] for `hub` that may publish everywhere.
+pub fn publisher_1_0(hub: &TestHub) -> String {
+    ssehub_auth::TokenSpec::new(ISSUER, hub.hub_url())
+        .publish([ssehub_auth::Matcher::any()])
+        .sign(&KeyConfig::new(Algorithm::HS256, ISSUER_SECRET))
+        .unwrap()
+}
+
 pub struct TestHub {
     pub addr: SocketAddr,
     pub hub: Hub,
