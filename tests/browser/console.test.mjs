@@ -64,16 +64,22 @@ test('subscribe, publish from the form, the event appears in the log', { timeout
   // Before a token is entered, the counts say what they need.
   await waitText(page, '#presence-empty', /need a subscriber token/);
 
-  // The subscriber token (for the books selector only: an exact grant on the selector's text,
-  // which is what the presence filter compares) also unlocks the counts for its selectors.
+  // The page subscribes with a URL Pattern (match_urlpattern=). The subscriber token (for the
+  // books pattern only: an exact grant on the pattern's text, which is what the presence filter
+  // compares) also unlocks the counts for its matchers.
+  const books = 'https://example.com/books/:id';
   await page.click('#subscribe-form summary');
-  await page.fill('#sub-token', token({ subscribe: ['https://example.com/books/{id}'] }));
-  await page.fill('#sub-topics', 'https://example.com/books/{id}');
+  await page.fill('#sub-token', token({ subscribe: [books] }));
+  await page.fill('#sub-topics', '');
+  await page.fill('#sub-patterns', books);
+  const subscribed = page.waitForRequest((r) => r.url().includes('/.well-known/mercure?'));
   await page.click('#subscribe');
   await waitText(page, '#state', 'Connected');
+  assert.equal(new URL((await subscribed).url()).search, `?match_urlpattern=${encodeURIComponent(books)}`);
+  await waitText(page, '#sub-message', `Subscribed to ${books} (URL Pattern)`);
 
-  // Counts per selector come from the hub's presence.
-  await waitFor(async () => (await page.$$eval('#presence tbody tr', (trs) => trs.map((tr) => tr.textContent))).some((t) => t.includes('https://example.com/books/{id}') && t.endsWith('1')), { what: 'the presence row' });
+  // Counts per matcher come from the hub's presence.
+  await waitFor(async () => (await page.$$eval('#presence tbody tr', (trs) => trs.map((tr) => tr.textContent))).some((t) => t.includes(books) && t.endsWith('1')), { what: 'the presence row' });
 
   // Without a token the hub refuses, and the page says why.
   await page.fill('#pub-topics', 'https://example.com/books/1');
@@ -93,7 +99,7 @@ test('subscribe, publish from the form, the event appears in the log', { timeout
   assert.equal(row.data, '{"title": "Dune"}');
   assert.match(row.time, /^\d\d:\d\d:\d\d\.\d\d\d$/);
 
-  // A topic the selector does not match is not shown; a multi-line one is, intact.
+  // A topic the pattern does not match is not shown; a multi-line one is, intact.
   await page.fill('#pub-topics', 'https://example.com/authors/1');
   await page.fill('#pub-type', '');
   await page.click('#publish');
@@ -108,12 +114,12 @@ test('subscribe, publish from the form, the event appears in the log', { timeout
 
   // Another subscriber (curl-like) shows up in the total.
   const controller = new AbortController();
-  const extra = await fetch(`${hub.url}/.well-known/mercure?topic=*`, { signal: controller.signal });
+  const extra = await fetch(`${hub.url}/.well-known/mercure?match=*`, { signal: controller.signal });
   assert.equal(extra.status, 200);
   await waitText(page, '#total-subscribers', '2', 5000);
-  // It counts in the total, but its selector `*` is not one the page's token may see.
+  // It counts in the total, but its matcher `*` is not one the page's token may see.
   const shown = await page.$$eval('#presence tbody tr', (trs) => trs.map((tr) => tr.cells[0].textContent));
-  assert.deepEqual(shown, ['https://example.com/books/{id}']);
+  assert.deepEqual(shown, [books]);
   assert.ok((await (await presenceOf()).json()).topics.some((t) => t.selector === '*'), 'the * row, for a * token');
   controller.abort();
   await waitText(page, '#total-subscribers', '1', 5000);
@@ -144,8 +150,11 @@ test('the publish form: a 1.0 token goes through, a 0.x token is refused with th
   await waitText(page, 'code.cookie-name', '__Secure-mercure_access_token');
   const topic = 'https://example.com/books/42';
   await page.fill('#sub-topics', topic);
+  const subscribed = page.waitForRequest((r) => r.url().includes('/.well-known/mercure?'));
   await page.click('#subscribe');
   await waitText(page, '#state', 'Connected');
+  // An exact topic goes as match= (byte for byte).
+  assert.equal(new URL((await subscribed).url()).search, `?match=${encodeURIComponent(topic)}`);
   await page.fill('#pub-topics', topic);
   await page.fill('#pub-data', 'first edition');
 
@@ -184,6 +193,83 @@ test('the publish form: a 1.0 token goes through, a 0.x token is refused with th
   assert.equal(row.id, id);
   assert.equal(row.data, 'first edition');
   await page.click('#unsubscribe');
+  await page.close();
+  assert.deepEqual(errors, []);
+});
+
+test('exact topics and relative URL Patterns in one subscription; a bad pattern is refused with the reason', { timeout: 60000 }, async () => {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  // The 400 for the bad pattern is deliberate; nothing else may fail.
+  page.on('response', (r) => { if (r.status() >= 400 && r.status() !== 400) errors.push(`${r.status()} ${r.url()}`); });
+  await page.goto(`${hub.url}/`);
+  await page.fill('#sub-topics', 'urn:example:a\n');
+  // Relative to the hub's URL: http://127.0.0.1:PORT/books/:id.
+  await page.fill('#sub-patterns', '/books/:id');
+  await page.click('#subscribe');
+  await waitText(page, '#state', 'Connected');
+  await waitText(page, '#sub-message', 'Subscribed to urn:example:a, /books/:id (URL Pattern)');
+
+  const publish = async (topic, data) => {
+    const res = await fetch(`${hub.url}/.well-known/mercure`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token({ publish: ['*'] })}` },
+      body: new URLSearchParams({ topic, data }),
+    });
+    assert.equal(res.status, 200, await res.text());
+  };
+  await publish('urn:example:ab', 'no: exact means exact');
+  await publish(`http://127.0.0.1:${port}/books/1/reviews`, 'no: one segment only');
+  await publish('https://example.com/books/1', 'no: another origin');
+  await publish(`http://127.0.0.1:${port}/books/7`, 'the book');
+  await publish('urn:example:a', 'the urn');
+  await waitFor(async () => (await rows(page)).length === 2, { what: 'two event rows' });
+  // Newest first.
+  assert.deepEqual((await rows(page)).map((r) => r.data), ['the urn', 'the book']);
+
+  // A pattern that does not compile: the hub's 400 and its reason, and no retry.
+  await page.click('#unsubscribe');
+  await waitText(page, '#state', 'Not subscribed');
+  await page.fill('#sub-topics', '');
+  await page.fill('#sub-patterns', '/books/((');
+  await page.click('#subscribe');
+  await waitText(page, '#sub-message', /^Refused: 400 invalid match_urlpattern value: /);
+  await waitText(page, '#state', 'Disconnected');
+  // Nothing at all: the form says what it needs.
+  await page.fill('#sub-patterns', ' \n ');
+  await page.click('#subscribe');
+  await waitText(page, '#sub-message', 'Give at least one topic or URL Pattern.');
+
+  // A subscription event (`event: mercure`, only the hub can send one) is marked and explained;
+  // what a publisher sends as data under another type is shown as is. Rendered by the page's
+  // own function, as its stream parser would call it.
+  const doc = {
+    id: '/.well-known/mercure/subscriptions/urlpattern/%2Fbooks%2F%3Aid/urn%3Auuid%3A1',
+    type: 'subscription',
+    match_type: 'urlpattern',
+    match: '/books/:id',
+    subscriber: 'urn:uuid:1',
+    active: false,
+    payload: { user: 'ada' },
+  };
+  await page.evaluate((data) => {
+    addEvent({ type: 'message', data, id: '#2' });
+    addEvent({ type: 'mercure', data, id: '#3' });
+  }, JSON.stringify(doc));
+  const [mercure, message] = await page.$$eval('#events tbody tr', (trs) => trs.slice(0, 2).map((tr) => ({
+    className: tr.className,
+    summary: tr.querySelector('.summary')?.textContent ?? null,
+    raw: tr.querySelector('.raw')?.textContent ?? null,
+    data: tr.cells[3].textContent,
+  })));
+  assert.deepEqual(mercure, {
+    className: 'subscription',
+    summary: 'urn:uuid:1 unsubscribed from urlpattern /books/:id · payload {"user":"ada"}',
+    raw: JSON.stringify(doc),
+    data: `urn:uuid:1 unsubscribed from urlpattern /books/:id · payload {"user":"ada"}${JSON.stringify(doc)}`,
+  });
+  assert.deepEqual(message, { className: '', summary: null, raw: null, data: JSON.stringify(doc) });
   await page.close();
   assert.deepEqual(errors, []);
 });

@@ -44,7 +44,7 @@ function openStreams(page, n) {
   return page.evaluate((n) => {
     window.es = [];
     for (let i = 0; i < n; i++) {
-      const source = new EventSource(`/.well-known/mercure?topic=t${i}`);
+      const source = new EventSource(`/.well-known/mercure?match=t${i}`);
       const entry = { source, open: false, got: [] };
       source.onopen = () => { entry.open = true; };
       source.onmessage = (e) => { entry.got.push({ data: e.data, id: e.lastEventId }); };

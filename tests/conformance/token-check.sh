@@ -3,7 +3,7 @@
 # (taken from its spec file and checked to be what its README says: HS256 at+jwt signed with
 # the suite's key, iss https://localhost, aud https://localhost/.well-known/mercure, publish and
 # subscribe on `*` through authorization_details) must be accepted by `ssehub serve` started as
-# tests/conformance/run starts it, for a publish (200) and for a subscribe with `topic=` (200,
+# tests/conformance/run starts it, for a publish (200) and for a subscribe with `match=` (200,
 # the stream opens, and a private update reaches it, which only its subscribe grant allows),
 # and the same token with a broken signature must be refused with 401 and
 # `WWW-Authenticate: Bearer error="invalid_token"`. Exits 1 if any check fails.
@@ -88,7 +88,7 @@ publish() {
 subscribe() {
   local name="$1"; shift
   curl -sS -N --max-time 20 -G -D "$tmp/$name.h" -o "$tmp/$name" \
-    --data-urlencode "topic=$topic" "$@" "$hub" 2>/dev/null &
+    --data-urlencode "match=$topic" "$@" "$hub" 2>/dev/null &
   sub_pids+=("$!")
 }
 status_of() { head -n1 "$1" 2>/dev/null | awk '{print $2}'; }
@@ -108,11 +108,11 @@ code="$(publish "$tmp/pub1" "$token" --data-urlencode 'data=public hello' --data
 check "POST $hub: status" 200 "$code"
 check "the id the publisher chose is the answer (CUSTOM_ID)" token-check-1 "$(cat "$tmp/pub1")"
 
-echo "subscribe with the suite's token (topic=, Authorization header):"
+echo "subscribe with the suite's token (match=, Authorization header):"
 subscribe authorized -H "Authorization: Bearer $token"
 subscribe anonymous
 if wait_for 5 has_bytes "$tmp/authorized" && wait_for 5 has_bytes "$tmp/anonymous"; then
-  check "GET $hub?topic=...: status" 200 "$(status_of "$tmp/authorized.h")"
+  check "GET $hub?match=...: status" 200 "$(status_of "$tmp/authorized.h")"
   check "the stream is text/event-stream" text/event-stream "$(header_of "$tmp/authorized.h" content-type | cut -d';' -f1)"
   pass "the stream opened (first bytes: $(head -c 40 "$tmp/authorized" | tr '\n' ' '))"
   code="$(publish "$tmp/pub2" "$token" --data-urlencode 'data=private hello' --data-urlencode 'private=on')"
@@ -138,6 +138,16 @@ else
   fail "no stream opened within 5 s: authorized status $(status_of "$tmp/authorized.h"), anonymous $(status_of "$tmp/anonymous.h"); hub log: $(tr '\n' ' ' <"$tmp/hub.log")"
 fi
 
+echo "the 0.x subscribe parameter, on this 1.0 hub:"
+code="$(curl -sS -o "$tmp/sub0" -w '%{http_code}' --max-time 5 -G \
+  --data-urlencode "topic=$topic" -H "Authorization: Bearer $token" "$hub" || true)"
+check "GET ?topic=...: status" 400 "$code"
+if has_text "$tmp/sub0" 'match='; then
+  pass "the reason names match=: $(head -n1 "$tmp/sub0")"
+else
+  fail "the 400's reason does not name match=: $(head -n1 "$tmp/sub0")"
+fi
+
 echo "the same token with a broken signature:"
 code="$(publish "$tmp/pub4" "$tampered" --data-urlencode 'data=forged')"
 check "POST: status" 401 "$code"
@@ -147,8 +157,8 @@ case "$challenge" in
   *) fail "WWW-Authenticate: expected Bearer error=\"invalid_token\"..., got '$challenge'" ;;
 esac
 code="$(curl -sS -o "$tmp/sub4" -D "$tmp/sub4.h" -w '%{http_code}' --max-time 5 -G \
-  --data-urlencode "topic=$topic" -H "Authorization: Bearer $tampered" "$hub" || true)"
-check "GET ?topic=...: status" 401 "$code"
+  --data-urlencode "match=$topic" -H "Authorization: Bearer $tampered" "$hub" || true)"
+check "GET ?match=...: status" 401 "$code"
 challenge="$(header_of "$tmp/sub4.h" www-authenticate)"
 case "$challenge" in
   'Bearer error="invalid_token"'*) pass "WWW-Authenticate: $challenge" ;;

@@ -4,6 +4,10 @@
 // reasons: EventSource only hands a page the event types it registered listeners for by name
 // (the console must show every type), and it cannot send an Authorization header (a token in
 // the URL would end up in logs).
+//
+// The hub speaks Mercure 1.0: exact topics go as `match=`, URL Patterns as `match_urlpattern=`
+// (a hub run with --legacy-protocol takes both too). Subscription events arrive as
+// `event: mercure` with a JSON document; the log marks them and says what they mean.
 'use strict';
 
 const HUB = '/.well-known/mercure';
@@ -83,9 +87,16 @@ function lines(text) {
   return text.split('\n').map((s) => s.trim()).filter(Boolean);
 }
 
-async function subscribeLoop(sub, topics, token) {
+/** The subscribe URL: one `match` per exact topic, one `match_urlpattern` per pattern. */
+function subscribeUrl(matchers) {
   const url = new URL(HUB, location.origin);
-  for (const t of topics) url.searchParams.append('topic', t);
+  for (const { param, value } of matchers) url.searchParams.append(param, value);
+  return url;
+}
+
+async function subscribeLoop(sub, matchers, token) {
+  const url = subscribeUrl(matchers);
+  const described = matchers.map((m) => (m.param === 'match' ? m.value : `${m.value} (URL Pattern)`)).join(', ');
   let attempt = 0;
   while (!sub.controller.signal.aborted) {
     setState('connecting', attempt === 0 ? 'Connecting' : 'Reconnecting');
@@ -106,7 +117,7 @@ async function subscribeLoop(sub, topics, token) {
       }
       attempt = 0;
       setState('connected', 'Connected');
-      message($('sub-message'), 'ok', `Subscribed to ${topics.join(', ')}`);
+      message($('sub-message'), 'ok', `Subscribed to ${described}`);
       const parser = new EventStreamParser({
         event: (ev) => {
           if (ev.id) sub.lastEventId = ev.id;
@@ -140,9 +151,12 @@ function sleep(ms, signal) {
 }
 
 function startSubscription() {
-  const topics = lines($('sub-topics').value);
-  if (topics.length === 0) {
-    message($('sub-message'), 'error', 'Give at least one topic selector.');
+  const matchers = [
+    ...lines($('sub-topics').value).map((value) => ({ param: 'match', value })),
+    ...lines($('sub-patterns').value).map((value) => ({ param: 'match_urlpattern', value })),
+  ];
+  if (matchers.length === 0) {
+    message($('sub-message'), 'error', 'Give at least one topic or URL Pattern.');
     return;
   }
   stopSubscription(false);
@@ -154,7 +168,7 @@ function startSubscription() {
   subscription = sub;
   $('subscribe').disabled = true;
   $('unsubscribe').disabled = false;
-  subscribeLoop(sub, topics, $('sub-token').value.trim());
+  subscribeLoop(sub, matchers, $('sub-token').value.trim());
 }
 
 function stopSubscription(userAction) {
@@ -176,13 +190,46 @@ function clock(d) {
   return d.toLocaleTimeString([], { hour12: false }) + `.${String(d.getMilliseconds()).padStart(3, '0')}`;
 }
 
+/**
+ * What a subscription event (`event: mercure`, Mercure 1.0 "Subscription Events") says, in one
+ * line: who, subscribed or gone, with which matcher. Null when the data is not such a document.
+ */
+function subscriptionSummary(data) {
+  let doc;
+  try {
+    doc = JSON.parse(data);
+  } catch {
+    return null;
+  }
+  if (!doc || typeof doc !== 'object') return null;
+  if (doc.type === 'subscriptions' && Array.isArray(doc.subscriptions)) {
+    return `${doc.subscriptions.length} active subscription${doc.subscriptions.length === 1 ? '' : 's'}`;
+  }
+  if (doc.type !== 'subscription') return null;
+  const what = doc.active === false ? 'unsubscribed from' : 'subscribed to';
+  const payload = doc.payload === undefined ? '' : ` · payload ${JSON.stringify(doc.payload)}`;
+  return `${doc.subscriber} ${what} ${doc.match_type} ${doc.match}${payload}`;
+}
+
 function addEvent(ev) {
   const tr = document.createElement('tr');
   if (ev.type.startsWith('ssehub.')) tr.className = 'notice';
+  // Only the hub can send `mercure` events (publishers cannot use that type).
+  const summary = ev.type === 'mercure' ? subscriptionSummary(ev.data) : null;
+  if (ev.type === 'mercure') tr.className = 'subscription';
   for (const [cls, text] of [['time', clock(new Date())], ['type', ev.type], ['id', ev.id], ['data', ev.data]]) {
     const td = document.createElement('td');
     td.className = cls;
     td.textContent = text; // never innerHTML: event data is untrusted
+    if (cls === 'data' && summary) {
+      const line = document.createElement('span');
+      line.className = 'summary';
+      line.textContent = summary;
+      const raw = document.createElement('span');
+      raw.className = 'raw';
+      raw.textContent = text;
+      td.replaceChildren(line, raw);
+    }
     tr.append(td);
   }
   const tbody = $('events').tBodies[0];
@@ -228,7 +275,7 @@ async function publish() {
 // ---------- presence ----------
 
 // The counts are the hub's presence, which asks for a subscriber token (topic names can be
-// private): the one in the Subscribe form, whose selectors choose the rows shown.
+// private): the one in the Subscribe form, whose grants choose the matchers shown.
 function presenceRefused(text) {
   $('total-subscribers').textContent = '–';
   $('presence').tBodies[0].replaceChildren();
