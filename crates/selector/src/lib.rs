@@ -1,8 +1,15 @@
-//! Mercure topic selectors: `*`, exact topics, and RFC 6570 URI templates.
+//! Mercure topic selectors: `*`, exact topics, URL Patterns and RFC 6570 URI templates.
 //!
 //! This crate owns one question: *does this selector match this topic?* The hub uses it to route
 //! updates to subscriptions, and the auth crate uses it to check the `mercure.publish` and
-//! `mercure.subscribe` claims of a JWT.
+//! `mercure.subscribe` claims of a JWT. Two structures serve the hub at scale:
+//!
+//! - [`MatcherRegistry`]: one compiled matcher per distinct (type, base, text), shared by every
+//!   subscription that asks for it and freed when the last one goes, its memory bounded in
+//!   bytes globally and per client address and token ([`MatcherLimits`]).
+//! - [`SelectorIndex`]: the distinct non-exact matchers of a hub, indexed by the literal prefix
+//!   their matches must start with, so a publish evaluates only the matchers that can match its
+//!   topics, each once per topic.
 //!
 //! ```
 //! use ssehub_selector::Selector;
@@ -40,12 +47,19 @@ use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 use std::sync::Arc;
 
-mod cache;
+mod dfa;
+mod index;
+mod radix;
+mod registry;
 pub mod template;
 mod text;
 mod url_pattern;
 
-pub use cache::SelectorCache;
+pub use index::{Matched, MatcherId, SelectorIndex};
+pub use registry::{
+    MatcherError, MatcherLease, MatcherLimits, MatcherRegistry, Owner, OwnerKind, OwnerLimit,
+    RegistryStats,
+};
 pub use text::{describe_char, forbidden_char};
 
 use template::Template;
@@ -85,8 +99,9 @@ pub enum SelectorError {
         /// The limit that was exceeded.
         max: usize,
     },
-    /// The URI template is valid but its matcher would exceed our compiled-size budget.
-    #[error("URI template is too complex to match")]
+    /// The URI template or URL pattern is valid but its matcher would exceed our compiled-size
+    /// limits (its automaton would be too large: see the crate's `dfa` module).
+    #[error("pattern is too complex to match")]
     TooComplex,
     /// The URL pattern does not compile (or is relative and no base was given).
     #[error("invalid URL pattern: {0}")]
@@ -99,15 +114,27 @@ pub struct Selector {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     source: Box<str>,
     kind: Kind,
+    /// Set when a [`MatcherRegistry`] handed it out: tells the registry when it is gone.
+    registration: Option<registry::Registration>,
 }
 
-enum Kind {
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(r) = self.registration.take() {
+            r.released();
+        }
+    }
+}
+
+pub(crate) enum Kind {
     Any,
     Exact,
-    Template(Template),
+    /// Boxed, as is the URL pattern: a DFA's struct is several hundred bytes, and every
+    /// selector (exact ones too) would be that large.
+    Template(Box<Template>),
     UrlPattern(Box<UrlPatternMatcher>),
 }
 
@@ -135,53 +162,43 @@ impl Selector {
     /// Parses a selector: `*` matches any topic, text without `{` is an exact topic, and text
     /// with `{` is an RFC 6570 URI template (or, if it is not a valid one, an exact topic).
     pub fn parse(s: &str) -> Result<Selector, SelectorError> {
-        if s.is_empty() {
-            return Err(SelectorError::Empty);
-        }
-        if s.len() > MAX_SELECTOR_LEN {
-            return Err(SelectorError::TooLong {
-                max: MAX_SELECTOR_LEN,
-            });
-        }
+        Ok(Selector::from_inner(Selector::parse_inner(s)?))
+    }
+
+    pub(crate) fn parse_inner(s: &str) -> Result<Inner, SelectorError> {
+        check_len(s)?;
         let kind = if s == "*" {
             Kind::Any
         } else if !s.contains('{') {
             Kind::Exact
         } else {
             match Template::compile(s) {
-                Ok(Some(t)) => Kind::Template(t),
+                Ok(Some(t)) => Kind::Template(Box::new(t)),
                 // Not a valid template: compatibility with the reference hub says exact topic.
                 Ok(None) => Kind::Exact,
                 Err(e) => return Err(e),
             }
         };
-        Ok(Selector {
-            inner: Arc::new(Inner {
-                source: s.into(),
-                kind,
-            }),
-        })
+        Ok(Inner::new(s, kind))
+    }
+
+    pub(crate) fn from_inner(inner: Inner) -> Selector {
+        Selector {
+            inner: Arc::new(inner),
+        }
     }
 
     /// An exact selector: matches `topic` byte for byte and nothing else, even when it contains
     /// `{` (a Mercure 1.0 `exact` matcher is never a template). `*` is still the wildcard, as the
     /// spec reserves it for every matcher type. Same length rules as [`Selector::parse`].
     pub fn exact_topic(topic: &str) -> Result<Selector, SelectorError> {
-        if topic.is_empty() {
-            return Err(SelectorError::Empty);
-        }
-        if topic.len() > MAX_SELECTOR_LEN {
-            return Err(SelectorError::TooLong {
-                max: MAX_SELECTOR_LEN,
-            });
-        }
+        Ok(Selector::from_inner(Selector::exact_inner(topic)?))
+    }
+
+    pub(crate) fn exact_inner(topic: &str) -> Result<Inner, SelectorError> {
+        check_len(topic)?;
         let kind = if topic == "*" { Kind::Any } else { Kind::Exact };
-        Ok(Selector {
-            inner: Arc::new(Inner {
-                source: topic.into(),
-                kind,
-            }),
-        })
+        Ok(Inner::new(topic, kind))
     }
 
     /// A WHATWG URL Pattern (the Mercure 1.0 `urlpattern` matcher type): relative patterns,
@@ -189,25 +206,22 @@ impl Selector {
     /// pattern without a base is an error. `*` is the wildcard, as for every matcher type. The
     /// length rule of [`Selector::parse`] applies.
     pub fn url_pattern(pattern: &str, base: Option<&Url>) -> Result<Selector, SelectorError> {
-        if pattern.is_empty() {
-            return Err(SelectorError::Empty);
-        }
-        if pattern.len() > MAX_SELECTOR_LEN {
-            return Err(SelectorError::TooLong {
-                max: MAX_SELECTOR_LEN,
-            });
-        }
+        Ok(Selector::from_inner(Selector::url_pattern_inner(
+            pattern, base,
+        )?))
+    }
+
+    pub(crate) fn url_pattern_inner(
+        pattern: &str,
+        base: Option<&Url>,
+    ) -> Result<Inner, SelectorError> {
+        check_len(pattern)?;
         let kind = if pattern == "*" {
             Kind::Any
         } else {
             Kind::UrlPattern(Box::new(UrlPatternMatcher::compile(pattern, base)?))
         };
-        Ok(Selector {
-            inner: Arc::new(Inner {
-                source: pattern.into(),
-                kind,
-            }),
-        })
+        Ok(Inner::new(pattern, kind))
     }
 
     /// Whether `topic` is selected: `*`, byte-for-byte equality, a template expansion, or a
@@ -251,6 +265,87 @@ impl Selector {
     pub fn is_url_pattern(&self) -> bool {
         matches!(self.inner.kind, Kind::UrlPattern(_))
     }
+
+    /// Whether matching it runs a compiled automaton (a URI template or a URL pattern), as
+    /// opposed to a byte comparison (exact) or nothing (`*`). These are the selectors a
+    /// [`SelectorIndex`] indexes and a [`MatcherRegistry`] budgets.
+    pub fn is_compiled(&self) -> bool {
+        matches!(self.inner.kind, Kind::Template(_) | Kind::UrlPattern(_))
+    }
+
+    /// The base URL of a URL pattern (relative patterns and topics resolve against it).
+    pub fn base(&self) -> Option<&str> {
+        self.inner.kind.base()
+    }
+
+    /// Heap bytes this selector holds (its text, and for a compiled one its automata and
+    /// parts), computed from the exact sizes of what it owns, each allocation rounded up as an
+    /// allocator would (a conservative estimate: `tests/memory.rs` checks it against the bytes
+    /// really allocated).
+    pub fn heap_size(&self) -> usize {
+        self.inner.heap_size()
+    }
+
+    /// Whether two handles share one compiled matcher (not merely equal ones).
+    pub fn ptr_eq(a: &Selector, b: &Selector) -> bool {
+        Arc::ptr_eq(&a.inner, &b.inner)
+    }
+
+    pub(crate) fn kind(&self) -> &Kind {
+        &self.inner.kind
+    }
+}
+
+impl Inner {
+    fn new(source: &str, kind: Kind) -> Inner {
+        Inner {
+            source: source.into(),
+            kind,
+            registration: None,
+        }
+    }
+
+    pub(crate) fn set_registration(&mut self, r: registry::Registration) {
+        self.registration = Some(r);
+    }
+
+    pub(crate) fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub(crate) fn kind(&self) -> &Kind {
+        &self.kind
+    }
+
+    pub(crate) fn heap_size(&self) -> usize {
+        let compiled = match &self.kind {
+            Kind::Any | Kind::Exact => 0,
+            Kind::Template(t) => t.heap_size() + alloc_size(std::mem::size_of::<Template>()),
+            Kind::UrlPattern(p) => p.heap_size(),
+        };
+        // The Arc's allocation: two counters and the struct.
+        alloc_size(std::mem::size_of::<Inner>() + 16) + alloc_size(self.source.len()) + compiled
+    }
+}
+
+/// The length rules every constructor applies.
+fn check_len(s: &str) -> Result<(), SelectorError> {
+    if s.is_empty() {
+        return Err(SelectorError::Empty);
+    }
+    if s.len() > MAX_SELECTOR_LEN {
+        return Err(SelectorError::TooLong {
+            max: MAX_SELECTOR_LEN,
+        });
+    }
+    Ok(())
+}
+
+/// What an allocation of `n` bytes costs at most with the allocators we run on (mimalloc's
+/// size classes are at most 12.5 % apart; glibc adds an 8-byte header and rounds to 16): `n`
+/// plus an eighth plus 16.
+pub(crate) fn alloc_size(n: usize) -> usize {
+    n + n / 8 + 16
 }
 
 impl fmt::Debug for Selector {
@@ -309,6 +404,15 @@ impl AsRef<str> for Selector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every selector, exact ones included, pays for this struct: compiled parts are boxed.
+    #[test]
+    fn a_selector_stays_small() {
+        let inner = std::mem::size_of::<Inner>();
+        if cfg!(target_pointer_width = "64") {
+            assert!(inner <= 80, "Inner is {inner} bytes");
+        }
+    }
 
     #[test]
     fn empty_and_too_long_are_errors() {

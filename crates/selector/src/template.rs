@@ -46,27 +46,22 @@
 //!
 //! # Bounds
 //!
-//! The `regex` crate matches in linear time, so no topic can make matching blow up. What is
-//! bounded here is compile cost, which grows with the number of variables: at most
-//! [`MAX_EXPRESSIONS`] expressions and [`MAX_VARIABLES`] variables per template (with the
-//! 2048-byte selector cap, the worst case compiles in about a millisecond in release builds),
-//! plus a cap on the compiled program size as a backstop. Exceeding them is an error, not a
-//! fallback to exact matching: the text *is* a template, and silently matching it literally
-//! would surprise its author.
-
-use regex::bytes::{Regex, RegexBuilder};
+//! The compiled regex is a DFA ([`crate::dfa`]): matching is one table step per byte of the
+//! topic, whatever the template, and the DFA's size is known exactly. What is bounded here is
+//! compile cost and size, which grow with the number of variables: at most [`MAX_EXPRESSIONS`]
+//! expressions and [`MAX_VARIABLES`] variables per template, and the DFA's size limits as a
+//! backstop (with the 2048-byte selector cap, the largest templates build in about 10 ms into
+//! 20-30 KiB in release builds). Exceeding them is an error, not a fallback to exact matching:
+//! the text *is* a template, and silently matching it literally would surprise its author.
 
 use crate::SelectorError;
+use crate::dfa::Dfa;
 
 /// Most expressions (`{...}`) one template may contain.
 pub const MAX_EXPRESSIONS: usize = 32;
 
 /// Most variables one template may contain, over all its expressions.
 pub const MAX_VARIABLES: usize = 64;
-
-/// Compiled-program budget handed to the regex builder, in bytes. The largest template the caps
-/// allow needs about a tenth of this; the limit is a backstop, not the primary bound.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Characters RFC 3986 calls unreserved, as the body of a regex class.
 const UNRESERVED: &str = r"A-Za-z0-9\-\._\~";
@@ -80,24 +75,9 @@ const PCT: &str = "%[0-9A-Fa-f]{2}";
 /// repeated in every value).
 const NON_ASCII: &str = r"\x80-\xFF";
 
-/// A compiled URI template.
+/// A compiled URI template: its regex as an anchored DFA (see [`crate::dfa`]).
 pub(crate) struct Template {
-    // Behind a trait object on purpose: `Regex` keeps an internal cache pool (interior
-    // mutability), and a visible `Regex` field would make clippy's `mutable_key_type` fire for
-    // every `HashSet<Selector>` / `HashMap<Selector, _>`, although hashing and equality only
-    // ever look at the immutable source text.
-    regex: Box<dyn IsMatch>,
-}
-
-/// The one operation we need from the compiled regex.
-trait IsMatch: Send + Sync {
-    fn is_match(&self, haystack: &[u8]) -> bool;
-}
-
-impl IsMatch for Regex {
-    fn is_match(&self, haystack: &[u8]) -> bool {
-        Regex::is_match(self, haystack)
-    }
+    dfa: Dfa,
 }
 
 impl std::fmt::Debug for Template {
@@ -112,22 +92,27 @@ impl Template {
         let Some(pattern) = to_regex(src)? else {
             return Ok(None);
         };
-        RegexBuilder::new(&pattern)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .build()
-            .map(|regex| {
-                Some(Template {
-                    regex: Box::new(regex),
-                })
-            })
-            // The pattern is built from escaped pieces, so the only expected failure is size.
-            .map_err(|_| SelectorError::TooComplex)
+        // The pattern is built from escaped pieces, so the only expected failure is size.
+        let dfa = Dfa::bytes(&pattern).map_err(|_| SelectorError::TooComplex)?;
+        Ok(Some(Template { dfa }))
     }
 
     /// Whether `topic` could be an expansion of the template.
     pub(crate) fn matches(&self, topic: &str) -> bool {
-        self.regex.is_match(topic.as_bytes())
+        self.dfa.is_match(topic.as_bytes())
     }
+
+    /// Heap bytes held.
+    pub(crate) fn heap_size(&self) -> usize {
+        self.dfa.heap_size()
+    }
+}
+
+/// What every topic a valid template `src` matches starts with: the literal text before its
+/// first expression (the compiled regex matches it byte for byte, and so does the equality
+/// test of a template with its own text).
+pub(crate) fn literal_prefix(src: &str) -> &str {
+    &src[..src.find('{').unwrap_or(src.len())]
 }
 
 /// Translates a template into regex source, or `None` if it is not a valid template.
@@ -142,14 +127,14 @@ fn to_regex(src: &str) -> Result<Option<String>, SelectorError> {
             if rest.contains('}') {
                 return Ok(None);
             }
-            out.push_str(&regex::escape(rest));
+            out.push_str(&regex_syntax::escape(rest));
             break;
         };
         let literal = &rest[..open];
         if literal.contains('}') {
             return Ok(None);
         }
-        out.push_str(&regex::escape(literal));
+        out.push_str(&regex_syntax::escape(literal));
         let after = &rest[open + 1..];
         let Some(close) = after.find('}') else {
             return Ok(None);
@@ -298,8 +283,8 @@ impl<'a> Expression<'a> {
     /// `first` followed by a non-empty, in-order subsequence of the items joined by `sep`.
     fn write_regex(&self, out: &mut String) {
         let op = self.op;
-        let first = regex::escape(op.first());
-        let sep = regex::escape(op.sep());
+        let first = regex_syntax::escape(op.first());
+        let sep = regex_syntax::escape(op.sep());
 
         if !op.named() {
             // Unnamed items are indistinguishable, so "which subsequence" does not matter, only
@@ -309,6 +294,12 @@ impl<'a> Expression<'a> {
             let n = self.vars.len();
             if self.vars.iter().any(|v| v.explode) {
                 out.push_str(&format!("(?:{first}{})?", op.exploded_regex()));
+            } else if op.allows_reserved() {
+                // `+` and `#` values may contain the separator `,` themselves, so the values
+                // and separators are just a run of value characters: the same language as
+                // below, without the bounded count that makes a DFA blow up when such
+                // expressions follow one another (`{#a,...}{#a,...}`).
+                out.push_str(&format!("(?:{first}{}*)?", op.value_char_regex()));
             } else {
                 let value = format!("{}*", op.value_char_regex());
                 out.push_str(&format!(
@@ -342,7 +333,7 @@ fn item_regex(op: Operator, var: &VarSpec<'_>) -> String {
     if !op.named() {
         return format!("{char}*");
     }
-    let name = regex::escape(var.name);
+    let name = regex_syntax::escape(var.name);
     if op == Operator::PathParam {
         // `;` uses an empty ifemp: an empty value expands to just `;name`, never `;name=`.
         format!("{name}(?:={char}+)?")

@@ -120,3 +120,201 @@ fn matching_is_linear_in_the_topic() {
     assert!(!p.matches(&topic));
     assert!(start.elapsed() < std::time::Duration::from_secs(2));
 }
+
+mod against_the_crate {
+    //! Our compact matcher ([`Selector::url_pattern`]) against the `urlpattern` crate's own
+    //! `UrlPattern::test` (on `regex::Regex`, as the crate ships), on random patterns and topics:
+    //! the same patterns accepted, the same answers.
+
+    use proptest::prelude::*;
+    use ssehub_selector::{Selector, SelectorError, Url};
+    use urlpattern::{UrlPattern, UrlPatternInit, UrlPatternMatchInput, UrlPatternOptions};
+
+    fn hub() -> Url {
+        Url::parse("https://hub.example.com/.well-known/mercure").unwrap()
+    }
+
+    fn reference(p: &str, base: &Url) -> Option<UrlPattern> {
+        let init =
+            UrlPatternInit::parse_constructor_string::<regex::Regex>(p, Some(base.clone())).ok()?;
+        UrlPattern::parse(
+            init,
+            UrlPatternOptions {
+                ignore_case: false,
+                ..Default::default()
+            },
+        )
+        .ok()
+    }
+
+    fn reference_matches(p: &UrlPattern, base: &Url, topic: &str) -> bool {
+        match Url::options().base_url(Some(base)).parse(topic) {
+            Ok(url) => p.test(UrlPatternMatchInput::Url(url)).unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    fn protocol() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "https",
+            "http",
+            "http{s}?",
+            "*",
+            "ws",
+            "HTTPS",
+            "foo",
+            "(https|ftp)",
+        ])
+    }
+
+    fn host() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "example.com",
+            "EXAMPLE.com",
+            "*.example.com",
+            ":sub.example.com",
+            "example.org",
+            "bücher.example",
+            "hub.example.com",
+            "{www.}?example.com",
+        ])
+    }
+
+    fn segment() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "users",
+            "42",
+            "Books",
+            "a%20b",
+            "é",
+            ":id",
+            ":id?",
+            ":rest*",
+            ":rest+",
+            "*",
+            "(\\d+)",
+            ":x([a-z]+)",
+            "{a}?",
+            "{:x}?",
+            ":x(\\w+)",
+            ".well-known",
+            "x-:y",
+            "*.json",
+            ":x(.*)",
+            "..",
+            "(é|x)",
+        ])
+    }
+
+    prop_compose! {
+        fn pattern()(
+            absolute in any::<bool>(),
+            proto in protocol(),
+            host in host(),
+            port in prop::sample::select(vec!["", ":8080", ":443", ":*"]),
+            segs in prop::collection::vec(segment(), 0..5),
+            tail in prop::sample::select(vec!["", "/", "?q=*", "?q=:v", "#f", "/*", "\\?x"]),
+        ) -> String {
+            let path: String = segs.iter().map(|s| format!("/{s}")).collect();
+            if absolute {
+                format!("{proto}://{host}{port}{path}{tail}")
+            } else {
+                format!("{path}{tail}")
+            }
+        }
+    }
+
+    fn topic_segment() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "users",
+            "42",
+            "books",
+            "Books",
+            "a%20b",
+            "a b",
+            "é",
+            "%C3%A9",
+            "x-1",
+            "data.json",
+            ".",
+            "..",
+            "",
+            "x",
+            "7",
+            "/",
+        ])
+    }
+
+    prop_compose! {
+        fn topic()(
+            form in 0..5u8,
+            proto in prop::sample::select(vec!["https", "http", "HTTPS", "ws", "ftp", "foo"]),
+            host in prop::sample::select(vec![
+                "example.com", "EXAMPLE.COM", "a.example.com", "www.example.com", "example.org",
+                "bücher.example", "xn--bcher-kva.example", "hub.example.com", "user@example.com",
+            ]),
+            port in prop::sample::select(vec!["", ":8080", ":443", ":80"]),
+            segs in prop::collection::vec(topic_segment(), 0..5),
+            tail in prop::sample::select(vec!["", "/", "?q=1", "?q=", "#f", "?a=1#g"]),
+        ) -> String {
+            let path: String = segs.iter().map(|s| format!("/{s}")).collect();
+            match form {
+                0 | 1 => format!("{proto}://{host}{port}{path}{tail}"),
+                2 => format!("{path}{tail}"),
+                3 => format!("{proto}:{}{tail}", path.trim_start_matches('/')),
+                _ => format!("urn:x:{}", segs.join(":")),
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn same_answers(p in pattern(), topics in prop::collection::vec(topic(), 1..8)) {
+            let base = hub();
+            let ours = Selector::url_pattern(&p, Some(&base));
+            let theirs = reference(&p, &base);
+            match (ours, theirs) {
+                (Ok(ours), Some(theirs)) => {
+                    for t in &topics {
+                        prop_assert_eq!(ours.matches(t), reference_matches(&theirs, &base, t), "{} on {}", p, t);
+                    }
+                }
+                (Err(SelectorError::InvalidUrlPattern(_)), None) => {}
+                // Ours: the empty string is no matcher (a Mercure rule, not URL Pattern's).
+                (Err(SelectorError::Empty), _) if p.is_empty() => {}
+                (ours, theirs) => prop_assert!(false, "{}: ours {:?}, theirs {}", p, ours.err(), theirs.is_some()),
+            }
+        }
+    }
+
+    #[test]
+    fn unicode_classes_keep_their_meaning() {
+        // Compiled over ASCII: a topic's components are ASCII, so these still agree.
+        let base = hub();
+        for p in [
+            "https://example.com/:x(\\w+)",
+            "https://example.com/:x(\\p{L}+)",
+            "https://example.com/:x([^a]+)",
+            "https://example.com/:x(.)",
+            "https://example.com/:x(\\bab\\b)",
+        ] {
+            let ours = Selector::url_pattern(p, Some(&base)).unwrap();
+            let theirs = reference(p, &base).unwrap();
+            for t in [
+                "https://example.com/ab",
+                "https://example.com/é",
+                "https://example.com/%C3%A9",
+                "https://example.com/_",
+                "https://example.com/b",
+            ] {
+                assert_eq!(
+                    ours.matches(t),
+                    reference_matches(&theirs, &base, t),
+                    "{p} on {t}"
+                );
+            }
+        }
+    }
+}

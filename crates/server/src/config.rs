@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ssehub_auth::Authorizer;
+use ssehub_selector::MatcherLimits;
 
 use crate::{IpRange, MetricsAccess};
 use tokio_rustls::rustls;
@@ -88,6 +89,11 @@ pub struct MercureConfig {
     /// How many selectors get their own `ssehub_selector_subscribers` series (the ones with
     /// the most subscribers), which bounds the label cardinality; 0: none.
     pub metrics_selectors: usize,
+    /// Bounds of the compiled matchers (URL patterns, URI templates) subscribers ask for: bytes
+    /// in all (`503` past it), and distinct patterns and bytes per client address and per
+    /// token (`429` past them). Default [`MatcherLimits::default`]: 64 MiB in all; 1,024
+    /// patterns and 16 MiB per address and per token. `docs/limits.md` has the worst case.
+    pub matchers: MatcherLimits,
 }
 
 impl MercureConfig {
@@ -107,7 +113,7 @@ impl MercureConfig {
     /// client address, loopback as the only trusted proxy, 10,000 publishes per second per
     /// token, 3 s retry advice, no console, 30 s drain, 10 s shutdown grace, 10 s request-head
     /// timeout, 64 KiB request heads, fast subscribes on, no TLS, active subscriptions off,
-    /// no `/metrics` (20 selectors when turned on).
+    /// no `/metrics` (20 selectors when turned on), the default matcher limits.
     pub fn new(authorizer: Authorizer) -> Self {
         MercureConfig {
             authorizer,
@@ -133,6 +139,7 @@ impl MercureConfig {
             subscriptions: false,
             metrics: MetricsAccess::Off,
             metrics_selectors: 20,
+            matchers: MatcherLimits::default(),
         }
     }
 

@@ -23,14 +23,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use ssehub_selector::SelectorCache;
+use ssehub_selector::MatcherRegistry;
 
 use crate::conn::{self, Shared};
 use crate::limits::{PublishRate, SubscriberSlots};
 use crate::{ApiError, MercureConfig, MetricsAccess};
 
-/// Distinct selector texts kept parsed; past it the cache starts over.
-const SELECTOR_CACHE_CAPACITY: usize = 10_000;
 use crate::mercure::{self, MERCURE_PATH, MercureState};
 
 /// The hub's HTTP face: the Mercure endpoint plus `/healthz`.
@@ -49,12 +47,13 @@ impl MercureServer {
         let slots = (config.max_subscribers_per_ip > 0)
             .then(|| SubscriberSlots::new(config.max_subscribers_per_ip));
         let publish_rate = PublishRate::new(config.publish_rate).map(Arc::new);
+        let selectors = Arc::new(MatcherRegistry::new(config.matchers));
         MercureServer {
             state: MercureState {
                 hub,
                 config: Arc::new(config),
                 publishes: TaskTracker::new(),
-                selectors: Arc::new(SelectorCache::new(SELECTOR_CACHE_CAPACITY)),
+                selectors,
                 slots,
                 publish_rate,
                 metrics: Default::default(),

@@ -18,7 +18,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, HeaderValue, Uri};
 use ssehub_auth::{AuthError, Challenge, Claims, Role, TokenSource};
 use ssehub_hub::Hub;
-use ssehub_selector::SelectorCache;
+use ssehub_selector::MatcherRegistry;
 use tokio_util::task::TaskTracker;
 
 use crate::limits::{PublishRate, SubscriberSlots};
@@ -41,8 +41,10 @@ pub(crate) struct MercureState {
     pub(crate) config: Arc<MercureConfig>,
     /// Publishes in flight, so shutdown can let them finish before closing the hub.
     pub(crate) publishes: TaskTracker,
-    /// Subscribers share parsed selectors instead of compiling a template each.
-    pub(crate) selectors: Arc<SelectorCache>,
+    /// Compiled matchers, shared by every subscription that uses one, freed with the last, and
+    /// bounded in bytes globally and per client address and token
+    /// ([`MercureConfig::matchers`]).
+    pub(crate) selectors: Arc<MatcherRegistry>,
     /// Open subscriptions per client address (`None`: no limit).
     pub(crate) slots: Option<Arc<SubscriberSlots>>,
     /// Publishes per second per token (`None`: no limit).

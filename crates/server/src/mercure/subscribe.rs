@@ -15,7 +15,7 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 use ssehub_auth::Role;
 use ssehub_hub::{SubscribeError, SubscriberStream, Subscription};
-use ssehub_selector::{Url, describe_char, forbidden_char};
+use ssehub_selector::{MatcherError, MatcherLease, Owner, Url, describe_char, forbidden_char};
 
 use super::{AuthRequest, Authenticated, MercureState};
 use crate::form::decode_pairs;
@@ -33,6 +33,9 @@ const SUBSCRIBER_LIMIT_RETRY_AFTER: u64 = 10;
 pub(crate) struct Subscribed {
     stream: SubscriberStream,
     _slot: Option<SlotGuard>,
+    /// The compiled matchers charged to this client's address and token, released with the
+    /// stream (`None` for exact topics only: nothing to charge, nothing allocated).
+    _matchers: Option<Box<MatcherLease>>,
 }
 
 impl Subscribed {
@@ -181,7 +184,9 @@ fn open_subscription_with(
     pairs.extend(body_pairs);
 
     let auth = AuthRequest::new(config, uri, headers, peer.map(|p| p.ip()));
-    let (mut subscription, mut last_event_id) = read_params(state, pairs, auth.resource())?;
+    let client = peer.map(|p| client_ip(p.ip(), headers, &config.trusted_proxies));
+    let (mut subscription, mut last_event_id, mut matchers) =
+        read_params(state, pairs, auth.resource(), client)?;
     // The header, set by browsers on reconnect, is newer than the query parameter the page built.
     if let Some(header) = headers.get("last-event-id") {
         let id = header
@@ -196,7 +201,12 @@ fn open_subscription_with(
     }
 
     match auth.authenticate(headers, uri.query(), Role::Subscriber)? {
-        Some(Authenticated { claims, .. }) => {
+        Some(Authenticated { claims, token, .. }) => {
+            // The token is charged the distinct patterns it subscribes with, whatever address
+            // it comes from.
+            matchers
+                .add_owner(state.selectors.token_owner(&token))
+                .map_err(|e| matcher_refusal(e, "match_urlpattern"))?;
             if let Some(allowed) = &claims.subscribe {
                 subscription = subscription.authorized(allowed.clone());
             }
@@ -254,6 +264,7 @@ fn open_subscription_with(
         // This stream's poller is the connection's writer, on either path.
         stream: stream.coalescing(),
         _slot: slot,
+        _matchers: (!matchers.is_empty()).then(|| Box::new(matchers)),
     })
 }
 
@@ -261,23 +272,36 @@ fn open_subscription_with(
 /// (`match` and `match_exact`: exact; `match_urlpattern`: a URL Pattern, relative ones against
 /// `hub_url`; in legacy mode also `topic`, a 0.x selector), `last_event_id` (and the 0.x
 /// `lastEventID`), and our `retained=latest`. The whole `match` prefix is reserved: an unknown
-/// name under it is a 400, as is a matcher value with a control or format character.
+/// name under it is a 400, as is a matcher value with a control or format character. The
+/// matchers come from the hub's registry, compiled at most once per distinct pattern and
+/// charged to `client` (its address): over the registry's limits, 429 or 503 (see
+/// [`matcher_refusal`]); the returned lease carries the charge.
 fn read_params(
     state: &MercureState,
     pairs: Vec<(String, String)>,
     hub_url: Option<&str>,
-) -> Result<(Subscription, Option<String>), ApiError> {
+    client: Option<std::net::IpAddr>,
+) -> Result<(Subscription, Option<String>, MatcherLease), ApiError> {
     let config = &state.config;
     let legacy = config.legacy_protocol();
     let base = hub_url.and_then(|u| Url::parse(u).ok());
+    type Make = fn(
+        &mut MatcherLease,
+        &str,
+        Option<&Url>,
+    ) -> Result<ssehub_selector::Selector, MatcherError>;
     let mut subscription = Subscription::new();
+    let mut lease = state.selectors.lease(client.map(Owner::address));
     let mut matchers = 0;
     let mut last_event_id = None;
     for (key, value) in pairs {
-        let compiled = match key.as_str() {
-            "match" | "match_exact" => state.selectors.exact(&value),
-            "match_urlpattern" => state.selectors.url_pattern(&value, base.as_ref()),
-            "topic" if legacy => state.selectors.parse(&value),
+        // Which constructor; compiled below, once the count and characters are checked.
+        let make: Make = match key.as_str() {
+            "match" | "match_exact" => |l: &mut MatcherLease, v: &str, _: Option<&Url>| l.exact(v),
+            "match_urlpattern" => {
+                |l: &mut MatcherLease, v: &str, base: Option<&Url>| l.url_pattern(v, base)
+            }
+            "topic" if legacy => |l: &mut MatcherLease, v: &str, _: Option<&Url>| l.parse(v),
             "topic" => {
                 return Err(ApiError::bad_request(
                     "topic= is the pre-1.0 subscribe parameter: use match=<topic> (exact) or \
@@ -328,10 +352,8 @@ fn read_params(
                 describe_char(c)
             )));
         }
-        let selector = compiled.map_err(|e| match key.as_str() {
-            "topic" => ApiError::bad_request(format!("invalid topic selector: {e}")),
-            _ => ApiError::bad_request(format!("invalid {key} value: {e}")),
-        })?;
+        let selector =
+            make(&mut lease, &value, base.as_ref()).map_err(|e| matcher_refusal(e, &key))?;
         subscription = subscription.selector(selector);
     }
     if matchers == 0 {
@@ -341,7 +363,25 @@ fn read_params(
             "missing match parameter (match=<topic> or match_urlpattern=<pattern>)"
         }));
     }
-    Ok((subscription, last_event_id))
+    Ok((subscription, last_event_id, lease))
+}
+
+/// The answer to a matcher the registry did not hand out: 400 for an invalid one (naming the
+/// parameter), 429 when the client's address or token holds too many distinct patterns, 503
+/// when the hub's pattern memory is full; each with its one-line reason.
+fn matcher_refusal(e: MatcherError, key: &str) -> ApiError {
+    match e {
+        MatcherError::Invalid(e) if key == "topic" => {
+            ApiError::bad_request(format!("invalid topic selector: {e}"))
+        }
+        MatcherError::Invalid(e) => ApiError::bad_request(format!("invalid {key} value: {e}")),
+        MatcherError::OwnerLimit { .. } => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+                .with_retry_after(SUBSCRIBER_LIMIT_RETRY_AFTER)
+        }
+        _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            .with_retry_after(SUBSCRIBER_LIMIT_RETRY_AFTER),
+    }
 }
 
 /// The subscribe response's headers, in order: the SSE ones, then `Last-Event-ID` with the
