@@ -195,7 +195,7 @@ pub struct ServeArgs {
     /// Mercure active subscriptions: announce each subscriber's join and leave as private
     /// updates on /.well-known/mercure/subscriptions/{topic}/{subscriber}, and serve GET
     /// /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]] to subscriber tokens whose
-    /// mercure.subscribe selectors match the URL. With --redis, lists every node's subscribers.
+    /// subscribe grants match the URL. With --redis, lists every node's subscribers.
     #[arg(long, env = "SSEHUB_SUBSCRIPTIONS")]
     pub subscriptions: bool,
 
@@ -244,11 +244,12 @@ pub struct ServeArgs {
     )]
     pub trusted_proxies: Vec<ssehub_server::IpRange>,
 
-    /// Most topic selectors in one subscription; more get 400.
+    /// Most matchers in one subscription (match, match_exact and match_urlpattern parameters;
+    /// topic with --legacy-protocol); more get 400.
     #[arg(long, env = "SSEHUB_MAX_SELECTORS", value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_selectors: u32,
 
-    /// Most topics in one published update; more get 400.
+    /// Most topics in one published update; more get 413.
     #[arg(long, env = "SSEHUB_MAX_TOPICS_PER_UPDATE", value_name = "N", default_value_t = ssehub_hub::MAX_TOPICS_PER_UPDATE as u32, value_parser = clap::value_parser!(u32).range(1..=ssehub_hub::MAX_TOPICS_PER_UPDATE as i64))]
     pub max_topics_per_update: u32,
 
@@ -308,7 +309,7 @@ pub struct ServeArgs {
     )]
     pub metrics_token: Option<String>,
 
-    /// How many topic selectors, those with the most subscribers, get their own
+    /// How many matchers, those with the most subscribers, get their own
     /// ssehub_selector_subscribers series in /metrics (bounds the label cardinality; 0: none).
     #[arg(
         long,

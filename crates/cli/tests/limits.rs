@@ -137,6 +137,15 @@ fn every_limit_flag_is_enforced_with_its_status_and_reason() {
         (a.status, a.body.as_str()),
         (400, "too many topic parameters (at most 2)\n")
     );
+    // The 1.0 matchers count toward the same limit, whatever their type.
+    let (_, a) = send(
+        &addr,
+        &subscribe("match=a&match_urlpattern=%2Fb&match_exact=c", ""),
+    );
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (400, "too many matcher parameters (at most 2)\n")
+    );
     let (_, b) = send(&addr, &post(&publisher("t1"), "topic=a&topic=b&topic=c"));
     assert_eq!(
         (b.status, b.body.as_str()),
