@@ -7,9 +7,12 @@
 //! with no gap between replay and live delivery. Lock order is always `State` then a subscriber's
 //! `Queue`; a writer holding its `Queue` never takes `State`.
 //!
-//! Subscribers with only exact-topic selectors are indexed by topic, so a publish touches only
-//! the subscribers of its topics; subscribers with `*` or URI-template selectors are checked one
-//! by one.
+//! Subscribers are found through their selectors (`routes.rs`): exact topics in a hash map,
+//! `*` in a list, and each distinct compiled matcher (URI template, URL pattern) once for all
+//! its subscribers. Compiled matchers are evaluated before the lock is taken, once per topic per
+//! publish, through the hub's prefix index ([`SelectorIndex`]); under the lock a publish only
+//! offers the update to the subscribers of what matched (see `routes.rs` for matchers that join
+//! in between).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -22,7 +25,7 @@ use futures_core::Stream;
 use parking_lot::Mutex;
 use slab::Slab;
 use ssehub_codec::Event;
-use ssehub_selector::Selector;
+use ssehub_selector::{Matched, MatcherId, Selector, SelectorIndex};
 
 use crate::deadline::{Clock, Deadlines, Wake};
 use ssehub_store::{
@@ -37,6 +40,7 @@ use crate::queue::{Mode, Queue};
 use crate::redis_store::{
     Fetch, FetchStart, RedisBackend, RedisStorage, Step, StreamEntry, SubsChange,
 };
+use crate::routes::{Plan, Routes, UNTRACKED};
 use crate::storage::{DEFAULT_RETAIN_EVERY, Durable, Storage, id_of, unavailable};
 use crate::subscriptions::{
     SubscriberInfo, SubscriptionAnnouncer, SubscriptionChange, SubscriptionsSnapshot, Tracker, urn,
@@ -339,8 +343,7 @@ impl HubBuilder {
             state: Mutex::new(State {
                 history,
                 subs: Slab::new(),
-                exact: HashMap::new(),
-                wildcard: Vec::new(),
+                routes: Routes::default(),
                 selector_counts: HashMap::new(),
                 closed: false,
                 draining: false,
@@ -358,6 +361,7 @@ impl HubBuilder {
             tracker: std::sync::OnceLock::new(),
             metrics: Metrics::default(),
             max_lifetime: self.max_lifetime,
+            matchers: parking_lot::RwLock::new(SelectorIndex::default()),
             clock: Clock::new(),
             deadline_wake: Arc::new(tokio::sync::Notify::new()),
         }
@@ -392,6 +396,13 @@ pub struct HubStats {
     pub deadlines: usize,
     /// Updates retained in history now.
     pub retained: usize,
+    /// Distinct compiled matchers (URI templates, URL patterns) subscribers use now: each is
+    /// evaluated once per topic of a publish (when its literal prefix fits the topic), however
+    /// many subscribers share it.
+    pub matchers: usize,
+    /// Matcher evaluations done under the hub lock: matchers that joined between a publish's
+    /// evaluation (before the lock) and its fan-out. Every other evaluation runs outside it.
+    pub late_matcher_evaluations: u64,
 }
 
 /// The hub handle: cheap to clone (an `Arc`), shared by publishers and subscribers.
@@ -420,6 +431,10 @@ pub(crate) struct Inner {
     metrics: Metrics,
     /// [`HubBuilder::max_connection_lifetime`].
     max_lifetime: Option<Duration>,
+    /// The distinct compiled matchers of the subscribers, by literal prefix: evaluated by
+    /// publishers before they take `state` (its own lock, never taken while holding `state`
+    /// for writing; see `routes.rs`).
+    matchers: parking_lot::RwLock<SelectorIndex>,
     /// Deadlines as ticks of the Tokio clock (see `deadline.rs`).
     clock: Clock,
     /// Wakes the deadline task: a new earliest deadline, or the earliest one left.
@@ -429,10 +444,8 @@ pub(crate) struct Inner {
 struct State {
     history: History,
     subs: Slab<Sub>,
-    /// Exact topic -> subscribers whose selectors are all exact and include it.
-    exact: HashMap<Box<str>, Vec<usize>>,
-    /// Subscribers with at least one `*` or template selector.
-    wildcard: Vec<usize>,
+    /// Exact topics, `*`, and each compiled matcher -> its subscribers.
+    routes: Routes,
     /// Selector text -> subscribers that asked for it.
     selector_counts: HashMap<Box<str>, usize>,
     closed: bool,
@@ -457,23 +470,16 @@ struct Sub {
     /// Redis: this subscriber already has every stream entry up to here (its replay read
     /// further than this node's reader had delivered), so fan-out skips them.
     skip_through: Option<Sid>,
-    /// Where its key is in the one index list it is in (`wildcard`, or the list of its only
-    /// topic), so a leave removes it without a scan: a scan made N leaves of one topic cost
-    /// O(N²) under the hub lock (15,000 at once: 5 % of the hub's CPU for a ramp and its
-    /// teardown). [`UNTRACKED`] for a subscriber in several topic lists, which are scanned.
+    /// Where its key is in the one routing list it is in (`*`, its only topic, or its only
+    /// compiled matcher), so a leave removes it without a scan: a scan made N leaves of one
+    /// topic cost O(N²) under the hub lock (15,000 at once: 5 % of the hub's CPU for a ramp and
+    /// its teardown). [`UNTRACKED`] for a subscriber in several lists, which are scanned.
     slot: u32,
     /// Its entry in the deadline index (a tick of `Inner::clock`); 0: none.
     deadline: u64,
 }
 
-/// [`Sub::slot`] of a subscriber indexed under several topics.
-const UNTRACKED: u32 = u32::MAX;
-
 impl Sub {
-    fn indexed_exactly(&self) -> bool {
-        self.selectors.iter().all(|s| s.exact().is_some())
-    }
-
     fn wants(&self, topics: &[String], private: bool) -> bool {
         wants(&self.selectors, self.authorized.as_deref(), topics, private)
     }
@@ -631,6 +637,7 @@ impl Hub {
             retry,
             private,
         } = update;
+        let matched = self.inner.evaluate(&topics);
         let mut guard = self.inner.state.lock();
         let st = &mut *guard;
         if st.closed {
@@ -643,7 +650,16 @@ impl Hub {
         let frame = encode_update(&id, event_type, retry, data)?;
         let topics = topics.into_boxed_slice();
         let stamp = self.inner.metrics.stamp();
-        fan_out(st, seq, Sid::ZERO, &topics, private, &frame, stamp);
+        fan_out(
+            st,
+            seq,
+            Sid::ZERO,
+            &topics,
+            private,
+            &frame,
+            stamp,
+            &matched,
+        );
 
         let out = id.to_string();
         st.history.push(
@@ -663,6 +679,25 @@ impl Hub {
 }
 
 impl Inner {
+    /// Which compiled matchers match `topics`, evaluated before taking the hub lock (each
+    /// distinct matcher once per topic, only where its literal prefix fits).
+    fn evaluate(&self, topics: &[String]) -> Matched {
+        let mut matched = Matched::default();
+        self.matchers.read().matching(topics, &mut matched);
+        matched
+    }
+
+    /// Drops one use of each of these matchers (after the hub lock is released).
+    fn release_matchers(&self, ids: &[MatcherId]) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut index = self.matchers.write();
+        for &id in ids {
+            index.release(id);
+        }
+    }
+
     /// The deadline task's step: ends the streams whose deadline has come (as [`Hub::close`]
     /// does: queued frames, then the end), and returns when the next one is due. `None`: no
     /// deadline left, or the hub is closed; the task is then marked stopped, under the lock,
@@ -703,10 +738,14 @@ impl Inner {
         let Storage::Durable(d) = &self.storage else {
             return;
         };
+        let matched: Vec<Matched> = records
+            .iter()
+            .map(|r| self.evaluate(&r.record.topics))
+            .collect();
         let mut guard = self.state.lock();
         let st = &mut *guard;
         let stamp = self.metrics.stamp();
-        for r in records {
+        for (r, matched) in records.iter().zip(&matched) {
             let id = d.id_of(r);
             let topics: Box<[String]> = r.record.topics.clone().into_boxed_slice();
             fan_out(
@@ -717,6 +756,7 @@ impl Inner {
                 r.record.private,
                 &r.record.frame,
                 stamp,
+                matched,
             );
             st.history.push(
                 Entry {
@@ -736,13 +776,14 @@ impl Inner {
     /// The Redis reader's delivery: entries in stream order get the next local seqs, are fanned
     /// out and cached in the ring. Returns `false` once the hub is closed (the reader stops).
     fn deliver_redis(&self, entries: Vec<StreamEntry>) -> bool {
+        let matched: Vec<Matched> = entries.iter().map(|e| self.evaluate(&e.topics)).collect();
         let mut guard = self.state.lock();
         let st = &mut *guard;
         if st.closed {
             return false;
         }
         let stamp = self.metrics.stamp();
-        for e in entries {
+        for (e, matched) in entries.into_iter().zip(&matched) {
             // The reader never hands an entry twice, but a restart of Redis without
             // persistence could make ids go back: never deliver out of order.
             if e.sid <= st.history.sid_head() {
@@ -751,7 +792,7 @@ impl Inner {
             }
             let seq = st.history.next_seq();
             let topics = e.topics.into_boxed_slice();
-            fan_out(st, seq, e.sid, &topics, e.private, &e.frame, stamp);
+            fan_out(st, seq, e.sid, &topics, e.private, &e.frame, stamp, matched);
             st.history.push(
                 Entry {
                     seq,
@@ -771,7 +812,14 @@ impl Inner {
 
 /// Offers update `seq` to every matching subscriber (under the state lock). `stamp` is when
 /// it entered the hub's order (`Metrics::stamp`), kept by the queues for the latency sample.
+/// `matched`: the compiled matchers that match, evaluated before the lock ([`Inner::evaluate`]).
+///
+/// No subscriber's selectors are evaluated here: its routes say it matches. A private update
+/// also needs the subscriber's authorization (its token's `subscribe` matchers), evaluated once
+/// per distinct token (the `Arc` every stream of a cached token shares), not once per
+/// subscriber.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn fan_out(
     st: &mut State,
     seq: u64,
@@ -780,21 +828,37 @@ fn fan_out(
     private: bool,
     frame: &Bytes,
     stamp: u64,
+    matched: &Matched,
 ) {
     let State {
         subs,
-        exact,
-        wildcard,
+        routes,
         stats,
         ..
     } = st;
+    // Private updates: token (by its `Arc`'s address) -> whether it may see this update.
+    let mut allowed: HashMap<usize, bool> = HashMap::new();
     let mut offer = |key: usize| {
         let sub = &mut subs[key];
         if sub.mark == seq {
             return;
         }
         sub.mark = seq;
-        if !sub.wants(topics, private) || sub.skip_through.is_some_and(|s| sid <= s) {
+        if private {
+            let Some(authorized) = &sub.authorized else {
+                return;
+            };
+            let token = Arc::as_ptr(authorized) as *const Selector as usize;
+            let ok = *allowed.entry(token).or_insert_with(|| {
+                authorized
+                    .iter()
+                    .any(|s| topics.iter().any(|t| s.matches(t)))
+            });
+            if !ok {
+                return;
+            }
+        }
+        if sub.skip_through.is_some_and(|s| sid <= s) {
             return;
         }
         let mut q = sub.queue.lock();
@@ -804,12 +868,7 @@ fn fan_out(
             stats.lagged += 1;
         }
     };
-    for topic in topics.iter() {
-        if let Some(keys) = exact.get(topic.as_str()) {
-            keys.iter().for_each(|&k| offer(k));
-        }
-    }
-    wildcard.iter().for_each(|&k| offer(k));
+    routes.for_each_candidate(topics, matched, &mut offer);
     stats.publishes += 1;
 }
 
@@ -866,6 +925,18 @@ impl Hub {
             deadline: 0,
         };
         let filter = (sub.selectors.clone(), sub.authorized.clone());
+        // Its compiled matchers join the index before the hub lock is taken (the index has a
+        // lock of its own, which publishers read outside the hub lock); released again if the
+        // subscription is refused.
+        let plan = Plan::of(&filter.0);
+        let mut claimed = Claimed {
+            inner: &self.inner,
+            ids: if plan.compiled.is_empty() {
+                Vec::new()
+            } else {
+                crate::routes::claim(&mut self.inner.matchers.write(), &plan)
+            },
+        };
 
         // A durable hub resolves the replay point and reads retained state from the log before
         // taking the lock; what is older than the ring is read later by the stream itself.
@@ -975,39 +1046,13 @@ impl Hub {
         }
         let id = sub.id;
         let uuid = sub.uuid;
-        let exact_only = sub.indexed_exactly();
         for s in sub.selectors.iter() {
             *st.selector_counts.entry(s.as_str().into()).or_default() += 1;
         }
-        let selectors: Vec<Box<str>> = if exact_only {
-            let mut v: Vec<Box<str>> = sub
-                .selectors
-                .iter()
-                .filter_map(|s| s.exact())
-                .map(Into::into)
-                .collect();
-            v.sort();
-            v.dedup();
-            v
-        } else {
-            Vec::new()
-        };
         let key = st.subs.insert(sub);
-        let tracked = !exact_only || selectors.len() == 1;
-        let mut slot = UNTRACKED;
-        if exact_only {
-            for topic in selectors {
-                let list = st.exact.entry(topic).or_default();
-                slot = list.len() as u32;
-                list.push(key);
-            }
-        } else {
-            slot = st.wildcard.len() as u32;
-            st.wildcard.push(key);
-        }
-        if tracked {
-            st.subs[key].slot = slot;
-        }
+        st.subs[key].slot = st.routes.attach(key, &plan, &claimed.ids);
+        // The subscriber holds its matchers now; `unsubscribe` releases them.
+        claimed.ids.clear();
         let wake = match deadline {
             Some(d) => {
                 st.subs[key].deadline = d;
@@ -1320,50 +1365,23 @@ impl Hub {
                 }
             }
         }
-        let State {
-            subs,
-            exact,
-            wildcard,
-            ..
-        } = st;
-        // Takes `key` out of `list` (at `slot` when known) by moving the last entry into its
-        // place, whose slot then changes. A tracked subscriber is in one list only, so its
-        // slot is a position in this one.
-        let mut remove = |list: &mut Vec<usize>, slot: u32| {
-            // `UNTRACKED` is never a position, so it falls through to the scan.
-            let at = Some(slot as usize)
-                .filter(|&at| list.get(at) == Some(&key))
-                .or_else(|| {
-                    debug_assert_eq!(slot, UNTRACKED, "stale slot");
-                    list.iter().position(|&k| k == key)
-                });
-            if let Some(at) = at {
-                list.swap_remove(at);
-                if let Some(&moved) = list.get(at)
-                    && subs[moved].slot != UNTRACKED
-                {
-                    subs[moved].slot = at as u32;
-                }
+        let State { subs, routes, .. } = st;
+        let plan = Plan::of(&sub.selectors);
+        // A subscriber moved into the leaver's place has a new position (tracked ones only:
+        // a tracked subscriber is in one list, so its position is one in this list).
+        let release = routes.detach(key, &plan, sub.slot, |moved, at| {
+            if subs[moved].slot != UNTRACKED {
+                subs[moved].slot = at;
             }
-        };
-        if sub.indexed_exactly() {
-            for s in sub.selectors.iter() {
-                let Some(topic) = s.exact() else { continue };
-                if let Some(v) = exact.get_mut(topic) {
-                    remove(v, sub.slot);
-                    if v.is_empty() {
-                        exact.remove(topic);
-                    }
-                }
-                if sub.slot != UNTRACKED {
-                    // Its one topic (listed more than once, it is indexed once).
-                    break;
-                }
-            }
-        } else {
-            remove(wildcard, sub.slot);
-        }
-        Some((st.subs.len(), sub.uuid))
+        });
+        let left = (st.subs.len(), sub.uuid);
+        drop(guard);
+        drop(plan);
+        // Its selectors are dropped with it, outside the lock (the last handle of a compiled
+        // matcher frees it); then the index lets go of its matchers.
+        drop(sub);
+        self.inner.release_matchers(&release);
+        Some(left)
     }
 
     /// Ends every subscription cleanly (queued frames are still sent) and refuses new publishes
@@ -1453,14 +1471,17 @@ impl Hub {
         }
     }
 
-    /// Subscribers that would receive a public update on `topic` now.
+    /// Subscribers that would receive a public update on `topic` now (found as a publish finds
+    /// them: compiled matchers evaluated outside the hub lock).
     pub fn subscribers_matching(&self, topic: &str) -> usize {
-        let st = self.inner.state.lock();
         let topics = [topic.to_owned()];
-        st.subs
-            .iter()
-            .filter(|(_, s)| s.wants(&topics, false))
-            .count()
+        let matched = self.inner.evaluate(&topics);
+        let mut st = self.inner.state.lock();
+        let mut seen = std::collections::HashSet::new();
+        st.routes.for_each_candidate(&topics, &matched, |k| {
+            seen.insert(k);
+        });
+        seen.len()
     }
 
     /// The id of the newest retained update, if any.
@@ -1479,6 +1500,8 @@ impl Hub {
             subscribers: st.subs.len(),
             deadlines: st.deadlines.len(),
             retained,
+            matchers: st.routes.matchers(),
+            late_matcher_evaluations: st.routes.late.matchers,
             bytes_out: self
                 .inner
                 .metrics
@@ -1921,6 +1944,20 @@ async fn heartbeat(hub: Weak<Inner>, every: Duration) {
                 q.active = false;
             }
         }
+    }
+}
+
+/// The index uses a subscription took before the hub lock; released on drop unless the
+/// subscriber was registered (then its `ids` are emptied and `unsubscribe` releases them).
+/// Declared before the hub lock's guard, it is dropped after it.
+struct Claimed<'a> {
+    inner: &'a Inner,
+    ids: Vec<MatcherId>,
+}
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        self.inner.release_matchers(&self.ids);
     }
 }
 

@@ -113,6 +113,7 @@ mod metrics;
 mod presence;
 mod queue;
 mod redis_store;
+mod routes;
 mod storage;
 mod subscription;
 mod subscriptions;
