@@ -9,7 +9,7 @@
 //! - **churn**: subscribers that connect and vanish without closing: reset at once after the
 //!   head, read a while then close, stop reading while updates pile up then reset, or dribble
 //!   half a request and reset;
-//! - **replays**: a subscriber with `lastEventID` some way back must get exactly the
+//! - **replays**: a subscriber with `last_event_id` some way back must get exactly the
 //!   acknowledged updates after it, in order;
 //! - **bad requests**: each must get its 4xx status, never a dropped connection or a 5xx.
 //!
@@ -47,7 +47,8 @@ pub struct SoakArgs {
     /// The hub's pid, for its RSS and open file descriptors.
     #[arg(long)]
     server_pid: u32,
-    /// Publisher JWT (`ssehub token --publish '*'`).
+    /// Publisher access token (`ssehub token --issuer I --audience http://soak/.well-known/mercure
+    /// --publish '*'`: requests name the host `soak`).
     #[arg(long)]
     token: String,
     /// Length of the whole run, seconds (warm-up included).
@@ -422,12 +423,26 @@ fn compare(acked: &[u64], seen: &[u64]) -> Option<String> {
 }
 
 fn subscribe_request(topic: &str, last_event_id: Option<&str>) -> Vec<u8> {
-    let mut path = format!("/.well-known/mercure?topic={}", topic.replace('/', "%2F"));
+    let mut path = format!("/.well-known/mercure?match={}", query_value(topic));
     if let Some(id) = last_event_id {
-        path.push_str("&lastEventID=");
-        path.push_str(id);
+        // Hub ids are fragments (`#...`): raw in a URL, the `#` would end the query.
+        path.push_str("&last_event_id=");
+        path.push_str(&query_value(id));
     }
     format!("GET {path} HTTP/1.1\r\nHost: soak\r\nAccept: text/event-stream\r\n\r\n").into_bytes()
+}
+
+/// `value` percent-encoded for a query string: everything but RFC 3986 unreserved characters.
+fn query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Reads a response head; returns it and the body bytes read with it.
@@ -788,7 +803,7 @@ fn bad_cases(token: &str) -> Vec<(&'static str, Vec<u8>, u16)> {
             413,
         ),
         (
-            "subscribe without topic",
+            "subscribe without a matcher",
             b"GET /.well-known/mercure HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n".to_vec(),
             400,
         ),
