@@ -20,9 +20,17 @@ start_hub() {
   local log="$1" bin="${CARGO_TARGET_DIR:-$root/target}/debug/ssehub"
   HUB_PORT="$(free_port)"
   HUB_URL="http://127.0.0.1:$HUB_PORT"
-  # --memory: nothing on disk; the console (on by default) is the page at / the suite loads first.
+  # Storage: CONFORMANCE_STORAGE=memory (the default: nothing on disk) or redis (a stream of its
+  # own on the Redis at 127.0.0.1:6379, deleted by stop_hub). The console (on by default) is the
+  # page at / the suite loads first.
+  local storage=(--memory)
+  HUB_STREAM=""
+  if [ "${CONFORMANCE_STORAGE:-memory}" = redis ]; then
+    HUB_STREAM="ssehub-conformance-$$-$RANDOM"
+    storage=(--redis "${CONFORMANCE_REDIS:-redis://127.0.0.1:6379}" --redis-stream "$HUB_STREAM")
+  fi
   RUST_LOG="${RUST_LOG:-warn}" "$bin" serve \
-    --addr "127.0.0.1:$HUB_PORT" --memory \
+    --addr "127.0.0.1:$HUB_PORT" "${storage[@]}" \
     --issuer "$CONFORMANCE_ISSUER" --jwt-key "$CONFORMANCE_KEY" \
     --resource-identifier "$CONFORMANCE_RESOURCE" \
     --drain-timeout 1s \
@@ -60,6 +68,11 @@ stop_hub() {
   kill -KILL "$HUB_PID" 2>/dev/null || true
   wait "$HUB_PID" 2>/dev/null || true
   HUB_PID=""
+  # The Redis keys of a redis run: the stream and the keys named after it.
+  if [ -n "${HUB_STREAM:-}" ] && command -v redis-cli >/dev/null; then
+    redis-cli --scan --pattern "$HUB_STREAM*" | xargs -r redis-cli del >/dev/null || true
+    HUB_STREAM=""
+  fi
 }
 
 # ensure_chromium: Debian's chromium, installed with apt when missing (as tests/browser/run does).
