@@ -327,7 +327,8 @@ fn open(
 ) -> Option<(Subscribed, Vec<u8>)> {
     let stream = mercure::open_subscription(&shared.state, uri, &headers, Some(peer)).ok()?;
     let mut fields = HeaderMap::with_capacity(8);
-    mercure::insert_subscribe_headers(&stream, &mut fields);
+    let legacy = shared.state.config.legacy_protocol();
+    mercure::insert_subscribe_headers(&stream, &mut fields, legacy);
     if let Some(cors) = &shared.cors {
         // Ready at once for the origin rules we configure; dropping the stream otherwise is
         // only a defensive path.

@@ -142,7 +142,7 @@ async fn serve_subscribe(
         state.metrics.refused(Endpoint::Subscribe, e.cause());
     })?;
     let mut headers = HeaderMap::with_capacity(4);
-    insert_subscribe_headers(&stream, &mut headers);
+    insert_subscribe_headers(&stream, &mut headers, state.config.legacy_protocol());
     let mut res = Response::new(crate::sse::body(stream));
     *res.headers_mut() = headers;
     Ok(res)
@@ -384,10 +384,13 @@ fn matcher_refusal(e: MatcherError, key: &str) -> ApiError {
     }
 }
 
-/// The subscribe response's headers, in order: the SSE ones, then `Last-Event-ID` with the
-/// newest retained id (`earliest` when none), as Mercure does.
-pub(crate) fn insert_subscribe_headers(stream: &Subscribed, headers: &mut HeaderMap) {
+/// The subscribe response's headers, in order: the SSE ones, then, on a legacy hub, the 0.x
+/// `Last-Event-ID` response header with the newest retained id (`earliest` when none).
+pub(crate) fn insert_subscribe_headers(stream: &Subscribed, headers: &mut HeaderMap, legacy: bool) {
     crate::sse::insert_headers(headers);
+    if !legacy {
+        return;
+    }
     let head = stream
         .stream()
         .head_event_id()
