@@ -1606,6 +1606,7 @@ impl Hub {
         let info = SubscriberInfo {
             subscriber: urn(&uuid),
             topics: topics.iter().map(|s| s.as_str().to_owned()).collect(),
+            match_types: topics.iter().map(Selector::match_type).collect(),
             payload: payload.as_deref().cloned(),
         };
         let _ =
@@ -1624,6 +1625,7 @@ impl Hub {
             .map(|(_, s)| SubscriberInfo {
                 subscriber: urn(&s.uuid),
                 topics: s.selectors.iter().map(|t| t.as_str().to_owned()).collect(),
+                match_types: s.selectors.iter().map(Selector::match_type).collect(),
                 payload: s.payload.as_deref().cloned(),
             })
             .collect();
@@ -1741,8 +1743,13 @@ impl Hub {
 
 /// A subscriber as stored in Redis.
 fn encode_info(i: &SubscriberInfo) -> String {
-    serde_json::json!({ "subscriber": i.subscriber, "topics": i.topics, "payload": i.payload })
-        .to_string()
+    serde_json::json!({
+        "subscriber": i.subscriber,
+        "topics": i.topics,
+        "match_types": i.match_types,
+        "payload": i.payload,
+    })
+    .to_string()
 }
 
 fn decode_info(raw: &[u8]) -> Option<SubscriberInfo> {
@@ -1755,6 +1762,17 @@ fn decode_info(raw: &[u8]) -> Option<SubscriberInfo> {
             .iter()
             .filter_map(|t| t.as_str().map(str::to_owned))
             .collect(),
+        match_types: match v.get("match_types").and_then(|m| m.as_array()) {
+            Some(types) => types
+                .iter()
+                .map(|t| match t.as_str() {
+                    Some("urlpattern") => "urlpattern",
+                    Some("uri_template") => "uri_template",
+                    _ => "exact",
+                })
+                .collect(),
+            None => Vec::new(),
+        },
         payload: v.get("payload").filter(|p| !p.is_null()).cloned(),
     })
 }

@@ -25,6 +25,9 @@ pub struct SubscriberInfo {
     pub subscriber: String,
     /// Its topic selectors, as given.
     pub topics: Vec<String>,
+    /// The matcher type of each of [`SubscriberInfo::topics`] (`Selector::match_type`), in the
+    /// same order; `exact` for any missing (a node of an earlier version did not say).
+    pub match_types: Vec<&'static str>,
     /// Its payload (the JWT `mercure.payload`), if any.
     pub payload: Option<Value>,
 }

@@ -266,6 +266,16 @@ impl Selector {
         matches!(self.inner.kind, Kind::UrlPattern(_))
     }
 
+    /// Its Mercure matcher type name: `exact` (an exact topic, and the `*` wildcard, which
+    /// every type shares), `urlpattern`, or `uri_template` for a 0.x template.
+    pub fn match_type(&self) -> &'static str {
+        match self.inner.kind {
+            Kind::Any | Kind::Exact => "exact",
+            Kind::UrlPattern(_) => "urlpattern",
+            Kind::Template(_) => "uri_template",
+        }
+    }
+
     /// Whether matching it runs a compiled automaton (a URI template or a URL pattern), as
     /// opposed to a byte comparison (exact) or nothing (`*`). These are the selectors a
     /// [`SelectorIndex`] indexes and a [`MatcherRegistry`] budgets.

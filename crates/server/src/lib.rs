@@ -60,7 +60,10 @@ pub use error::ApiError;
 pub use fds::presize_fd_table;
 pub use limits::{InvalidIpRange, IpRange};
 pub use mercure::MERCURE_PATH;
-pub use mercure::subscriptions::{SUBSCRIPTIONS_PATH, subscription_id, subscription_updates};
+pub use mercure::subscriptions::{
+    SUBSCRIPTIONS_PATH, legacy_subscription_id, legacy_subscription_updates, subscription_id,
+    subscription_updates,
+};
 pub use metrics::MetricsAccess;
 pub use serve::{LISTEN_BACKLOG, MercureServer, bind};
 pub use sse::{Sse, preamble};

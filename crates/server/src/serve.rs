@@ -42,7 +42,11 @@ impl MercureServer {
     /// hub's subscription tracking (Mercure subscription events; needs a Tokio runtime).
     pub fn new(hub: Hub, config: MercureConfig) -> Self {
         if config.subscriptions {
-            hub.track_subscriptions(mercure::subscriptions::subscription_updates);
+            if config.legacy_protocol() {
+                hub.track_subscriptions(mercure::subscriptions::legacy_subscription_updates);
+            } else {
+                hub.track_subscriptions(mercure::subscriptions::subscription_updates);
+            }
         }
         let slots = (config.max_subscribers_per_ip > 0)
             .then(|| SubscriberSlots::new(config.max_subscribers_per_ip));
@@ -81,14 +85,31 @@ impl MercureServer {
             .route(mercure::resource::METADATA_PATH, get(mercure::metadata))
             .route("/healthz", get(healthz));
         if self.state.config.subscriptions {
-            use mercure::subscriptions::{SUBSCRIPTIONS_PATH, all, by_topic, one};
-            router = router
-                .route(SUBSCRIPTIONS_PATH, get(all))
-                .route(&format!("{SUBSCRIPTIONS_PATH}/{{topic}}"), get(by_topic))
-                .route(
-                    &format!("{SUBSCRIPTIONS_PATH}/{{topic}}/{{subscriber}}"),
-                    get(one),
-                );
+            use mercure::subscriptions::{
+                SUBSCRIPTIONS_PATH, all, by_matcher, legacy_by_topic, legacy_one, one,
+            };
+            router = router.route(SUBSCRIPTIONS_PATH, get(all));
+            router = if self.state.config.legacy_protocol() {
+                router
+                    .route(
+                        &format!("{SUBSCRIPTIONS_PATH}/{{topic}}"),
+                        get(legacy_by_topic),
+                    )
+                    .route(
+                        &format!("{SUBSCRIPTIONS_PATH}/{{topic}}/{{subscriber}}"),
+                        get(legacy_one),
+                    )
+            } else {
+                router
+                    .route(
+                        &format!("{SUBSCRIPTIONS_PATH}/{{match_type}}/{{match}}"),
+                        get(by_matcher),
+                    )
+                    .route(
+                        &format!("{SUBSCRIPTIONS_PATH}/{{match_type}}/{{match}}/{{subscriber}}"),
+                        get(one),
+                    )
+            };
         }
         // Everything else under the hub URL is ours to answer: a 404 with a reason rather than
         // the empty one a router gives, so a client that got a path wrong learns why.
@@ -303,7 +324,13 @@ pub(crate) fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
             header::CACHE_CONTROL,
             HeaderName::from_static("last-event-id"),
         ])
-        .expose_headers([HeaderName::from_static("last-event-id")]);
+        // Link: the subscriptions API's cursor; the others: the reconciliation cursor of
+        // subscribes (1.0 and 0.x).
+        .expose_headers([
+            header::LINK,
+            HeaderName::from_static("mercure-last-event-id"),
+            HeaderName::from_static("last-event-id"),
+        ]);
     if origins.iter().any(|o| o == "*") {
         // A wildcard cannot be combined with credentials, so cookie auth needs listed origins.
         return Some(layer.allow_origin(AllowOrigin::any()));
