@@ -942,12 +942,18 @@ impl Hub {
         // taking the lock; what is older than the ring is read later by the stream itself.
         let mut first_frames: Vec<Bytes> = Vec::new();
         let mut durable_from: Option<u64> = None;
+        // The `Mercure-Last-Event-ID` answer, when a last event id was given.
+        let mut resumed: Option<Box<str>> = None;
         if let Storage::Durable(d) = &self.inner.storage {
             let err = |e: StoreError| SubscribeError::Unavailable(unavailable(&e));
             if let Some(last) = &last_event_id {
                 match d.resolve(last).map_err(err)? {
-                    Resolved::From(seq) => durable_from = Some(seq),
+                    Resolved::From(seq) => {
+                        resumed = Some(resumed_after(last, true));
+                        durable_from = Some(seq);
+                    }
                     gap @ (Resolved::Expired | Resolved::Unknown) => {
+                        resumed = Some(resumed_after(last, false));
                         let oldest = d.oldest_id().map_err(err)?;
                         first_frames.push(gap_frame(last, gap, oldest.as_deref()));
                         durable_from = Some(d.log.first_seq());
@@ -996,8 +1002,12 @@ impl Hub {
                 Storage::Memory => {
                     if let Some(last) = last_event_id {
                         let from = match st.history.resolve(&last) {
-                            Resolved::From(seq) => seq,
+                            Resolved::From(seq) => {
+                                resumed = Some(resumed_after(&last, true));
+                                seq
+                            }
                             gap @ (Resolved::Expired | Resolved::Unknown) => {
+                                resumed = Some(resumed_after(&last, false));
                                 q.push_unbounded(gap_frame(&last, gap, st.history.first_id()));
                                 st.history.first_seq()
                             }
@@ -1020,6 +1030,10 @@ impl Hub {
                     }
                 }
                 Storage::Redis(r) => {
+                    // A replay the ring cannot serve is resolved against Redis later, after the
+                    // response head: its cursor is the id asked for (a gap found then is told
+                    // in-band, by the `ssehub.history-gap` event).
+                    resumed = last_event_id.as_deref().map(|l| resumed_after(l, true));
                     let start = match last_event_id {
                         Some(last) => match redis_ring_start(&st.history, &last) {
                             Some(from) => {
@@ -1061,7 +1075,6 @@ impl Hub {
             None => Wake::No,
         };
         let total = st.subs.len();
-        let head_id = st.history.last_id().map(str::to_owned);
         drop(guard);
         match wake {
             Wake::No => {}
@@ -1089,7 +1102,7 @@ impl Hub {
             id,
             queue,
             payload,
-            head_id,
+            resumed,
             filter,
             fetch,
             coalesce: false,
@@ -1107,14 +1120,14 @@ impl Hub {
         preamble: Option<Bytes>,
         payload: Option<serde_json::Value>,
     ) -> Result<SubscriberStream, SubscribeError> {
-        let (id, head_id) = {
+        let id = {
             let mut st = self.inner.state.lock();
             if st.closed || st.draining {
                 return Err(SubscribeError::Closed);
             }
             let id = st.next_sub_id;
             st.next_sub_id += 1;
-            (id, st.history.last_id().map(str::to_owned))
+            id
         };
         let mut q = Queue::new(self.inner.max_queued_frames, self.inner.max_queued_bytes);
         if let Some(p) = preamble {
@@ -1128,7 +1141,7 @@ impl Hub {
             id,
             queue: Arc::new(Mutex::new(q)),
             payload: payload.map(Arc::new),
-            head_id,
+            resumed: None,
             filter: (selectors, authorized),
             fetch: None,
             coalesce: false,
@@ -1851,6 +1864,16 @@ pub(crate) fn encode_update(
     Ok(event.encode())
 }
 
+/// The `Mercure-Last-Event-ID` value for a resume from `last`: itself when it resolved to a
+/// retained update, else `earliest` (as for `earliest` itself).
+fn resumed_after(last: &str, found: bool) -> Box<str> {
+    if found && last != crate::EARLIEST {
+        last.into()
+    } else {
+        crate::EARLIEST.into()
+    }
+}
+
 pub(crate) fn gap_frame(requested: &str, gap: Resolved, oldest: Option<&str>) -> Bytes {
     let reason = if gap == Resolved::Expired {
         "expired"
@@ -1986,7 +2009,9 @@ pub struct SubscriberStream {
     id: u64,
     queue: Arc<Mutex<Queue>>,
     payload: Option<Arc<serde_json::Value>>,
-    head_id: Option<String>,
+    /// When a last event id was given: the id of the event before the first one this stream
+    /// sends, or `earliest` (see [`SubscriberStream::resumed_after`]).
+    resumed: Option<Box<str>>,
     filter: Filter,
     /// Redis: the replay still to read from the stream before joining live delivery. In a
     /// `Mutex` only so the stream stays `Sync`; it is reached through `get_mut`, never locked.
@@ -2036,10 +2061,22 @@ impl SubscriberStream {
             .map(|s| urn(&s.uuid))
     }
 
-    /// The id of the newest retained update when the subscription started (what Mercure sends
-    /// as the `Last-Event-ID` response header), `None` when nothing was retained.
-    pub fn head_event_id(&self) -> Option<&str> {
-        self.head_id.as_deref()
+    /// The id of the newest retained update (what 0.x Mercure hubs send as the `Last-Event-ID`
+    /// response header), `None` when nothing is retained. Read from the hub when asked, not
+    /// kept per stream: every idle subscriber would pay for it.
+    pub fn head_event_id(&self) -> Option<String> {
+        self.hub.last_event_id()
+    }
+
+    /// For a subscription that asked to resume ([`Subscription::last_event_id`]), what Mercure
+    /// 1.0 sends as the `Mercure-Last-Event-ID` response field: the id of the event preceding
+    /// the first event this stream sends, i.e. the id asked for when it is retained, and
+    /// `earliest` when it was `earliest`, is unknown or no longer retained (the stream then
+    /// starts at the oldest retained update, after an `ssehub.history-gap` event). `None` when
+    /// no last event id was given. On Redis, an id older than this node's ring is resolved
+    /// after this answer: it reads as retained here, and a gap found then is told in-band.
+    pub fn resumed_after(&self) -> Option<&str> {
+        self.resumed.as_deref()
     }
 
     /// For the task that writes this stream to a socket: batch more per write under load.
@@ -2225,7 +2262,7 @@ mod tests {
         eprintln!("Sub {sub} B, SubscriberStream {stream} B, Queue {queue} B");
         if cfg!(target_pointer_width = "64") {
             assert!(sub <= 120, "Sub is {sub} bytes");
-            assert!(stream <= 160, "SubscriberStream is {stream} bytes");
+            assert!(stream <= 152, "SubscriberStream is {stream} bytes");
             assert!(queue <= 144, "Queue is {queue} bytes");
         }
     }

@@ -146,6 +146,38 @@ async fn last_event_id_parameter_and_header() {
     )
     .await;
     assert_eq!(header.event().await.data, "three");
+
+    // Mercure-Last-Event-ID: the event before the first one sent, or earliest; only when the
+    // request asked to resume; the 0.x Last-Event-ID response header is gone.
+    let cursor = |e: &Events| {
+        e.response
+            .headers()
+            .get("mercure-last-event-id")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(cursor(&from_param).as_deref(), Some(first.as_str()));
+    assert_eq!(cursor(&earliest).as_deref(), Some("earliest"));
+    assert_eq!(cursor(&header).as_deref(), Some(second.as_str()));
+    let unknown = open(&hub, &[("match", "urn:t"), ("last_event_id", "no-such-id")]).await;
+    assert_eq!(cursor(&unknown).as_deref(), Some("earliest"));
+    let live = open(&hub, &[("match", "urn:t")]).await;
+    assert_eq!(cursor(&live), None);
+    assert!(live.response.headers().get("last-event-id").is_none());
+    // A legacy hub keeps the 0.x header: the newest retained id.
+    let legacy = start_with(Hub::builder().heartbeat(None).build(), |_| {}).await;
+    let id = common::publish(&legacy, &[("topic", "t"), ("data", "x")])
+        .await
+        .text()
+        .await
+        .unwrap();
+    let old = open(&legacy, &[("topic", "t")]).await;
+    assert_eq!(old.response.headers()["last-event-id"], id.as_str());
+    assert!(
+        old.response
+            .headers()
+            .get("mercure-last-event-id")
+            .is_none()
+    );
 }
 
 #[tokio::test]

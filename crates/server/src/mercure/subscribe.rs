@@ -384,18 +384,27 @@ fn matcher_refusal(e: MatcherError, key: &str) -> ApiError {
     }
 }
 
-/// The subscribe response's headers, in order: the SSE ones, then, on a legacy hub, the 0.x
-/// `Last-Event-ID` response header with the newest retained id (`earliest` when none).
+/// The subscribe response's headers, in order: the SSE ones, then the cursor: on a 1.0 hub,
+/// `Mercure-Last-Event-ID` when the request asked to resume (draft-dunglas-mercure-08,
+/// "Reconciliation": the id of the event before the first one sent, or `earliest`); on a legacy
+/// hub, the 0.x `Last-Event-ID` response header with the newest retained id (`earliest` when
+/// none).
 pub(crate) fn insert_subscribe_headers(stream: &Subscribed, headers: &mut HeaderMap, legacy: bool) {
     crate::sse::insert_headers(headers);
-    if !legacy {
-        return;
-    }
-    let head = stream
-        .stream()
-        .head_event_id()
-        .unwrap_or(ssehub_hub::EARLIEST);
-    if let Ok(head) = HeaderValue::from_str(head) {
-        headers.insert("last-event-id", head);
+    let (name, value) = if legacy {
+        let head = stream.stream().head_event_id();
+        (
+            "last-event-id",
+            head.unwrap_or_else(|| ssehub_hub::EARLIEST.to_owned()),
+        )
+    } else {
+        match stream.stream().resumed_after() {
+            Some(cursor) => ("mercure-last-event-id", cursor.to_owned()),
+            None => return,
+        }
+    };
+    // Ids may be UTF-8 (publishers choose them): bytes, not only visible ASCII.
+    if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+        headers.insert(name, value);
     }
 }
