@@ -1075,6 +1075,9 @@ impl Hub {
             None => Wake::No,
         };
         let total = st.subs.len();
+        // Without a resume point, the first event sent is the next one published: the one
+        // before it is the newest retained now.
+        let cursor = resumed.or_else(|| st.history.last_id().map(Into::into));
         drop(guard);
         match wake {
             Wake::No => {}
@@ -1102,7 +1105,7 @@ impl Hub {
             id,
             queue,
             payload,
-            resumed,
+            cursor,
             filter,
             fetch,
             coalesce: false,
@@ -1120,14 +1123,14 @@ impl Hub {
         preamble: Option<Bytes>,
         payload: Option<serde_json::Value>,
     ) -> Result<SubscriberStream, SubscribeError> {
-        let id = {
+        let (id, cursor) = {
             let mut st = self.inner.state.lock();
             if st.closed || st.draining {
                 return Err(SubscribeError::Closed);
             }
             let id = st.next_sub_id;
             st.next_sub_id += 1;
-            id
+            (id, st.history.last_id().map(Into::into))
         };
         let mut q = Queue::new(self.inner.max_queued_frames, self.inner.max_queued_bytes);
         if let Some(p) = preamble {
@@ -1141,7 +1144,7 @@ impl Hub {
             id,
             queue: Arc::new(Mutex::new(q)),
             payload: payload.map(Arc::new),
-            resumed: None,
+            cursor,
             filter: (selectors, authorized),
             fetch: None,
             coalesce: false,
@@ -2009,9 +2012,9 @@ pub struct SubscriberStream {
     id: u64,
     queue: Arc<Mutex<Queue>>,
     payload: Option<Arc<serde_json::Value>>,
-    /// When a last event id was given: the id of the event before the first one this stream
-    /// sends, or `earliest` (see [`SubscriberStream::resumed_after`]).
-    resumed: Option<Box<str>>,
+    /// The id of the event before the first one this stream sends (see
+    /// [`SubscriberStream::cursor`]).
+    cursor: Option<Box<str>>,
     filter: Filter,
     /// Redis: the replay still to read from the stream before joining live delivery. In a
     /// `Mutex` only so the stream stays `Sync`; it is reached through `get_mut`, never locked.
@@ -2061,22 +2064,23 @@ impl SubscriberStream {
             .map(|s| urn(&s.uuid))
     }
 
-    /// The id of the newest retained update (what 0.x Mercure hubs send as the `Last-Event-ID`
-    /// response header), `None` when nothing is retained. Read from the hub when asked, not
-    /// kept per stream: every idle subscriber would pay for it.
-    pub fn head_event_id(&self) -> Option<String> {
-        self.hub.last_event_id()
+    /// The id of the event preceding the first event this stream sends: what Mercure 1.0 sends
+    /// as the `Mercure-Last-Event-ID` response field to a subscriber that asked to resume, and
+    /// 0.x hubs as the `Last-Event-ID` response header. After [`Subscription::last_event_id`]:
+    /// the id asked for when it is retained, else `earliest` (it was `earliest`, is unknown, or
+    /// is no longer retained: the stream starts at the oldest retained update, after an
+    /// `ssehub.history-gap` event). Without one: the newest retained update's id when the
+    /// subscription started, `None` when nothing was retained. On Redis, an id older than this
+    /// node's ring is resolved after this is read: it reads as retained, and a gap found then
+    /// is told in-band.
+    pub fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
     }
 
-    /// For a subscription that asked to resume ([`Subscription::last_event_id`]), what Mercure
-    /// 1.0 sends as the `Mercure-Last-Event-ID` response field: the id of the event preceding
-    /// the first event this stream sends, i.e. the id asked for when it is retained, and
-    /// `earliest` when it was `earliest`, is unknown or no longer retained (the stream then
-    /// starts at the oldest retained update, after an `ssehub.history-gap` event). `None` when
-    /// no last event id was given. On Redis, an id older than this node's ring is resolved
-    /// after this answer: it reads as retained here, and a gap found then is told in-band.
-    pub fn resumed_after(&self) -> Option<&str> {
-        self.resumed.as_deref()
+    /// The id of the newest retained update now (what 0.x hubs sent as the `Last-Event-ID`
+    /// response header whatever the resume point), `None` when nothing is retained.
+    pub fn head_event_id(&self) -> Option<String> {
+        self.hub.last_event_id()
     }
 
     /// For the task that writes this stream to a socket: batch more per write under load.

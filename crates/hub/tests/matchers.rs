@@ -292,7 +292,7 @@ fn order_holds_while_new_matchers_join_during_publishes() {
                         .selector(Selector::url_pattern(&pattern, Some(&hub_url)).unwrap()),
                 )
                 .unwrap();
-            let head = stream.head_event_id().as_deref().map_or(0, seq_of);
+            let head = stream.cursor().map_or(0, seq_of);
             joined.push((i % 8, head, stream));
             if i % 50 == 49 {
                 std::thread::sleep(std::time::Duration::from_millis(2));

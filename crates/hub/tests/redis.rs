@@ -828,7 +828,7 @@ async fn hub_ids_are_fragments_on_redis_too() {
     }
     for from in [ids[0].clone(), ids[0].trim_start_matches('#').to_owned()] {
         let stream = a.subscribe(sub("t").last_event_id(from.clone())).unwrap();
-        assert_eq!(stream.resumed_after(), Some(from.as_str()));
+        assert_eq!(stream.cursor(), Some(from.as_str()));
         let mut s = Reader::new(stream);
         let got = s.next(2).await;
         assert_eq!(

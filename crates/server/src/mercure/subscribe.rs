@@ -36,6 +36,8 @@ pub(crate) struct Subscribed {
     /// The compiled matchers charged to this client's address and token, released with the
     /// stream (`None` for exact topics only: nothing to charge, nothing allocated).
     _matchers: Option<Box<MatcherLease>>,
+    /// The request asked to resume (a last event id): 1.0 answers `Mercure-Last-Event-ID`.
+    resumed: bool,
 }
 
 impl Subscribed {
@@ -196,7 +198,9 @@ fn open_subscription_with(
             last_event_id = Some(id.to_owned());
         }
     }
-    if let Some(id) = last_event_id.filter(|id| !id.is_empty()) {
+    let last_event_id = last_event_id.filter(|id| !id.is_empty());
+    let resumed = last_event_id.is_some();
+    if let Some(id) = last_event_id {
         subscription = subscription.last_event_id(id);
     }
 
@@ -265,6 +269,7 @@ fn open_subscription_with(
         stream: stream.coalescing(),
         _slot: slot,
         _matchers: (!matchers.is_empty()).then(|| Box::new(matchers)),
+        resumed,
     })
 }
 
@@ -388,20 +393,21 @@ fn matcher_refusal(e: MatcherError, key: &str) -> ApiError {
 /// `Mercure-Last-Event-ID` when the request asked to resume (draft-dunglas-mercure-08,
 /// "Reconciliation": the id of the event before the first one sent, or `earliest`); on a legacy
 /// hub, the 0.x `Last-Event-ID` response header with the newest retained id (`earliest` when
-/// none).
+/// none), as before.
 pub(crate) fn insert_subscribe_headers(stream: &Subscribed, headers: &mut HeaderMap, legacy: bool) {
     crate::sse::insert_headers(headers);
     let (name, value) = if legacy {
+        // The 0.x header is the newest retained id, resume or not.
         let head = stream.stream().head_event_id();
         (
             "last-event-id",
             head.unwrap_or_else(|| ssehub_hub::EARLIEST.to_owned()),
         )
+    } else if stream.resumed {
+        let cursor = stream.stream().cursor().unwrap_or(ssehub_hub::EARLIEST);
+        ("mercure-last-event-id", cursor.to_owned())
     } else {
-        match stream.stream().resumed_after() {
-            Some(cursor) => ("mercure-last-event-id", cursor.to_owned()),
-            None => return,
-        }
+        return;
     };
     // Ids may be UTF-8 (publishers choose them): bytes, not only visible ASCII.
     if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
