@@ -1829,13 +1829,39 @@ fn retained_from_ring(history: &History, sub: &Sub, q: &mut Queue) -> u64 {
     n
 }
 
+/// How many selector-against-topic evaluations one replay step may do while holding the hub
+/// lock (a subscriber's selectors are evaluated against each retained update it scans). A
+/// subscriber chooses its selectors (up to 128 URL patterns) and asks for replay from the
+/// oldest update, so without a bound one subscribe could hold every publish for as long as
+/// that takes: 10,000 retained updates x 128 patterns x ~0.5 µs = 0.6 s. At most ~2 ms per step
+/// with compiled matchers; the rest is scanned in later steps (see `replay`).
+const REPLAY_STEP_EVALUATIONS: usize = 4096;
+
 /// Offers retained entries from `from` on that `sub` wants; stops at the first that does not fit
 /// (the queue is then `Lagged` at it). Returns how many were queued. `live`: a lagged
 /// subscriber catching up, whose updates keep their publish stamps for the latency sample
 /// (replay on connect is not sampled: those updates were published before it asked).
+///
+/// Scans at most [`REPLAY_STEP_EVALUATIONS`] worth of entries (at least one): past that the
+/// queue is marked `Lagged` at the next entry, exactly as when it is full, so its stream goes on
+/// from there in later steps (`Hub::catch_up`), each a lock hold of its own, and publishers
+/// skip it meanwhile: the order and the join with live delivery are the lag policy's.
 fn replay(history: &History, sub: &Sub, q: &mut Queue, from: u64, live: bool) -> u64 {
     let mut n = 0;
+    let per_topic = sub.selectors.len() + sub.authorized.as_ref().map_or(0, |a| a.len());
+    let mut budget = REPLAY_STEP_EVALUATIONS;
+    let mut first = true;
     for e in history.range_from(from) {
+        let cost = per_topic * e.topics.len();
+        if cost > budget && !first {
+            if q.mode == Mode::Live {
+                q.mode = Mode::Lagged { resume_from: e.seq };
+                q.lagged_sid = e.sid;
+            }
+            break;
+        }
+        first = false;
+        budget = budget.saturating_sub(cost);
         if !sub.wants(&e.topics, e.private) {
             continue;
         }
@@ -2170,6 +2196,14 @@ impl SubscriberStream {
                             FetchStart::Resume(from),
                             this.hub.inner.max_queued_frames,
                         )));
+                    }
+                    // A bounded replay step found nothing for this subscriber: let the other
+                    // tasks of this thread (publishers among them) run before the next step.
+                    let q = this.queue.lock();
+                    if q.is_empty() && matches!(q.mode, Mode::Lagged { .. }) {
+                        drop(q);
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
                     }
                 }
                 Mode::Fetching => {
