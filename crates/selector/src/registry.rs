@@ -294,7 +294,7 @@ impl MatcherRegistry {
     pub fn lease(&self, owner: Option<Owner>) -> MatcherLease {
         MatcherLease {
             registry: self.clone(),
-            owners: owner.into_iter().collect(),
+            owners: Owners([owner, None]),
             held: Vec::new(),
         }
     }
@@ -383,11 +383,11 @@ impl Shared {
     fn check(
         &self,
         st: &State,
-        owners: &[Owner],
+        owners: &Owners,
         id: Option<u64>,
         charge: usize,
     ) -> Result<(), MatcherError> {
-        for owner in owners {
+        for owner in owners.iter() {
             let limit = match owner.kind() {
                 OwnerKind::Client => self.limits.per_client,
                 OwnerKind::Token => self.limits.per_token,
@@ -421,12 +421,29 @@ fn charge_of(inner: &Inner) -> usize {
     inner.heap_size() + ENTRY_OVERHEAD + inner.source().len() + base
 }
 
+/// A lease's owners (a client address, then a token), inline: a subscribe allocates nothing
+/// for them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Owners([Option<Owner>; 2]);
+
+impl Owners {
+    fn iter(&self) -> impl Iterator<Item = &Owner> {
+        self.0.iter().flatten()
+    }
+
+    fn push(&mut self, owner: Owner) {
+        if let Some(slot) = self.0.iter_mut().find(|o| o.is_none()) {
+            *slot = Some(owner);
+        }
+    }
+}
+
 /// One subscription's claim on the registry: the compiled matchers it uses, charged to its
 /// owners until it is dropped. Matchers it hands out live as long as their handles do; the
 /// lease only carries the owners' accounting (drop it with the subscription).
 pub struct MatcherLease {
     registry: MatcherRegistry,
-    owners: Vec<Owner>,
+    owners: Owners,
     /// Distinct compiled matchers taken: (id, charge).
     held: Vec<(u64, usize)>,
 }
@@ -434,7 +451,7 @@ pub struct MatcherLease {
 impl fmt::Debug for MatcherLease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MatcherLease")
-            .field("owners", &self.owners.len())
+            .field("owners", &self.owners.iter().count())
             .field("held", &self.held.len())
             .finish()
     }
@@ -480,7 +497,12 @@ impl MatcherLease {
     /// Charges everything taken so far to `owner` too (and what is taken later): refused, with
     /// nothing changed, when that puts `owner` over its limits.
     pub fn add_owner(&mut self, owner: Owner) -> Result<(), MatcherError> {
-        if self.owners.contains(&owner) {
+        if self.owners.iter().any(|o| *o == owner) {
+            return Ok(());
+        }
+        if self.owners.0.iter().all(Option::is_some) {
+            // An address and a token: a lease has no third owner.
+            debug_assert!(false, "a lease has at most two owners");
             return Ok(());
         }
         let shared = &self.registry.shared;
@@ -626,7 +648,7 @@ impl MatcherLease {
     }
 
     fn record(&mut self, st: &mut State, id: u64, charge: usize) {
-        for owner in &self.owners {
+        for owner in self.owners.iter() {
             let ledger = st.owners.entry(*owner).or_default();
             let e = ledger.held.entry(id).or_insert((0, charge));
             if e.0 == 0 {
@@ -640,11 +662,11 @@ impl MatcherLease {
 
 impl Drop for MatcherLease {
     fn drop(&mut self) {
-        if self.held.is_empty() || self.owners.is_empty() {
+        if self.held.is_empty() || self.owners.iter().next().is_none() {
             return;
         }
         let mut st = self.registry.shared.state.lock();
-        for owner in &self.owners {
+        for owner in self.owners.iter() {
             let Some(ledger) = st.owners.get_mut(owner) else {
                 continue;
             };

@@ -83,4 +83,59 @@ fn main() {
         let left = LIVE.load(Relaxed) - before;
         assert!(left < 4096, "{name}: {left} bytes left after dropping everything");
     }
+    costs();
+}
+
+/// Compile and evaluation costs the limits rest on (printed for docs/limits.md).
+pub fn costs() {
+    use ssehub_selector::{Matched, SelectorIndex};
+    let hub = Url::parse("https://example.com/.well-known/mercure").unwrap();
+    let time = |name: &str, f: &dyn Fn() -> bool| {
+        let t = std::time::Instant::now();
+        let ok = f();
+        println!("{name:60} {:>10.2?} ({})", t.elapsed(), if ok { "compiled" } else { "refused" });
+    };
+    time("URL pattern https://example.com/users/42/:rest*", &|| Selector::url_pattern("https://example.com/users/42/:rest*", Some(&hub)).is_ok());
+    time("URL pattern, 64 groups", &|| Selector::url_pattern(&groups(64, 1), Some(&hub)).is_ok());
+    time("URL pattern, 64 optional groups", &|| {
+        let mut s = "https://example.com/x".to_owned();
+        for k in 0..64 { s.push_str(&format!("/:a{k}?")); }
+        Selector::url_pattern(&s, Some(&hub)).is_ok()
+    });
+    time("URL pattern, exponential DFA ((?:a|b)*a(?:a|b){20})", &|| Selector::url_pattern("https://example.com/:x((?:a|b)*a(?:a|b){20})", Some(&hub)).is_ok());
+    time("URL pattern, exponential DFA ((?:a|b)*a(?:a|b){12})", &|| Selector::url_pattern("https://example.com/:x((?:a|b)*a(?:a|b){12})", Some(&hub)).is_ok());
+    time("URL pattern, [\\w\\W]{1,200} twice", &|| Selector::url_pattern("https://example.com/:x([\\w\\W]{1,200}[\\w\\W]{1,200})", Some(&hub)).is_ok());
+    time("URL pattern, 30 \\w+ groups", &|| {
+        let mut s = "https://example.com/x".to_owned();
+        for k in 0..30 { s.push_str(&format!("/:a{k}(\\w+)")); }
+        Selector::url_pattern(&s, Some(&hub)).is_ok()
+    });
+    time("URI template, 64 query variables", &|| Selector::parse(&template(1)).is_ok());
+    time("URI template, 32 x {;a*,b} (the slowest within the caps)", &|| {
+        Selector::parse(&(0..32).map(|k| format!("{{;a{k}*,b{k}}}")).collect::<String>()).is_ok()
+    });
+    // Evaluation: 1,024 distinct matchers that all share the topic's prefix (the index cannot
+    // narrow them), one topic per publish.
+    for (label, topic) in [
+        ("a 40-byte topic", "https://example.com/news/7/item-1234".to_owned()),
+        ("a 64-segment topic", format!("https://example.com/x{}", "/seg".repeat(64))),
+    ] {
+        let mut index = SelectorIndex::default();
+        let held: Vec<Selector> = (0..1024)
+            .map(|i| Selector::url_pattern(&format!("https://example.com/:section/{i}/:item"), Some(&hub)).unwrap())
+            .collect();
+        for s in &held { index.insert(s); }
+        let topics = vec![topic];
+        let mut m = Matched::default();
+        let n = 200;
+        let t = std::time::Instant::now();
+        for _ in 0..n { index.matching(&topics, &mut m); }
+        println!("1,024 URL patterns one prefix, {label:20} {:>10.2?} per publish ({:.0} ns per matcher)", t.elapsed() / n, t.elapsed().as_nanos() as f64 / n as f64 / 1024.0);
+        let held64: Vec<Selector> = (0..1024).map(|i| Selector::url_pattern(&groups(64, i), Some(&hub)).unwrap()).collect();
+        let mut index = SelectorIndex::default();
+        for s in &held64 { index.insert(s); }
+        let t = std::time::Instant::now();
+        for _ in 0..n { index.matching(&topics, &mut m); }
+        println!("1,024 64-group URL patterns,      {label:20} {:>10.2?} per publish", t.elapsed() / n);
+    }
 }
