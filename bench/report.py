@@ -302,11 +302,129 @@ def catchup_section(rows):
     return out
 
 
-def splice(path, section):
-    """Rewrites the catch-up section of an existing BENCHMARKS.md in place (or inserts it before
+MATCHERS_TITLE = "## The matcher engine (issue 20)"
+
+
+def ms(v):
+    return "n/a" if v is None else f"{v / 1000:.2f} ms"
+
+
+def target_cell(v_us, target_ms):
+    """A latency in ms, bold with the target when over it."""
+    if v_us is None:
+        return "n/a"
+    s = f"{v_us / 1000:.2f} ms"
+    return f"**{s}** (over {target_ms:g} ms)" if v_us > target_ms * 1000 else s
+
+
+def matchers_section(rows):
+    """The matcher engine's workloads (ssehub only): lines of the section, or [] without rows."""
+    mine = [r for r in rows if r.get("kind") == "matchers" and not r.get("failed")]
+    if not mine:
+        return []
+    latest = max(r.get("run", "") for r in mine)
+    mine = [r for r in mine if r.get("run", "") == latest]
+    rep = mine[0]
+    out = [MATCHERS_TITLE, ""]
+    out.append(
+        "ssehub only (`--memory`, default matcher limits), Mercure 1.0 subscriptions. *Shared*: "
+        "N anonymous subscribers from 4 addresses, each with the same 128 `match_urlpattern` "
+        "matchers `https://example.com/:section/{k}/:item` (one literal prefix for all: the index "
+        "narrows nothing, every matcher is a candidate for every topic), plus 10 subscribers of an "
+        "unrelated exact topic from a fifth address; 20 publishes/s of one topic, then of 64 topics "
+        "(each matching another matcher: every subscriber gets each publish once), then the "
+        "unrelated topic at 20/s alone and beside 64-topic publishes sent back to back. *Publish* "
+        "is the POST's round trip (a RAM-only hub answers after the fan-out), *delivery* the "
+        "publish-to-receive latency over all deliveries. *Users*: subscriber i on "
+        "`https://example.com/users/{i}/:rest*` (16 source addresses), 100 publishes/s each to "
+        "one user's topic. *Flood*: one client address opens subscriptions with 16 distinct "
+        "64-group URL patterns each, 16 requests in flight, keeping the newest 64 open, for 10 s; "
+        "the server's RSS before, at its peak, and 2 s after the client closed everything. "
+        "*Fan-out*: 5,000 subscribers on one `match_urlpattern` against the same on one exact "
+        "`match`, 4 publishers as fast as answered. Targets (issue 20) in the last column."
+    )
+    out.append("")
+    if latest:
+        out.append(
+            f"Measured {latest} by `{rep.get('command', 'bench/run --only matchers')}`; "
+            "lines appended to `bench/results/results.jsonl`; medians over the repetitions."
+        )
+        out.append("")
+    by = defaultdict(list)
+    for r in mine:
+        by[r.get("mode")].append(r)
+    sh = by.get("shared", [])
+    if sh:
+        n = median_of(sh, "subscribers")
+        out.append(f"| shared, {fmt(n)} subscribers x 128 patterns | publish p50 | publish p99 | delivery p50 | delivery p99 | target |")
+        out.append("|---|---|---|---|---|---|")
+        for label, key, target in (
+            ("one topic, 20/s", "single", ("publish", 2)),
+            ("64 topics, 20/s", "multi", ("publish", 20)),
+            ("unrelated topic alone, 20/s", "unrelated_alone", None),
+            ("unrelated topic beside back-to-back 64-topic publishes", "unrelated_beside", ("delivery", 10)),
+        ):
+            cells = [
+                target_cell(median_of(sh, f"{key}.publish.p50_us"), target[1]) if target and target[0] == "publish" else ms(median_of(sh, f"{key}.publish.p50_us")),
+                ms(median_of(sh, f"{key}.publish.p99_us")),
+                target_cell(median_of(sh, f"{key}.delivery.p50_us"), target[1]) if target and target[0] == "delivery" else ms(median_of(sh, f"{key}.delivery.p50_us")),
+                ms(median_of(sh, f"{key}.delivery.p99_us")),
+            ]
+            t = "n/a" if not target else f"{target[0]} p50 <= {target[1]} ms"
+            out.append(f"| {label} | " + " | ".join(cells) + f" | {t} |")
+        busy = median_of(sh, "unrelated_beside.busy_publishes")
+        out.append("")
+        out.append(
+            f"Back-to-back 64-topic publishes during the last phase: {fmt(busy)} in "
+            f"{fmt(median_of(sh, 'phase_s'))} s (publish p50 {ms(median_of(sh, 'unrelated_beside.busy_publish.p50_us'))}); "
+            f"deliveries {fmt(median_of(sh, 'received'))} of {fmt(median_of(sh, 'expected'))} expected; "
+            f"connecting the {fmt(n)}: {fmt(median_of(sh, 'ramp_s'))} s, server RSS "
+            f"{fmt((median_of(sh, 'rss_before_kib') or 0) / 1024)} -> {fmt((median_of(sh, 'rss_connected_kib') or 0) / 1024)} MiB."
+        )
+        out.append("")
+    us = by.get("users", [])
+    if us:
+        out.append("| users | publish p50 | publish p99 | delivery p50 | delivery p99 | received / published | target |")
+        out.append("|---|---|---|---|---|---|---|")
+        out.append(
+            f"| {fmt(median_of(us, 'subscribers'))} subscribers, one pattern each | "
+            f"{target_cell(median_of(us, 'publish.p50_us'), 1)} | {ms(median_of(us, 'publish.p99_us'))} | "
+            f"{ms(median_of(us, 'delivery.p50_us'))} | {ms(median_of(us, 'delivery.p99_us'))} | "
+            f"{fmt(median_of(us, 'received'))} / {fmt(median_of(us, 'published'))} | publish p50 <= 1 ms |"
+        )
+        out.append("")
+    fl = by.get("flood", [])
+    if fl:
+        out.append("| flood (one address) | accepted requests (patterns) | 429 | 503 | RSS before | peak growth | after closing | target |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for r in fl:
+            base = (r.get("rss_baseline_kib") or 0) / 1024
+            for i, rd in enumerate(r.get("rounds") or [r]):
+                out.append(
+                    f"| round {i + 1}: {fmt(r.get('flood_s'))} s | {fmt(rd.get('ok'))} ({fmt(rd.get('patterns_accepted'))}) | "
+                    f"{fmt(rd.get('refused_429'))} | {fmt(rd.get('refused_503'))} | "
+                    f"{fmt(base)} MiB | +{fmt(rd.get('growth_mib'))} MiB | "
+                    f"+{fmt(rd.get('after_mib'))} MiB ({fmt(r.get('settle_s'))} s later) | growth <= 64 MiB, after <= 16 MiB |"
+                )
+        out.append("")
+    fu, fe = by.get("fanout-url", []), by.get("fanout-exact", [])
+    if fu or fe:
+        u, e = median_of(fu, "deliveries_per_s"), median_of(fe, "deliveries_per_s")
+        out.append("| fan-out, 5,000 subscribers, 4 publishers | deliveries/s | server CPU | runs |")
+        out.append("|---|---|---|---|")
+        out.append(f"| one exact `match` | {fmt(e)} | {pct(median_of(fe, 'server_cpu_pct'))} | {len(fe)} |")
+        out.append(f"| one `match_urlpattern` | {fmt(u)} | {pct(median_of(fu, 'server_cpu_pct'))} | {len(fu)} |")
+        out.append("")
+        out.append(f"Pattern / exact: {ratio(u, e)} (target: at least 80 %).")
+        out.append("")
+    return out
+
+
+def splice(path, section, title=CATCHUP_TITLE):
+    """Rewrites the section `title` of an existing BENCHMARKS.md in place (or inserts it before
     the plots), leaving every other line as it was."""
     lines = open(path).read().split("\n")
-    start = next((i for i, l in enumerate(lines) if l == CATCHUP_TITLE), None)
+    start = next((i for i, l in enumerate(lines) if l == title), None)
     if start is not None:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
     else:
@@ -343,6 +461,10 @@ def main():
         if section:
             splice(a.out, section)
             print(f"rewrote the replay/storm section of {a.out}")
+        section = matchers_section(rows)
+        if section:
+            splice(a.out, section, MATCHERS_TITLE)
+            print(f"rewrote the matcher engine section of {a.out}")
         return
 
     peers = peers_in(rows)
@@ -574,6 +696,7 @@ def main():
         out.append("")
 
     out.extend(catchup_section(rows))
+    out.extend(matchers_section(rows))
 
     failed = [r for r in rows if r.get("failed")]
     if failed:

@@ -1,7 +1,7 @@
 //! Catching up from the hub's history (issue 5's speed targets; ssehub only):
 //!
 //! - `replay`: publish N updates to one topic, then ONE subscriber asks for all of them with
-//!   `lastEventID=earliest`; the time from sending its request until it holds all N.
+//!   `last_event_id=earliest`; the time from sending its request until it holds all N.
 //! - `storm`: S subscribers receive one update and remember its id, all disconnect, K more are
 //!   published, then all S reconnect at once with `Last-Event-ID: <id>`; the time until every
 //!   one holds all K.
@@ -367,7 +367,7 @@ async fn replay_async(args: &ReplayArgs) -> anyhow::Result<serde_json::Value> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let rss0 = c.server_pid.and_then(procfs::rss_kib);
 
-    let request = target.subscribe_request_with(topic, Some("lastEventID=earliest"), &[]);
+    let request = target.subscribe_request_with(topic, Some("last_event_id=earliest"), &[]);
     let seen = RefCell::new(Seen::new(0..n));
     let probe = Probe::start(c);
     let t0 = Instant::now();

@@ -21,6 +21,7 @@
 
 mod catchup;
 mod load;
+mod matchers;
 mod procfs;
 mod scan;
 mod soak;
@@ -57,22 +58,25 @@ enum Command {
     Fanout(FanoutArgs),
     /// Open N subscribers (the ramp), wait, report the server's RSS per subscriber.
     Idle(IdleArgs),
-    /// Publish N updates, then replay all of them to one subscriber (`lastEventID=earliest`).
+    /// Publish N updates, then replay all of them to one subscriber (`last_event_id=earliest`).
     Replay(ReplayArgs),
     /// S subscribers reconnect at once with `Last-Event-ID`, each K updates behind.
     Storm(StormArgs),
     /// A long mixed run (churn, replays, bad requests) against a hub, then leak and loss checks.
     Soak(soak::SoakArgs),
+    /// The matcher engine's workloads (issue 20): shared URL patterns, per-user patterns, a
+    /// pattern flood, fan-out on a pattern against an exact topic.
+    Matchers(matchers::MatchersArgs),
 }
 
 #[derive(Debug, Args)]
-struct Common {
+pub(crate) struct Common {
     /// Which peer: sets the subscribe and publish URL layout and body format.
     #[arg(long, value_enum)]
-    target: Preset,
+    pub(crate) target: Preset,
     /// The peer's address (loopback).
     #[arg(long, default_value = "127.0.0.1:3000")]
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// Subscribe path and query; `{topic}` is replaced (overrides the preset).
     #[arg(long)]
     sub_path: Option<String>,
@@ -187,7 +191,7 @@ struct StormArgs {
     timeout: Duration,
 }
 
-fn secs(s: &str) -> Result<Duration, String> {
+pub(crate) fn secs(s: &str) -> Result<Duration, String> {
     s.parse::<f64>()
         .ok()
         .filter(|v| v.is_finite() && *v >= 0.0)
@@ -204,6 +208,7 @@ fn main() -> anyhow::Result<()> {
         Command::Fanout(args) => fanout(args)?,
         Command::Idle(args) => idle(args)?,
         Command::Replay(args) => catchup::replay(&args)?,
+        Command::Matchers(args) => matchers::run(&args)?,
         Command::Storm(args) => catchup::storm(&args)?,
         Command::Soak(args) => {
             let (line, ok) = soak::soak(args)?;
@@ -235,11 +240,11 @@ impl Common {
     }
 
     /// The subscriber count of `fanout` and `idle`.
-    fn n(&self) -> usize {
+    pub(crate) fn n(&self) -> usize {
         self.subscribers.unwrap_or(1000)
     }
 
-    fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         self.label.clone().unwrap_or_else(|| {
             clap::ValueEnum::to_possible_value(&self.target)
                 .map(|v| v.get_name().to_string())
@@ -398,7 +403,7 @@ fn cpu_pct(before: Option<Duration>, after: Option<Duration>, wall: Duration) ->
     ))
 }
 
-fn round1(v: f64) -> f64 {
+pub(crate) fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
 

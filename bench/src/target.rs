@@ -47,7 +47,8 @@ impl Target {
     pub fn preset(preset: Preset, addr: SocketAddr) -> Self {
         let (sub, publ, kind) = match preset {
             Preset::Ssehub => (
-                "/.well-known/mercure?topic={topic}",
+                // Mercure 1.0: an exact matcher (`topic=` is the 0.x parameter).
+                "/.well-known/mercure?match={topic}",
                 "/.well-known/mercure",
                 PubKind::Mercure,
             ),
@@ -186,12 +187,14 @@ mod tests {
         let t = Target::preset(Preset::Ssehub, "127.0.0.1:9".parse().unwrap());
         let req = t.subscribe_request_with(
             "t1",
-            Some("lastEventID=earliest"),
+            Some("last_event_id=earliest"),
             &["Last-Event-ID: urn:x:1".to_string()],
         );
         let text = String::from_utf8(req).unwrap();
         assert!(
-            text.starts_with("GET /.well-known/mercure?topic=t1&lastEventID=earliest HTTP/1.1\r\n"),
+            text.starts_with(
+                "GET /.well-known/mercure?match=t1&last_event_id=earliest HTTP/1.1\r\n"
+            ),
             "{text}"
         );
         assert!(
