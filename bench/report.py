@@ -397,11 +397,11 @@ def matchers_section(rows):
     if fl:
         out.append("| flood (one address) | accepted requests (patterns) | 429 | 503 | RSS before | peak growth | after closing | target |")
         out.append("|---|---|---|---|---|---|---|---|")
-        for r in fl:
+        for j, r in enumerate(fl):
             base = (r.get("rss_baseline_kib") or 0) / 1024
             for i, rd in enumerate(r.get("rounds") or [r]):
                 out.append(
-                    f"| round {i + 1}: {fmt(r.get('flood_s'))} s | {fmt(rd.get('ok'))} ({fmt(rd.get('patterns_accepted'))}) | "
+                    f"| run {j + 1}, flood {i + 1}: {fmt(r.get('flood_s'))} s | {fmt(rd.get('ok'))} ({fmt(rd.get('patterns_accepted'))}) | "
                     f"{fmt(rd.get('refused_429'))} | {fmt(rd.get('refused_503'))} | "
                     f"{fmt(base)} MiB | +{fmt(rd.get('growth_mib'))} MiB | "
                     f"+{fmt(rd.get('after_mib'))} MiB ({fmt(r.get('settle_s'))} s later) | growth <= 64 MiB, after <= 16 MiB |"
