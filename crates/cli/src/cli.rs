@@ -232,6 +232,55 @@ pub struct ServeArgs {
     )]
     pub max_subscribers_per_ip: usize,
 
+    /// Bytes of compiled matchers (URL patterns, 0.x templates) the hub holds in all, each
+    /// distinct pattern compiled once and freed when its last subscriber leaves; a subscribe
+    /// that needs more gets 503 with Retry-After (0: no limit). docs/limits.md has the worst
+    /// case one client can cost.
+    #[arg(
+        long,
+        env = "SSEHUB_MAX_MATCHER_MEMORY",
+        value_name = "BYTES",
+        default_value_t = 64 * 1024 * 1024
+    )]
+    pub max_matcher_memory: usize,
+
+    /// Distinct compiled patterns one client address (IPv6: one /64) may hold; more get 429
+    /// (0: no limit).
+    #[arg(
+        long,
+        env = "SSEHUB_MAX_MATCHERS_PER_CLIENT",
+        value_name = "N",
+        default_value_t = 1024
+    )]
+    pub max_matchers_per_client: usize,
+
+    /// Bytes of compiled patterns one client address may hold; more get 429 (0: no limit).
+    #[arg(
+        long,
+        env = "SSEHUB_MAX_MATCHER_MEMORY_PER_CLIENT",
+        value_name = "BYTES",
+        default_value_t = 16 * 1024 * 1024
+    )]
+    pub max_matcher_memory_per_client: usize,
+
+    /// Distinct compiled patterns one subscriber token may hold; more get 429 (0: no limit).
+    #[arg(
+        long,
+        env = "SSEHUB_MAX_MATCHERS_PER_TOKEN",
+        value_name = "N",
+        default_value_t = 1024
+    )]
+    pub max_matchers_per_token: usize,
+
+    /// Bytes of compiled patterns one subscriber token may hold; more get 429 (0: no limit).
+    #[arg(
+        long,
+        env = "SSEHUB_MAX_MATCHER_MEMORY_PER_TOKEN",
+        value_name = "BYTES",
+        default_value_t = 16 * 1024 * 1024
+    )]
+    pub max_matcher_memory_per_token: usize,
+
     /// Reverse proxy (IP or CIDR range) whose X-Forwarded-For is believed for the client
     /// address: the rightmost forwarded address that is not itself a trusted proxy. Repeat
     /// it; in the variable, separate with commas.

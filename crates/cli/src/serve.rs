@@ -119,6 +119,17 @@ pub async fn run(args: ServeArgs, issuer_tables: Vec<IssuerTable>) -> anyhow::Re
     config.max_topics = args.max_selectors as usize;
     config.max_topics_per_update = args.max_topics_per_update as usize;
     config.max_subscribers_per_ip = args.max_subscribers_per_ip;
+    config.matchers = ssehub_selector::MatcherLimits {
+        max_bytes: args.max_matcher_memory,
+        per_client: ssehub_selector::OwnerLimit {
+            max_matchers: args.max_matchers_per_client,
+            max_bytes: args.max_matcher_memory_per_client,
+        },
+        per_token: ssehub_selector::OwnerLimit {
+            max_matchers: args.max_matchers_per_token,
+            max_bytes: args.max_matcher_memory_per_token,
+        },
+    };
     config.trusted_proxies = args.trusted_proxies.clone();
     config.max_head = args.max_head as usize;
     config.head_timeout = args.head_timeout;

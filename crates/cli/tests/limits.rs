@@ -338,3 +338,50 @@ fn a_stalled_subscriber_ends_with_ssehub_lagged_under_the_queue_flags() {
         }
     }
 }
+
+/// The compiled-matcher limits (issue 20): one client address may hold
+/// `--max-matchers-per-client` distinct patterns; one more is 429 with a reason, and the
+/// patterns it holds are freed when its subscribers leave.
+#[test]
+fn matcher_limit_flags_are_enforced() {
+    let served = Served::start_modern(
+        &[
+            "--memory",
+            "--issuer",
+            "urn:limits",
+            "--jwt-key",
+            "limits-key",
+            "--max-matchers-per-client",
+            "2",
+        ],
+        &[],
+    );
+    let addr = authority(&served);
+    let pattern = |i: u32| {
+        subscribe(
+            &format!("match_urlpattern=https%3A%2F%2Fx.example%2F{i}%2F%3Aid"),
+            "",
+        )
+    };
+    let (first, a) = send(&addr, &pattern(1));
+    let (second, b) = send(&addr, &pattern(2));
+    assert_eq!((a.status, b.status), (200, 200));
+    let (_, c) = send(&addr, &pattern(3));
+    assert_eq!(c.status, 429, "{}", c.body);
+    assert!(c.body.contains("pattern"), "{}", c.body);
+    assert!(c.header("retry-after").is_some());
+    // An exact matcher costs no compiled pattern: still served.
+    let (_exact, d) = send(&addr, &subscribe("match=urn%3Aa", ""));
+    assert_eq!(d.status, 200);
+    // Once its subscribers leave, the address may compile again.
+    drop((first, second));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_s, e) = send(&addr, &pattern(4));
+        if e.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still refused: {}", e.body);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
