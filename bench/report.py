@@ -16,6 +16,8 @@ PEER_NAMES = {
     "ssehub": "ssehub (memory)",
     "ssehub-durable": "ssehub (durable)",
     "ssehub-redis": "ssehub (Redis)",
+    "ssehub-es256": "ssehub, ES256 token",
+    "ssehub-eddsa": "ssehub, EdDSA token",
     "nchan": "nginx + nchan",
     "express": "Express (nests tutorial)",
     "better-sse": "better-sse on Express",
@@ -420,6 +422,42 @@ def matchers_section(rows):
     return out
 
 
+TOKENS_TITLE = "## Publish throughput by token algorithm"
+
+
+def tokens_section(rows):
+    """The publish workload on hubs whose issuer key is HS256, ES256 or EdDSA, beside nchan's
+    (issue 19: each at least 2x nchan)."""
+    tok = group(rows, "tokens")
+    if not tok:
+        return []
+    out = [TOKENS_TITLE, ""]
+    out.append(
+        "The publish workload (10 subscribers, 16 keep-alive publisher connections as fast as they "
+        "are answered) with the hub's trusted issuer holding an HS256, ES256 (P-256) or EdDSA "
+        "(Ed25519) key, and a 1.0 access token signed with it on every request; nchan from the "
+        "same run. The hub verifies a distinct token once and then finds it in its cache, so the "
+        "algorithm's cost is paid per token, not per publish. Target: each >= 2x nchan."
+    )
+    out.append("")
+    out.append("| peer | publishes/s | x nchan | p99 | lost / expected | server CPU | runs |")
+    out.append("|---|---|---|---|---|---|---|")
+    nchan = median_of(tok.get(("nchan", 10), []), "publishes_per_s")
+    for p in ("ssehub", "ssehub-es256", "ssehub-eddsa", "nchan"):
+        rs = tok.get((p, 10), [])
+        if not rs:
+            continue
+        v = median_of(rs, "publishes_per_s")
+        name = "ssehub, HS256 token" if p == "ssehub" else PEER_NAMES.get(p, p)
+        out.append(
+            f"| {name} | {fmt(v)} | {ratio(v, nchan) if p != 'nchan' else '-'} | "
+            f"{fmt_ms(us_to_ms(median_of(rs, 'latency_us.p99')))} | {loss_cell(rs)} | "
+            f"{pct(median_of(rs, 'server_cpu_pct'))} | {len(rs)} |"
+        )
+    out.append("")
+    return out
+
+
 def splice(path, section, title=CATCHUP_TITLE):
     """Rewrites the section `title` of an existing BENCHMARKS.md in place (or inserts it before
     the plots), leaving every other line as it was."""
@@ -465,6 +503,10 @@ def main():
         if section:
             splice(a.out, section, MATCHERS_TITLE)
             print(f"rewrote the matcher engine section of {a.out}")
+        section = tokens_section(rows)
+        if section:
+            splice(a.out, section, TOKENS_TITLE)
+            print(f"rewrote the token algorithm section of {a.out}")
         return
 
     peers = peers_in(rows)
@@ -695,6 +737,7 @@ def main():
             )
         out.append("")
 
+    out.extend(tokens_section(rows))
     out.extend(catchup_section(rows))
     out.extend(matchers_section(rows))
 
