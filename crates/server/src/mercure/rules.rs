@@ -38,9 +38,9 @@ pub(crate) fn check_update(
     hub_url: Option<&str>,
     legacy: bool,
 ) -> Result<(), ApiError> {
-    let hub = hub_url
-        .and_then(|u| Url::parse(u).ok())
-        .unwrap_or_else(default_hub_url);
+    // Parsed only for a topic the cheap test cannot clear (most topics never need it).
+    let mut hub: Option<Url> = None;
+    let hub_path = hub_url.map_or(MERCURE_PATH, url_path);
     for topic in update.topics() {
         check_text("topic", topic)?;
         if topic == "*" {
@@ -48,10 +48,17 @@ pub(crate) fn check_update(
                 "the topic * is reserved for the wildcard matcher",
             ));
         }
-        if !legacy && addresses_reserved_namespace(topic, &hub) {
-            return Err(ApiError::bad_request(
-                "a topic addresses the hub's reserved namespace (/.well-known/mercure/...)",
-            ));
+        if !legacy && !clearly_outside(topic, hub_path) {
+            let hub = hub.get_or_insert_with(|| {
+                hub_url
+                    .and_then(|u| Url::parse(u).ok())
+                    .unwrap_or_else(default_hub_url)
+            });
+            if addresses_reserved_namespace(topic, hub) {
+                return Err(ApiError::bad_request(
+                    "a topic addresses the hub's reserved namespace (/.well-known/mercure/...)",
+                ));
+            }
         }
     }
     if let Some(id) = update.id_str() {
@@ -71,6 +78,47 @@ pub(crate) fn check_update(
         }
     }
     Ok(())
+}
+
+/// The path of an absolute URL's text, without parsing it (`/` when it has none).
+fn url_path(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(url, |i| &url[i + 3..]);
+    let path = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
+    path.split(['?', '#']).next().unwrap_or(path)
+}
+
+/// Whether `topic` cannot address the hub path `hub_path`, decided without parsing it: the
+/// resolved path can only equal or go under `hub_path` if the topic spells its last segment
+/// (`mercure`), percent-encodes something (`%6Dercure`), uses a backslash (a separator in
+/// special URLs), or resolves to the base itself (empty, or only a query or fragment, after the
+/// spaces the URL parser strips, with or without a `scheme:` before it). `false` means "look
+/// properly", not "reserved".
+fn clearly_outside(topic: &str, hub_path: &str) -> bool {
+    let last = hub_path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("");
+    let trimmed = topic.trim_matches(' ');
+    // `https:` (the base's scheme, nothing after it) is relative to the base too.
+    let rest = match trimmed.split_once(':') {
+        Some((scheme, rest))
+            if scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) =>
+        {
+            rest
+        }
+        _ => trimmed,
+    };
+    !last.is_empty()
+        && !trimmed.is_empty()
+        && !trimmed.starts_with(['?', '#'])
+        && !rest.is_empty()
+        && !rest.starts_with(['?', '#'])
+        && !topic.contains(['%', '\\'])
+        && !topic.contains(last)
 }
 
 fn check_text(field: &str, value: &str) -> Result<(), ApiError> {
@@ -196,6 +244,92 @@ mod tests {
         ] {
             assert!(!addresses_reserved_namespace(topic, &hub()), "{topic}");
         }
+    }
+
+    #[test]
+    fn the_cheap_test_never_clears_a_reserved_topic() {
+        let mut topics: Vec<String> = [
+            "/.well-known/mercure",
+            "?x",
+            " ?x",
+            "#f",
+            "",
+            " ",
+            "mercure",
+            "./mercure",
+            "/.well-known\\mercure/x",
+            "https://h/.well-known/%6Dercure",
+            "urn:mercure",
+            "https://example.com/books/1",
+            "books",
+            ".",
+            "..",
+            "/",
+            "//h/x",
+            "a?b",
+            "x#mercure",
+            "https://example.com/.well-known/mercurex",
+            "..\\.well-known\\mercure",
+        ]
+        .iter()
+        .map(|t| (*t).to_owned())
+        .collect();
+        // And every prefix of a few reserved spellings.
+        for t in [
+            "/.well-known/mercure/a",
+            "../.well-known/mercure/",
+            "https://x/.well-known/mercure?q",
+        ] {
+            topics.extend((0..=t.len()).map(|n| t[..n].to_owned()));
+        }
+        for topic in &topics {
+            if clearly_outside(topic, "/.well-known/mercure") {
+                assert!(!addresses_reserved_namespace(topic, &hub()), "{topic:?}");
+            }
+        }
+        // Every concatenation of up to four of these pieces.
+        let pieces = [
+            "https:",
+            "http:",
+            "urn:",
+            "//h",
+            "/",
+            ".",
+            "..",
+            "?",
+            "#",
+            "x",
+            ".well-known",
+            "mercure",
+            "%2E",
+            "\\",
+            " ",
+            "a:",
+            "./",
+        ];
+        let mut combos = vec![String::new()];
+        for _ in 0..4 {
+            let next: Vec<String> = combos
+                .iter()
+                .flat_map(|c| pieces.iter().map(move |p| format!("{c}{p}")))
+                .collect();
+            for topic in &next {
+                if clearly_outside(topic, "/.well-known/mercure") {
+                    assert!(!addresses_reserved_namespace(topic, &hub()), "{topic:?}");
+                }
+            }
+            combos = next;
+        }
+        assert!(clearly_outside(
+            "https://example.com/books/1",
+            "/.well-known/mercure"
+        ));
+        assert!(!clearly_outside("anything", "/"));
+        assert_eq!(
+            url_path("https://hub.example/.well-known/mercure?x"),
+            "/.well-known/mercure"
+        );
+        assert_eq!(url_path("http://h:1"), "/");
     }
 
     #[test]
