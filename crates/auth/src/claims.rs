@@ -186,7 +186,7 @@ fn legacy_selectors(value: Option<&Value>, key: &str) -> Result<Option<Vec<Selec
 
 /// A JWT NumericDate claim as whole seconds (fractions rounded); absent is `None`, any other
 /// JSON type is malformed.
-fn numeric_date(top: &Map<String, Value>, name: &str) -> Result<Option<u64>, AuthError> {
+pub(crate) fn numeric_date(top: &Map<String, Value>, name: &str) -> Result<Option<u64>, AuthError> {
     match top.get(name) {
         None => Ok(None),
         Some(v) => v

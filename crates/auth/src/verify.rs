@@ -43,7 +43,7 @@ use parking_lot::RwLock;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::claims::Claims;
+use crate::claims::{Claims, numeric_date};
 use crate::issuer::{Candidates, Issuer, TrustedIssuer};
 use crate::key::{self, Algorithm, KeyConfig, KeyError};
 use crate::{AuthError, Role};
@@ -370,7 +370,10 @@ impl Authorizer {
             return Err(AuthError::InvalidSignature);
         }
 
-        let nbf = not_before(&payload)?;
+        let nbf = match payload.as_object() {
+            Some(claims) => numeric_date(claims, "nbf")?,
+            None => None,
+        };
         let mut claims = Claims::from_payload(payload, legacy, resource)?;
         claims.access_token = typed && issuer.is_some();
         match claims.exp {
@@ -444,22 +447,6 @@ fn payload(token: &str) -> Result<Value, AuthError> {
         .ok_or_else(|| malformed("not a compact JWS (three dot-separated parts)"))?;
     let bytes = base64url_decode(part).ok_or_else(|| malformed("invalid base64url encoding"))?;
     serde_json::from_slice(&bytes).map_err(|_| malformed("invalid JSON in the claims"))
-}
-
-/// The `nbf` claim, in whole seconds.
-fn not_before(payload: &Value) -> Result<Option<u64>, AuthError> {
-    match payload.get("nbf") {
-        None => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .or_else(|| {
-                v.as_f64()
-                    .filter(|f| f.is_finite() && *f >= 0.0 && *f < u64::MAX as f64)
-                    .map(|f| f.round() as u64)
-            })
-            .map(Some)
-            .ok_or_else(|| malformed("the `nbf` claim is not a number")),
-    }
 }
 
 /// Unpadded base64url (RFC 4648 section 5), as JWS uses; `None` on any invalid input.
