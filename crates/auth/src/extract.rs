@@ -175,43 +175,69 @@ fn single(values: Vec<String>) -> Result<Option<String>, AuthError> {
 }
 
 fn from_header(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
-    let mut tokens = Vec::new();
-    for value in headers.get_all(AUTHORIZATION) {
-        let value = value
-            .to_str()
-            .map_err(|_| malformed("the Authorization header is not visible ASCII"))?;
-        tokens.push(bearer(value)?);
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    let token = bearer(first.as_bytes())?;
+    // Several Authorization lines are allowed only when they all carry the same token.
+    for value in values {
+        if bearer(value.as_bytes())? != token {
+            return Err(AuthError::AmbiguousToken);
+        }
     }
-    single(tokens)
+    Ok(Some(token.to_string()))
 }
 
 /// Parses `Bearer <token>` (RFC 6750 section 2.1; the scheme name is case-insensitive per
 /// RFC 9110, and the token must be a `b64token`).
-fn bearer(value: &str) -> Result<String, AuthError> {
-    let value = value.trim_matches([' ', '\t']);
-    let (scheme, token) = value.split_once([' ', '\t']).unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+fn bearer(value: &[u8]) -> Result<&str, AuthError> {
+    let value = value.trim_ascii_start().trim_ascii_end();
+    let split = value
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t')
+        .unwrap_or(value.len());
+    let (scheme, token) = value.split_at(split);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Err(malformed(
             "the Authorization header must use the Bearer scheme",
         ));
     }
-    let token = token.trim_start_matches([' ', '\t']);
+    let token = token.trim_ascii_start();
     if token.is_empty() {
         return Err(malformed(
             "the Authorization header has an empty Bearer token",
         ));
     }
-    let body = token.trim_end_matches('=');
-    // Byte by byte: a 1.0 access token is ~450 bytes checked on every request (a `char` search
-    // in a string per character cost ~4 % of a publish's CPU).
-    let b64token =
-        |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
-    if body.is_empty() || !body.as_bytes().iter().all(b64token) {
+    let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
+    let body = &token[..token.len() - padding];
+    if body.is_empty() || !is_b64token(body) {
         return Err(malformed(
             "the Bearer token has characters a token cannot contain",
         ));
     }
-    Ok(token.to_string())
+    // Every b64token byte is ASCII, so this cannot fail; the check keeps the code free of
+    // `unsafe` at the cost of a second (vectorised) pass.
+    std::str::from_utf8(token).map_err(|_| malformed("the Bearer token is not ASCII"))
+}
+
+/// `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" )`, checked without an early exit
+/// so the loop vectorises: a 1.0 access token is ~450 bytes checked on every request, and a
+/// per-character search cost ~4 % of a publish's CPU in a profile.
+fn is_b64token(bytes: &[u8]) -> bool {
+    let bad = bytes.iter().fold(0u8, |bad, &b| {
+        let lower = b | 0x20;
+        let ok = lower.is_ascii_lowercase()
+            || b.is_ascii_digit()
+            || b == b'-'
+            || b == b'.'
+            || b == b'_'
+            || b == b'~'
+            || b == b'+'
+            || b == b'/';
+        bad | u8::from(!ok)
+    });
+    bad == 0
 }
 
 fn from_query(query: Option<&str>) -> Result<Option<String>, AuthError> {

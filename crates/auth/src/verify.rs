@@ -76,7 +76,10 @@ struct Inner {
 /// One role's verified tokens.
 #[derive(Default)]
 struct Cache {
-    map: HashMap<Box<str>, Arc<Claims>>,
+    /// Keyed by the token's bytes with a fast seeded hasher rather than SipHash (which cost
+    /// ~0.6 % of a publish over ~450-byte tokens): only tokens that verified are inserted, so
+    /// a client cannot fill a bucket with colliding keys without valid signatures.
+    map: HashMap<Box<str>, Arc<Claims>, foldhash::fast::RandomState>,
     /// When expired entries were last swept out (Unix seconds).
     swept_at: u64,
 }

@@ -75,6 +75,13 @@ fn non_bearer_or_broken_header_is_malformed() {
         "Bearer a,b",
         "Bearer ===",
         "Bearer =abc",
+        "Bearer a=b",
+        // The bytes next to the letter ranges (the class check folds case with a bit mask).
+        "Bearer a@b",
+        "Bearer a[b",
+        "Bearer a`b",
+        "Bearer a{b",
+        "Bearer a:b",
         "abc.def.ghi",
     ] {
         let h = headers(&[(AUTHORIZATION, value)]);

@@ -275,7 +275,7 @@ impl<'a> Iterator for Lines<'a> {
     fn next(&mut self) -> Option<&'a str> {
         let text = self.rest?;
         let bytes = text.as_bytes();
-        match bytes.iter().position(|&b| b == b'\r' || b == b'\n') {
+        match memchr::memchr2(b'\r', b'\n', bytes) {
             Some(end) => {
                 let skip = if bytes[end] == b'\r' && bytes.get(end + 1) == Some(&b'\n') {
                     2

@@ -194,10 +194,7 @@ impl LineBuffer {
             self.skip_lf = false;
         }
         let from = self.scanned;
-        let Some(offset) = self.buf[from..]
-            .iter()
-            .position(|&b| b == b'\n' || b == b'\r')
-        else {
+        let Some(offset) = memchr::memchr2(b'\n', b'\r', &self.buf[from..]) else {
             self.scanned = self.buf.len();
             return None;
         };

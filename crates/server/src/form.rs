@@ -6,8 +6,6 @@
 //! The input is untrusted (publish bodies, subscribe query strings); `fuzz/` has a target for
 //! [`decode_pairs`].
 
-use std::borrow::Cow;
-
 use percent_encoding::percent_decode;
 
 /// Longest field name quoted in a [`FormError`], in characters.
@@ -60,16 +58,22 @@ pub fn decode_pairs(input: &[u8]) -> Result<Vec<(String, String)>, FormError> {
 }
 
 fn decode(raw: &[u8]) -> Result<String, std::string::FromUtf8Error> {
-    let plus_as_space: Cow<'_, [u8]> = if raw.contains(&b'+') {
-        Cow::Owned(
-            raw.iter()
-                .map(|&b| if b == b'+' { b' ' } else { b })
-                .collect(),
-        )
-    } else {
-        Cow::Borrowed(raw)
-    };
-    let bytes: Vec<u8> = percent_decode(&plus_as_space).collect();
+    // Most fields (topics, ids, plain data) need no unescaping: one exact-size copy and the
+    // vectorised UTF-8 check, instead of growing a vector byte by byte through the decoder
+    // (which showed in the publish profile as reallocations).
+    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+        return String::from_utf8(raw.to_vec());
+    }
+    let mut bytes = Vec::with_capacity(raw.len());
+    for chunk in raw.split_inclusive(|&b| b == b'+') {
+        match chunk.split_last() {
+            Some((b'+', rest)) => {
+                bytes.extend(percent_decode(rest));
+                bytes.push(b' ');
+            }
+            _ => bytes.extend(percent_decode(chunk)),
+        }
+    }
     String::from_utf8(bytes)
 }
 

@@ -29,7 +29,7 @@ use crate::conn::{self, Shared};
 use crate::limits::{PublishRate, SubscriberSlots};
 use crate::{ApiError, MercureConfig, MetricsAccess};
 
-use crate::mercure::{self, MERCURE_PATH, MercureState};
+use crate::mercure::{self, MERCURE_PATH, MercureShared, MercureState};
 
 /// The hub's HTTP face: the Mercure endpoint plus `/healthz`.
 #[derive(Debug, Clone)]
@@ -53,7 +53,7 @@ impl MercureServer {
         let publish_rate = PublishRate::new(config.publish_rate).map(Arc::new);
         let selectors = Arc::new(MatcherRegistry::new(config.matchers));
         MercureServer {
-            state: MercureState {
+            state: MercureState::new(MercureShared {
                 hub,
                 config: Arc::new(config),
                 publishes: TaskTracker::new(),
@@ -61,7 +61,7 @@ impl MercureServer {
                 slots,
                 publish_rate,
                 metrics: Default::default(),
-            },
+            }),
         }
     }
 

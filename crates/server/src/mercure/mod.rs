@@ -35,8 +35,28 @@ pub(crate) use subscribe::{
 pub const MERCURE_PATH: &str = "/.well-known/mercure";
 
 /// What the Mercure handlers share.
+/// What the Mercure handlers share, behind one `Arc`: axum clones the state for every request,
+/// and one reference count is cheaper than one per field.
 #[derive(Debug, Clone)]
-pub(crate) struct MercureState {
+pub(crate) struct MercureState(Arc<MercureShared>);
+
+impl MercureState {
+    pub(crate) fn new(shared: MercureShared) -> Self {
+        MercureState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for MercureState {
+    type Target = MercureShared;
+
+    fn deref(&self) -> &MercureShared {
+        &self.0
+    }
+}
+
+/// The fields of a [`MercureState`].
+#[derive(Debug)]
+pub(crate) struct MercureShared {
     pub(crate) hub: Hub,
     pub(crate) config: Arc<MercureConfig>,
     /// Publishes in flight, so shutdown can let them finish before closing the hub.

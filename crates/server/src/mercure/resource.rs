@@ -34,7 +34,13 @@ pub(crate) fn resource_identifier<'a>(
         return Some(Cow::Borrowed(pinned));
     }
     let (scheme, host) = origin(config, uri, headers, peer)?;
-    Some(Cow::Owned(format!("{scheme}://{host}{MERCURE_PATH}")))
+    // Built by hand, not with `format!`: this runs on every publish and subscribe.
+    let mut id = String::with_capacity(scheme.len() + 3 + host.len() + MERCURE_PATH.len());
+    id.push_str(scheme);
+    id.push_str("://");
+    id.push_str(host);
+    id.push_str(MERCURE_PATH);
+    Some(Cow::Owned(id))
 }
 
 /// The URL of the protected resource metadata for the identifier `resource` (RFC 9728
