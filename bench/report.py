@@ -11,7 +11,7 @@ import os
 import statistics
 from collections import defaultdict
 
-PEER_ORDER = ["ssehub", "ssehub-durable", "nchan", "express", "better-sse"]
+PEER_ORDER = ["ssehub", "ssehub-durable", "nchan", "pushpin", "express", "better-sse"]
 PEER_NAMES = {
     "ssehub": "ssehub (memory)",
     "ssehub-durable": "ssehub (durable)",
@@ -19,6 +19,7 @@ PEER_NAMES = {
     "ssehub-es256": "ssehub, ES256 token",
     "ssehub-eddsa": "ssehub, EdDSA token",
     "nchan": "nginx + nchan",
+    "pushpin": "Pushpin (GRIP origin)",
     "express": "Express (nests tutorial)",
     "better-sse": "better-sse on Express",
 }

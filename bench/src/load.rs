@@ -100,6 +100,8 @@ impl Shared {
 #[derive(Debug)]
 pub struct Plan {
     pub addr: SocketAddr,
+    /// Where publishers connect (`addr` except for Pushpin).
+    pub pub_addr: SocketAddr,
     /// (global subscriber index, subscribe request bytes) for each subscriber of this thread.
     pub subscribers: Vec<(usize, Rc<[u8]>)>,
     /// Global publisher indexes of this thread's publishers.
@@ -167,7 +169,7 @@ pub fn run_thread(plan: Plan, shared: Arc<Shared>, phase: watch::Receiver<Phase>
         set.spawn_local(publisher(
             p,
             plan.publishers_total,
-            plan.addr,
+            plan.pub_addr,
             plan.requests.clone(),
             plan.rate,
             shared.clone(),

@@ -77,6 +77,9 @@ pub(crate) struct Common {
     /// The peer's address (loopback).
     #[arg(long, default_value = "127.0.0.1:3000")]
     pub(crate) addr: SocketAddr,
+    /// Where publishes go, when not to --addr (Pushpin's publish port).
+    #[arg(long)]
+    pub_addr: Option<SocketAddr>,
     /// Subscribe path and query; `{topic}` is replaced (overrides the preset).
     #[arg(long)]
     sub_path: Option<String>,
@@ -226,6 +229,9 @@ fn main() -> anyhow::Result<()> {
 impl Common {
     fn target(&self) -> Target {
         let mut t = Target::preset(self.target, self.addr);
+        if let Some(a) = self.pub_addr {
+            t.pub_addr = a;
+        }
         if let Some(p) = &self.sub_path {
             t.sub_path.clone_from(p);
         }
@@ -331,6 +337,7 @@ fn start(
                 );
                 let plan = Plan {
                     addr: target.addr,
+                    pub_addr: target.pub_addr,
                     subscribers,
                     publishers: pubs,
                     publishers_total: publishers,

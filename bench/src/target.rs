@@ -19,6 +19,9 @@ pub enum PubKind {
     Nchan,
     /// The nests tutorial's `POST /nest` with a JSON object, re-sent as `JSON.stringify`.
     Nests,
+    /// Pushpin's HTTP publish API (`POST /publish/`): a JSON item for the channel whose
+    /// `http-stream` content is the SSE frame itself (`data: ...` and its blank line).
+    Pushpin,
 }
 
 /// The peers the runner starts, with their URL layout.
@@ -28,12 +31,17 @@ pub enum Preset {
     Nchan,
     Express,
     BetterSse,
+    /// Pushpin in front of bench/peers/pushpin/origin.js, which holds each request as a GRIP
+    /// stream on the channel named in its query; publishes go to Pushpin's publish port.
+    Pushpin,
 }
 
 /// One peer as the generator sees it.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub addr: SocketAddr,
+    /// Where publishes go (Pushpin takes them on a port of their own); `addr` by default.
+    pub pub_addr: SocketAddr,
     /// Path and query of the subscribe URL; `{topic}` is replaced by the topic.
     pub sub_path: String,
     /// Path and query of the publish URL; `{topic}` is replaced by the topic.
@@ -54,9 +62,11 @@ impl Target {
             ),
             Preset::Nchan => ("/sub?id={topic}", "/pub?id={topic}", PubKind::Nchan),
             Preset::Express | Preset::BetterSse => ("/events", "/nest", PubKind::Nests),
+            Preset::Pushpin => ("/stream?channel={topic}", "/publish/", PubKind::Pushpin),
         };
         Self {
             addr,
+            pub_addr: addr,
             sub_path: sub.into(),
             pub_path: publ.into(),
             kind,
@@ -123,12 +133,24 @@ impl Target {
                     "application/json",
                 )
             }
+            PubKind::Pushpin => (
+                // The content is what subscribers receive, verbatim: one SSE frame. `~`, digits,
+                // `x` and our channel names need no JSON escaping; the frame's line ends do.
+                format!(
+                    r#"{{"items":[{{"channel":"{topic}","formats":{{"http-stream":{{"content":"data: "#
+                ),
+                format!(
+                    r#"{}\n\n"}}}}}}]}}"#,
+                    "x".repeat(size.saturating_sub(stamp))
+                ),
+                "application/json",
+            ),
         };
         let body_len = body_before.len() + stamp + body_after.len();
         let mut head = format!(
             "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {body_len}\r\n",
             self.pub_path.replace("{topic}", topic),
-            self.addr
+            self.pub_addr
         );
         for h in &self.pub_headers {
             head.push_str(h);
@@ -237,5 +259,34 @@ mod tests {
         }
         // The head parser reads our own request line shape back (a sanity check of CRLFs).
         assert!(parse_head(b"HTTP/1.1 200 OK\r\n\r\n").unwrap().is_some());
+    }
+
+    #[test]
+    fn pushpin_publishes_one_sse_frame_to_its_publish_port() {
+        let mut t = Target::preset(Preset::Pushpin, "127.0.0.1:9".parse().unwrap());
+        t.pub_addr = "127.0.0.1:10".parse().unwrap();
+        let mut out = Vec::new();
+        t.publish_request("t7", 100).write(77, &mut out);
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(
+            text.starts_with("POST /publish/ HTTP/1.1\r\nHost: 127.0.0.1:10\r\n"),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_slice(body(&out)).unwrap();
+        let item = &json["items"][0];
+        assert_eq!(item["channel"], "t7");
+        let content = item["formats"]["http-stream"]["content"].as_str().unwrap();
+        // What a subscriber receives: one frame whose data is 100 bytes with the stamp.
+        let data = content
+            .strip_prefix("data: ")
+            .unwrap()
+            .strip_suffix("\n\n")
+            .unwrap();
+        assert_eq!(data.len(), 100);
+        assert_eq!(extract_timestamp(data.as_bytes()), Some(77));
+        assert!(
+            t.subscribe_request("t7")
+                .starts_with(b"GET /stream?channel=t7 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n")
+        );
     }
 }
