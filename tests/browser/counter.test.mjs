@@ -20,7 +20,9 @@ after(async () => {
 test('the stream starts with retry: 10000', async () => {
   const { res, text } = await firstBytes(`${app.url}/events`, 14);
   assert.equal(res.headers.get('content-type'), 'text/event-stream');
-  assert.equal(text, 'retry: 10000\n\n');
+  // The advice as a line with no blank line after it (a frame of its own would be an empty
+  // message in some clients): the 14th byte already starts the first count's frame.
+  assert.match(text, /^retry: 10000\n[^\n]$/);
 });
 
 test('the count increases, and the retry advice is honoured after a drop', { timeout: 60000 }, async () => {

@@ -136,6 +136,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SSEHUB_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
     pub heartbeat: Duration,
 
+    /// Reconnection time advised to subscribers (e.g. 3s, 1500ms): the `retry:` line in the
+    /// first bytes of every stream, and the base of the jittered one a drain sends last.
+    #[arg(long, env = "SSEHUB_RETRY", default_value = "3s", value_parser = parse_duration)]
+    pub retry: Duration,
+
     /// Updates kept in memory for replay with Last-Event-ID: with --memory the whole history
     /// (0 disables replay); with the durable log a cache of the newest ones (older ones are
     /// read from disk).

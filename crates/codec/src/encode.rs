@@ -15,6 +15,14 @@
 //!
 //! A field whose value is empty is written without the space (`id:`, `data:`), since a parser
 //! strips at most one space after the colon and an empty value needs none.
+//!
+//! Bytes that are not a message (keep-alives, the first bytes of a stream, reconnection advice)
+//! are written as lines that end no frame: [`comment_line`] and [`retry_line`], with no blank
+//! line after them. A WHATWG receiver dispatches nothing for a frame without data either, but
+//! several popular clients dispatch a message at every blank line (`@microsoft/fetch-event-source`
+//! always, `extended-eventsource` after its first blank line, `httpx-sse` once a `retry` or an id
+//! was seen), and `reqwest-eventsource` applies a `retry` only when it comes with an event's
+//! data: a lone line is ignored by all of them, and a `retry:` line is taken by the next event.
 
 use std::time::Duration;
 
@@ -35,7 +43,11 @@ pub enum EncodeError {
 /// One Server-Sent Event, built field by field and encoded once.
 ///
 /// Fields that are never set are not written. `Event::new().encode()` is a lone `\n`: a blank
-/// line, which a receiver treats as "dispatch nothing".
+/// line, which a WHATWG receiver treats as "dispatch nothing".
+///
+/// A frame always ends with its blank line, so a frame without data (only a comment, a `retry`
+/// or an id) is a message to the clients that dispatch at every blank line: send a comment or
+/// a reconnection time on its own with [`comment_line`] or [`retry_line`] instead.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Event {
     comment: Option<String>,
@@ -183,15 +195,33 @@ pub fn validate_event_name(name: &str) -> Result<(), EncodeError> {
     }
 }
 
-/// A frame holding only a comment: `comment("hi") == b":hi\n\n"`, `comment("") == b":\n\n"`.
+/// Comment lines that end no frame: `comment_line("hi") == b":hi\n"`,
+/// `comment_line("") == b":\n"`; text with line breaks becomes one comment line per line.
 ///
-/// Receivers ignore it, which makes it the keep-alive and the "flush the headers now" frame.
-/// Text with line breaks becomes one comment line per line.
-pub fn comment(text: &str) -> Bytes {
-    let len = comment_lines_len(text) + 1;
+/// Every receiver ignores a comment line, and as no blank line follows, even clients that
+/// dispatch a message at every blank line see nothing (see the [module docs](self)): the
+/// keep-alive. Sent between two frames, it becomes the first line of the next one.
+pub fn comment_line(text: &str) -> Bytes {
+    let len = comment_lines_len(text);
     let mut buf = BytesMut::with_capacity(len);
     put_comment_lines(&mut buf, text);
-    buf.put_u8(b'\n');
+    debug_assert_eq!(buf.len(), len);
+    buf.freeze()
+}
+
+/// A reconnection time as a line that ends no frame: `retry_line(3 s) == b"retry: 3000\n"`
+/// (whole milliseconds, as [`Event::retry`]).
+///
+/// A WHATWG receiver applies it as soon as the line ends; clients that take a `retry` only
+/// with an event (`reqwest-eventsource`) get it with the next frame, which it joins; no client
+/// dispatches a message for it (see the [module docs](self)). The first bytes of a stream, and
+/// the last ones of a stream the server ends.
+pub fn retry_line(retry: Duration) -> Bytes {
+    let ms = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX);
+    let len = field_len("retry".len(), u64_digits(ms));
+    let mut buf = BytesMut::with_capacity(len);
+    let mut digits = [0u8; MAX_U64_DIGITS];
+    put_field(&mut buf, b"retry", format_u64(ms, &mut digits));
     debug_assert_eq!(buf.len(), len);
     buf.freeze()
 }
@@ -490,11 +520,22 @@ mod tests {
     }
 
     #[test]
-    fn comment_frame_function() {
-        assert_eq!(&comment("")[..], b":\n\n");
-        assert_eq!(&comment("hi")[..], b":hi\n\n");
-        assert_eq!(&comment("a\nb")[..], b":a\n:b\n\n");
-        assert_eq!(comment("hi"), Event::new().comment("hi").encode());
+    fn comment_line_ends_no_frame() {
+        assert_eq!(&comment_line("")[..], b":\n");
+        assert_eq!(&comment_line("hi")[..], b":hi\n");
+        assert_eq!(&comment_line(" hi")[..], b": hi\n");
+        assert_eq!(&comment_line("a\r\nb\rc\nd")[..], b":a\n:b\n:c\n:d\n");
+    }
+
+    #[test]
+    fn retry_line_ends_no_frame() {
+        assert_eq!(&retry_line(Duration::from_secs(3))[..], b"retry: 3000\n");
+        assert_eq!(&retry_line(Duration::from_micros(1999))[..], b"retry: 1\n");
+        assert_eq!(&retry_line(Duration::ZERO)[..], b"retry: 0\n");
+        assert_eq!(
+            &retry_line(Duration::MAX)[..],
+            b"retry: 18446744073709551615\n"
+        );
     }
 
     #[test]

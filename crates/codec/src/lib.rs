@@ -34,8 +34,10 @@
 //! assert_eq!(parser.next_frame(), None);
 //! assert_eq!(parser.last_event_id(), "1");
 //!
-//! // Keep-alive comments need no builder.
-//! assert_eq!(&ssehub_codec::comment("ping")[..], b":ping\n\n");
+//! // Bytes that are not a message are lines that end no frame (no blank line): several
+//! // popular clients dispatch a message at every blank line (see `encode`).
+//! assert_eq!(&ssehub_codec::comment_line("ping")[..], b":ping\n");
+//! assert_eq!(&ssehub_codec::retry_line(Duration::from_secs(3))[..], b"retry: 3000\n");
 //! # Ok::<(), ssehub_codec::EncodeError>(())
 //! ```
 //!
@@ -46,5 +48,5 @@
 pub mod encode;
 pub mod parse;
 
-pub use encode::{EncodeError, Event, comment, validate_event_name, validate_id};
+pub use encode::{EncodeError, Event, comment_line, retry_line, validate_event_name, validate_id};
 pub use parse::{Frame, MessageEvent, Parser, parse_all};

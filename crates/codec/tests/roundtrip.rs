@@ -227,9 +227,27 @@ proptest! {
     }
 
     #[test]
-    fn comment_frames_round_trip(text in text_with_line_breaks()) {
-        let frame = ssehub_codec::comment(&text);
+    fn comment_lines_round_trip(text in text_with_line_breaks()) {
+        let lines = ssehub_codec::comment_line(&text);
         let expected: Vec<Frame> = split_lines(&text).into_iter().map(Frame::Comment).collect();
-        prop_assert_eq!(parse_all(&frame), expected);
+        prop_assert_eq!(parse_all(&lines), expected);
+    }
+
+    /// Lines that end no frame, sent before a frame, change nothing in what it dispatches: the
+    /// receiver sees the comments, the retry, then exactly the one event.
+    #[test]
+    fn lines_before_a_frame_leave_its_event_alone(
+        text in text_with_line_breaks(),
+        ms in any::<u64>(),
+        data in text_with_line_breaks(),
+    ) {
+        let frame = Event::new().id("7").unwrap().data(data.clone()).encode();
+        let mut wire = ssehub_codec::comment_line(&text).to_vec();
+        wire.extend_from_slice(&ssehub_codec::retry_line(Duration::from_millis(ms)));
+        wire.extend_from_slice(&frame);
+        let mut expected: Vec<Frame> = split_lines(&text).into_iter().map(Frame::Comment).collect();
+        expected.push(Frame::Retry(ms));
+        expected.extend(parse_all(&frame));
+        prop_assert_eq!(parse_all(&wire), expected);
     }
 }

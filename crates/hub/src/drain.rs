@@ -22,7 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
-use ssehub_codec::Event;
+use ssehub_codec::retry_line;
 
 use crate::Hub;
 use crate::queue::{Mode, Queue};
@@ -62,9 +62,11 @@ pub(crate) fn schedule(
         .collect()
 }
 
-/// The last frame of a drained subscriber: its reconnection time.
+/// The last bytes of a drained subscriber: its reconnection time, as a line that ends no
+/// frame (a `retry:` frame of its own would be an empty message to the clients that dispatch
+/// at every blank line; see `ssehub_codec::retry_line`).
 fn final_frame(retry: Duration) -> Bytes {
-    Event::new().retry(retry).encode()
+    retry_line(retry)
 }
 
 /// Ends a subscriber's stream after what is queued and `retry`; nothing if it already ended
@@ -265,8 +267,11 @@ mod tests {
                     .trim()
                     .parse()
                     .unwrap();
-                assert!(text.ends_with("\n\n"), "{text:?}");
-                assert!(text.contains("data: during\n"), "{text:?}");
+                // The update, then the retry as a line that ends no frame, then the end.
+                assert!(
+                    text.ends_with(&format!("data: during\n\nretry: {retry_ms}\n")),
+                    "{text:?}"
+                );
                 (at, Duration::from_millis(retry_ms))
             })
             .collect();

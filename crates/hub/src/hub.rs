@@ -54,7 +54,10 @@ pub const HISTORY_GAP_EVENT: &str = "ssehub.history-gap";
 /// missed are no longer retained; the stream ends after it. Its data is a one-line reason.
 pub const LAGGED_EVENT: &str = "ssehub.lagged";
 
-static HEARTBEAT: Bytes = Bytes::from_static(b":\n\n");
+/// A comment line with no blank line after it: several popular SSE clients dispatch an empty
+/// message at every blank line, so a keep-alive must not end a frame (see
+/// `ssehub_codec::comment_line`).
+static HEARTBEAT: Bytes = Bytes::from_static(b":\n");
 
 /// Configures and builds a [`Hub`].
 #[derive(Clone)]

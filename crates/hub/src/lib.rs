@@ -101,8 +101,9 @@
 //!
 //! # Heartbeats
 //!
-//! One shared timer per hub (not one per subscriber) sends a `:` comment to every subscriber
-//! that received nothing during the last interval, so proxies keep idle streams open.
+//! One shared timer per hub (not one per subscriber) sends a `:` comment line (`:\n`, with no
+//! blank line after it, so no client takes it for an empty message) to every subscriber that
+//! received nothing during the last interval, so proxies keep idle streams open.
 
 mod deadline;
 mod drain;

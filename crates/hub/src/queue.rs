@@ -232,12 +232,12 @@ mod tests {
     #[test]
     fn a_batch_carries_the_stamp_of_its_oldest_live_update() {
         let mut q = Queue::new(10, 1000);
-        q.push_unbounded(Bytes::from_static(b":\n\n"));
+        q.push_unbounded(Bytes::from_static(b":\n"));
         assert!(q.offer_at(1, Sid::ZERO, &Bytes::from_static(b"data: a\n\n"), 7));
         assert!(q.offer_at(2, Sid::ZERO, &Bytes::from_static(b"data: b\n\n"), 9));
         assert_eq!(q.settle(), None);
-        assert_eq!(q.take_batch().unwrap().len(), 21);
-        assert_eq!(q.settle(), Some((21, 7)));
+        assert_eq!(q.take_batch().unwrap().len(), 20);
+        assert_eq!(q.settle(), Some((20, 7)));
         assert_eq!(q.settle(), None, "reported once");
         assert!(q.offer_at(3, Sid::ZERO, &Bytes::from_static(b"data: c\n\n"), 0));
         q.take_batch().unwrap();

@@ -58,8 +58,9 @@ impl Subscription {
         self
     }
 
-    /// Bytes sent first, before any replay (e.g. `retry:` advice and a comment so the response
-    /// head and first bytes go out at once).
+    /// Bytes sent first, before any replay, so the response head and first bytes go out at
+    /// once: e.g. the `retry:` advice as a line that ends no frame
+    /// (`ssehub_codec::retry_line`, or `ssehub_server::preamble`).
     pub fn preamble(mut self, bytes: Bytes) -> Self {
         self.preamble = Some(bytes);
         self

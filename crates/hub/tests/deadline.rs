@@ -232,7 +232,7 @@ async fn without_a_deadline_a_stream_stays_open_past_every_tick() {
     let mut heartbeats = 0;
     let open_for_an_hour = tokio::time::timeout(Duration::from_secs(3600), async {
         while let Some(bytes) = plain.next().await {
-            assert_eq!(bytes, ":\n\n");
+            assert_eq!(bytes, ":\n");
             heartbeats += 1;
         }
     })
@@ -314,7 +314,7 @@ async fn a_deadline_already_past_yields_the_preamble_alone_and_is_never_register
                 sub("t")
                     .last_event_id("earliest")
                     .retained_state(true)
-                    .preamble(Bytes::from_static(b"retry: 3000\n\n"))
+                    .preamble(Bytes::from_static(b"retry: 3000\n"))
                     .expires_at(deadline),
             )
             .unwrap();
@@ -322,7 +322,7 @@ async fn a_deadline_already_past_yields_the_preamble_alone_and_is_never_register
         assert_eq!(hub.subscriber_count(), 0);
         let (at, text) = read_to_end(stream, start).await;
         assert_eq!(at, Duration::ZERO);
-        assert_eq!(text, "retry: 3000\n\n", "no replay past the deadline");
+        assert_eq!(text, "retry: 3000\n", "no replay past the deadline");
     }
     assert_eq!(joins.load(Ordering::Relaxed), 0);
     assert_eq!(leaves.load(Ordering::Relaxed), 0);

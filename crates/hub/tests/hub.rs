@@ -327,7 +327,7 @@ async fn heartbeats_go_only_to_idle_subscribers_from_one_timer() {
     hub.publish(Update::new("b", "x")).await.unwrap();
     assert!(busy.next().await.is_some());
     tokio::time::sleep(Duration::from_secs(6)).await; // t = 16 s: one tick passed
-    assert_eq!(idle.next().await.unwrap(), &b":\n\n"[..]);
+    assert_eq!(idle.next().await.unwrap(), &b":\n"[..]);
     let waker = futures_util::task::noop_waker();
     let mut cx = std::task::Context::from_waker(&waker);
     assert!(
@@ -335,8 +335,8 @@ async fn heartbeats_go_only_to_idle_subscribers_from_one_timer() {
         "busy subscriber got no heartbeat"
     );
     tokio::time::sleep(Duration::from_secs(15)).await; // t = 31 s
-    assert_eq!(busy.next().await.unwrap(), &b":\n\n"[..]);
-    assert_eq!(idle.next().await.unwrap(), &b":\n\n"[..]);
+    assert_eq!(busy.next().await.unwrap(), &b":\n"[..]);
+    assert_eq!(idle.next().await.unwrap(), &b":\n"[..]);
 }
 
 #[tokio::test]

@@ -74,8 +74,14 @@ pub(crate) fn insert_headers(h: &mut HeaderMap) {
     h.insert(X_ACCEL_BUFFERING.clone(), HeaderValue::from_static("no"));
 }
 
-/// The first bytes of a stream: an empty comment and the reconnection-time advice, so browsers
-/// fire `open` at once and learn how long to wait before reconnecting.
+/// The first bytes of a stream: the reconnection-time advice, `retry: MS\n` (e.g.
+/// `retry: 3000\n`), as a line with no blank line after it.
+///
+/// Bytes in the body make the response head and first chunk leave at once (clients open,
+/// proxies stop waiting), and the advice reaches every client that honours it. No blank line
+/// follows on purpose: several popular clients dispatch an empty message at every blank line,
+/// and some take a `retry` only with an event; the line joins the first event's frame instead
+/// (docs/DESIGN.md, "Wire format", and [`ssehub_codec::retry_line`]).
 pub fn preamble(retry: std::time::Duration) -> bytes::Bytes {
-    ssehub_codec::Event::new().comment("").retry(retry).encode()
+    ssehub_codec::retry_line(retry)
 }

@@ -104,7 +104,7 @@ async fn fast_path_responses_match_hyper_serving_the_router() {
         ),
     ];
     for (name, request) in &cases {
-        let preamble = |b: &[u8]| b.ends_with(b"retry: 3000\n\n\r\n");
+        let preamble = |b: &[u8]| b.ends_with(b"retry: 3000\n\r\n");
         let want = exchange(reference, request, preamble).await;
         let got = exchange(hub.addr, request, preamble).await;
         assert_eq!(got, want, "{name}");
@@ -193,11 +193,11 @@ async fn other_requests_are_handed_to_hyper() {
         .await
         .unwrap();
     let mut buf = Vec::new();
-    read_until(&mut old, &mut buf, |b| b.ends_with(b"retry: 3000\n\n")).await;
+    read_until(&mut old, &mut buf, |b| b.ends_with(b"retry: 3000\n")).await;
     let (head, body) = split_head(&buf);
     assert_eq!(head[0], "HTTP/1.0 200 OK");
     assert!(!head.iter().any(|l| l.contains("chunked")), "{head:?}");
-    assert_eq!(body, b":\nretry: 3000\n\n");
+    assert_eq!(body, b"retry: 3000\n");
 }
 
 #[tokio::test]
@@ -223,7 +223,7 @@ async fn heads_split_into_tiny_writes_are_reassembled() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let mut buf = Vec::new();
-    read_until(&mut sub, &mut buf, |b| b.ends_with(b"retry: 3000\n\n\r\n")).await;
+    read_until(&mut sub, &mut buf, |b| b.ends_with(b"retry: 3000\n\r\n")).await;
     assert!(buf.starts_with(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"));
     for piece in post.as_bytes().chunks(7) {
         publ.write_all(piece).await.unwrap();
@@ -250,7 +250,7 @@ async fn a_subscribe_head_over_the_limit_gets_431() {
     let (head, _) = exchange(
         hub.addr,
         &get("/.well-known/mercure?topic=a", &cookie),
-        |b| b.ends_with(b"retry: 3000\n\n\r\n"),
+        |b| b.ends_with(b"retry: 3000\n\r\n"),
     )
     .await;
     assert_eq!(head[0], "HTTP/1.1 200 OK");
@@ -338,10 +338,10 @@ async fn a_request_pipelined_after_a_subscribe_head_is_left_to_hyper() {
     both.extend_from_slice(&get("/healthz", ""));
     sock.write_all(&both).await.unwrap();
     let mut buf = Vec::new();
-    read_until(&mut sock, &mut buf, |b| b.ends_with(b"retry: 3000\n\n\r\n")).await;
+    read_until(&mut sock, &mut buf, |b| b.ends_with(b"retry: 3000\n\r\n")).await;
     let (head, body) = split_head(&buf);
     assert_eq!(head[0], "HTTP/1.1 200 OK");
-    assert_eq!(body, b"F\r\n:\nretry: 3000\n\n\r\n");
+    assert_eq!(body, b"C\r\nretry: 3000\n\r\n");
     publish(&hub, &[("topic", "a"), ("data", "still streaming")]).await;
     read_until(&mut sock, &mut buf, |b| {
         find(b, b"data: still streaming\n\n").is_some()
@@ -357,7 +357,7 @@ async fn bytes_sent_during_a_stream_do_not_disturb_it() {
         .await
         .unwrap();
     let mut buf = Vec::new();
-    read_until(&mut sock, &mut buf, |b| b.ends_with(b"retry: 3000\n\n\r\n")).await;
+    read_until(&mut sock, &mut buf, |b| b.ends_with(b"retry: 3000\n\r\n")).await;
     sock.write_all(&get("/healthz", "")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     publish(&hub, &[("topic", "a"), ("data", "after")]).await;
@@ -389,7 +389,7 @@ async fn a_client_leaving_ends_its_subscription_promptly() {
             .await
             .unwrap();
         let mut buf = Vec::new();
-        read_until(&mut sock, &mut buf, |b| b.ends_with(b"retry: 3000\n\n\r\n")).await;
+        read_until(&mut sock, &mut buf, |b| b.ends_with(b"retry: 3000\n\r\n")).await;
         socks.push(sock);
     }
     assert_eq!(hub.hub.subscriber_count(), 3);
@@ -446,7 +446,7 @@ async fn after_a_lagged_stream_ends_the_connection_serves_the_next_request() {
         .await
         .unwrap();
     let mut buf = Vec::new();
-    read_until(&mut sock, &mut buf, |b| b.ends_with(b"retry: 3000\n\n\r\n")).await;
+    read_until(&mut sock, &mut buf, |b| b.ends_with(b"retry: 3000\n\r\n")).await;
     // Not reading: the socket fills, the queue overflows, history moves on.
     let big = "x".repeat(60_000);
     for _ in 0..200 {

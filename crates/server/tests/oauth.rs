@@ -909,7 +909,7 @@ async fn the_legacy_switch_both_ways() {
             .await
             .frame()
             .await,
-        Some(Frame::Comment(_))
+        Some(Frame::Retry(_))
     ));
 }
 

@@ -809,7 +809,11 @@ async fn embedded_key_headers_are_ignored_and_expired_tokens_cannot_reconnect() 
             .bearer_auth(&short),
     )
     .await;
-    assert!(matches!(events.frame().await, Some(Frame::Comment(_))));
+    assert_eq!(
+        events.frame().await,
+        Some(Frame::Retry(3000)),
+        "the preamble"
+    );
     tokio::time::sleep(Duration::from_secs(2 + ssehub_auth::LEEWAY_SECS + 2)).await;
     let res = c
         .get(hub.hub_url())

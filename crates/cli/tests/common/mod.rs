@@ -165,7 +165,7 @@ pub async fn hello_round_trip(
         .unwrap();
     assert_eq!(sub.status(), 200);
     let first = sub.chunk().await.unwrap().unwrap();
-    assert_eq!(&first[..], b":\nretry: 3000\n\n");
+    assert_eq!(&first[..], b"retry: 3000\n");
     let res = client
         .post(hub_url)
         .bearer_auth(token)
@@ -180,13 +180,12 @@ pub async fn hello_round_trip(
     sub
 }
 
-/// The milliseconds of `frame`, which must be exactly one `retry:` frame (what a draining hub
-/// sends last).
-pub fn retry_of(frame: &str) -> u64 {
-    frame
-        .strip_prefix("retry: ")
-        .and_then(|r| r.strip_suffix("\n\n"))
-        .unwrap_or_else(|| panic!("not a retry frame: {frame:?}"))
+/// The milliseconds of `line`, which must be exactly one `retry:` line with no blank line after
+/// it (what a draining hub sends last).
+pub fn retry_of(line: &str) -> u64 {
+    line.strip_prefix("retry: ")
+        .and_then(|r| r.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("not a retry line: {line:?}"))
         .parse()
         .unwrap()
 }

@@ -19,16 +19,17 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use bytes::Bytes;
 use ssehub_examples::{Args, common_routes, html, serve, subscribe_error};
 use ssehub_hub::{Hub, Subscription, Update};
-use ssehub_server::{ApiError, Sse};
+use ssehub_server::{ApiError, Sse, preamble};
 
 const TOPIC: &str = "counter";
 
-/// The first bytes of every stream, exactly as the tutorial sends them: reconnect after 10 s.
-/// They also flush the response head at once, so the browser fires `open` immediately.
-static FIRST: Bytes = Bytes::from_static(b"retry: 10000\n\n");
+/// The reconnection time the tutorial advises in the first bytes of every stream. Sent as the
+/// library's preamble, `retry: 10000\n` with no blank line after it (a blank line would make it
+/// an empty message in some clients), it also flushes the response head at once, so the
+/// browser fires `open` immediately.
+const RETRY: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -73,6 +74,6 @@ async fn events(State(hub): State<Hub>) -> Result<Response, ApiError> {
     let sub = Subscription::new()
         .topic(TOPIC)
         .map_err(|e| ApiError::bad_request(e.to_string()))?
-        .preamble(FIRST.clone());
+        .preamble(preamble(RETRY));
     Ok(Sse::new(hub.subscribe(sub).map_err(subscribe_error)?).into_response())
 }
