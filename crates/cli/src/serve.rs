@@ -4,10 +4,11 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use ssehub_auth::{KeyConfig, Matcher, TokenSpec};
-use ssehub_hub::{Hub, RedisBackend, RedisOptions};
+use ssehub_hub::Hub;
 use ssehub_server::{MERCURE_PATH, MercureConfig, MercureServer, MetricsAccess};
 
-use ssehub_hub::store::{CommitterOptions, Durability, Log, LogOptions, RetainPolicy};
+use ssehub_store::{CommitterOptions, Durability, Durable, Log, LogOptions, RetainPolicy};
+use ssehub_store_redis::{RedisBackend, RedisOptions};
 
 use crate::UsageError;
 use crate::cli::{DurabilityArg, ServeArgs};
@@ -67,7 +68,7 @@ pub async fn run(args: ServeArgs, issuer_tables: Vec<IssuerTable>) -> anyhow::Re
             .await
             .context("cannot use Redis (--redis)")?;
         tracing::info!(stream = %backend.stream(), "storage: Redis stream");
-        builder = builder.redis(backend);
+        builder = builder.storage(backend);
     } else if args.memory {
         tracing::info!("storage: memory only (--memory); nothing survives a restart");
     } else {
@@ -101,14 +102,13 @@ pub async fn run(args: ServeArgs, issuer_tables: Vec<IssuerTable>) -> anyhow::Re
             next_seq = log.next_seq(),
             "storage: durable log"
         );
-        builder = builder
-            .durable(log)
-            .committer(committer)
-            .retention(policy, Duration::from_secs(1));
+        builder = builder.storage(
+            Durable::new(log)
+                .committer(committer)
+                .retention(policy, Duration::from_secs(1)),
+        );
     }
-    let hub = builder
-        .try_build()
-        .context("cannot start the durable log")?;
+    let hub = builder.try_build().context("cannot start the storage")?;
     let mut config = MercureConfig::new(trust.authorizer.clone());
     config.resource_identifier = args.resource_identifier.clone();
     config.cookie_name = args.cookie_name.clone();

@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::storage::{Position, hub_id, parse_hub_id};
+
 /// One retained update, already encoded.
 #[derive(Debug)]
 pub(crate) struct Entry {
@@ -21,8 +23,8 @@ pub(crate) struct Entry {
     pub(crate) topics: Box<[String]>,
     pub(crate) private: bool,
     pub(crate) frame: Bytes,
-    /// The Redis stream id of the update (a Redis-backed hub), [`Sid::ZERO`] otherwise.
-    pub(crate) sid: Sid,
+    /// Its position in the backend's log ([`Position::ZERO`] in a RAM-only hub).
+    pub(crate) pos: Position,
     /// When it entered the hub's order (`Metrics::stamp`), for lag catch-up's latency sample.
     pub(crate) stamp: u64,
 }
@@ -49,11 +51,11 @@ pub(crate) struct History {
     /// The id of the newest update before this run (durable hubs after a restart), for
     /// [`History::last_id`] while the ring is still empty.
     last_before: Option<Arc<str>>,
-    /// Redis-backed hubs: the ring holds every stream entry after `sid_base` up to `sid_head`
-    /// (the last one this node's reader delivered), so a stream id in that range is a seek in
-    /// the ring and anything older must be read from Redis.
-    sid_base: Sid,
-    sid_head: Sid,
+    /// Hubs with a log beyond the ring: the ring holds every update of the log after
+    /// `pos_base` up to `pos_head` (the last one delivered), so a position in that range is a
+    /// seek in the ring and anything older must be read from the log.
+    pos_base: Position,
+    pos_head: Position,
 }
 
 impl History {
@@ -65,46 +67,39 @@ impl History {
             epoch,
             by_id: HashMap::new(),
             last_before: None,
-            sid_base: Sid::ZERO,
-            sid_head: Sid::ZERO,
+            pos_base: Position::ZERO,
+            pos_head: Position::ZERO,
         }
     }
 
-    /// A ring that follows a Redis stream from `after` (its last entry when the node started;
+    /// A ring that follows a log from `after` (its newest update when the hub started;
     /// `last_id` is that entry's id).
-    pub(crate) fn follow_stream(&mut self, after: Sid, last_id: Option<Arc<str>>) {
-        self.sid_base = after;
-        self.sid_head = after;
+    pub(crate) fn follow(&mut self, after: Position, last_id: Option<Arc<str>>) {
+        self.pos_base = after;
+        self.pos_head = after;
         self.last_before = last_id;
     }
 
-    /// See `sid_base`.
-    pub(crate) fn sid_base(&self) -> Sid {
-        self.sid_base
+    /// See `pos_base`.
+    pub(crate) fn pos_base(&self) -> Position {
+        self.pos_base
     }
 
-    /// The stream id of the last entry this node delivered (or started after).
-    pub(crate) fn sid_head(&self) -> Sid {
-        self.sid_head
+    /// The position of the last update delivered (or the hub started after).
+    pub(crate) fn pos_head(&self) -> Position {
+        self.pos_head
     }
 
-    /// The seq of the first ring entry whose stream id is after `sid` (`next_seq` if none).
-    /// Only meaningful for `sid >= sid_base`.
-    pub(crate) fn seq_after_sid(&self, sid: Sid) -> u64 {
-        let i = self.entries.partition_point(|e| e.sid <= sid);
+    /// The seq of the first ring entry whose position is after `pos` (`next_seq` if none).
+    /// Only meaningful for `pos >= pos_base`.
+    pub(crate) fn seq_after(&self, pos: Position) -> u64 {
+        let i = self.entries.partition_point(|e| e.pos <= pos);
         self.entries.get(i).map_or(self.next_seq, |e| e.seq)
     }
 
     /// The seq of the retained update with this publisher-chosen id.
     pub(crate) fn seq_of_publisher_id(&self, id: &str) -> Option<u64> {
         self.by_id.get(id).copied()
-    }
-
-    /// A ring that continues a durable log: the next update gets `next_seq`, and `last_id` is
-    /// the id of the newest update already in the log.
-    pub(crate) fn resume(&mut self, next_seq: u64, last_id: Option<Arc<str>>) {
-        self.next_seq = next_seq;
-        self.last_before = last_id;
     }
 
     /// The seq the next update gets (one past the newest delivered).
@@ -141,13 +136,13 @@ impl History {
 
     /// Retains an entry (allocated by [`History::allocate`]), evicting the oldest beyond capacity.
     pub(crate) fn push(&mut self, entry: Entry, publisher_id: bool) {
-        // A durable log assigns seqs itself; the ring follows it.
+        // Entries come from `allocate` or take `next_seq` (`Inner::deliver`).
         self.next_seq = self.next_seq.max(entry.seq + 1);
-        if entry.sid != Sid::ZERO {
-            self.sid_head = entry.sid;
+        if entry.pos != Position::ZERO {
+            self.pos_head = entry.pos;
         }
         if self.capacity == 0 {
-            self.sid_base = self.sid_head;
+            self.pos_base = self.pos_head;
             return;
         }
         if self.entries.len() == self.capacity {
@@ -163,8 +158,8 @@ impl History {
         let Some(old) = self.entries.pop_front() else {
             return;
         };
-        if old.sid != Sid::ZERO {
-            self.sid_base = old.sid;
+        if old.pos != Position::ZERO {
+            self.pos_base = old.pos;
         }
         if self.by_id.get(&old.id) == Some(&old.seq) {
             self.by_id.remove(&old.id);
@@ -223,72 +218,6 @@ impl History {
     }
 }
 
-/// A Redis stream id `{ms}-{seq}`: ordered like the stream.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct Sid {
-    pub(crate) ms: u64,
-    pub(crate) seq: u64,
-}
-
-impl Sid {
-    /// `0-0`: before every entry (Redis never gives it to an entry).
-    pub(crate) const ZERO: Sid = Sid { ms: 0, seq: 0 };
-
-    /// Parses exactly `DIGITS-DIGITS` (what Redis generates), nothing looser: a text that
-    /// parses is treated as a position in the stream, so publisher ids of this shape are refused.
-    pub(crate) fn parse(s: &str) -> Option<Sid> {
-        let (ms, seq) = s.split_once('-')?;
-        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-        if !digits(ms) || !digits(seq) {
-            return None;
-        }
-        Some(Sid {
-            ms: ms.parse().ok()?,
-            seq: seq.parse().ok()?,
-        })
-    }
-}
-
-impl Sid {
-    /// The event id subscribers see for this stream entry: `#{ms}-{seq}`.
-    pub(crate) fn event_id(self) -> String {
-        hub_id(self.ms, self.seq)
-    }
-
-    /// The stream position an event id names (`#{ms}-{seq}`, or the bare form hubs issued
-    /// before ids became fragments).
-    pub(crate) fn from_event_id(id: &str) -> Option<Sid> {
-        Sid::parse(id.strip_prefix('#').unwrap_or(id))
-    }
-}
-
-/// The Redis wire form, `{ms}-{seq}` (for XRANGE and friends; subscribers see
-/// [`Sid::event_id`]).
-impl std::fmt::Display for Sid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.ms, self.seq)
-    }
-}
-
-/// A hub-generated id: the fragment `#{a}-{b}`.
-pub(crate) fn hub_id(a: u64, b: u64) -> String {
-    format!("#{a}-{b}")
-}
-
-/// The seq of a hub-assigned id `#{epoch}-{seq}` (or the older `{epoch}-{seq}`) of this epoch.
-pub(crate) fn parse_hub_id(epoch: u64, id: &str) -> Option<u64> {
-    let id = id.strip_prefix('#').unwrap_or(id);
-    let (e, seq) = id.split_once('-')?;
-    if e.parse::<u64>().ok()? != epoch {
-        return None;
-    }
-    // Reject "+5" and similar that `parse` would accept: ids are compared as text by clients.
-    if !seq.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    seq.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,7 +230,7 @@ mod tests {
             topics: Box::new(["t".to_owned()]),
             private: false,
             frame: Bytes::new(),
-            sid: Sid::ZERO,
+            pos: Position::ZERO,
             stamp: 0,
         };
         h.push(e, pid.is_some());
@@ -353,38 +282,14 @@ mod tests {
     }
 
     #[test]
-    fn stream_ids_parse_strictly_and_order_like_redis() {
-        let sid = |s: &str| Sid::parse(s).unwrap();
-        assert_eq!(
-            sid("1700000000000-0"),
-            Sid {
-                ms: 1_700_000_000_000,
-                seq: 0
-            }
-        );
-        assert!(sid("5-10") > sid("5-9"), "numeric, not text order");
-        assert!(sid("6-0") > sid("5-99"));
-        for bad in [
-            "", "-", "5", "5-", "-5", "+5-1", "5-+1", "a-1", "5-1-2", "5 -1", "earliest",
-        ] {
-            assert_eq!(Sid::parse(bad), None, "{bad:?}");
-        }
-        assert_eq!(
-            sid("18446744073709551615-3").to_string(),
-            "18446744073709551615-3"
-        );
-        assert_eq!(Sid::parse("18446744073709551616-0"), None, "overflow");
-    }
-
-    #[test]
-    fn a_ring_following_a_stream_knows_its_range() {
+    fn a_ring_following_a_log_knows_its_range() {
         let mut h = History::new(2, 0);
-        h.follow_stream(Sid { ms: 10, seq: 0 }, None);
+        h.follow(Position::new(10, 0), None);
         assert_eq!(
-            (h.sid_base(), h.sid_head()),
-            (Sid { ms: 10, seq: 0 }, Sid { ms: 10, seq: 0 })
+            (h.pos_base(), h.pos_head()),
+            (Position::new(10, 0), Position::new(10, 0))
         );
-        assert_eq!(h.seq_after_sid(Sid { ms: 10, seq: 0 }), 1, "next to come");
+        assert_eq!(h.seq_after(Position::new(10, 0)), 1, "next to come");
         for (seq, ms) in [(1, 11), (2, 12), (3, 13)] {
             let e = Entry {
                 seq,
@@ -392,21 +297,17 @@ mod tests {
                 topics: Box::new(["t".to_owned()]),
                 private: false,
                 frame: Bytes::new(),
-                sid: Sid { ms, seq: 0 },
+                pos: Position::new(ms, 0),
                 stamp: 0,
             };
             h.push(e, false);
         }
         // Holds 12 and 13; 11 was evicted, so the ring covers everything after 11.
-        assert_eq!(h.sid_base(), Sid { ms: 11, seq: 0 });
-        assert_eq!(h.sid_head(), Sid { ms: 13, seq: 0 });
-        assert_eq!(h.seq_after_sid(Sid { ms: 11, seq: 0 }), 2);
-        assert_eq!(
-            h.seq_after_sid(Sid { ms: 12, seq: 5 }),
-            3,
-            "between entries"
-        );
-        assert_eq!(h.seq_after_sid(Sid { ms: 13, seq: 0 }), 4);
+        assert_eq!(h.pos_base(), Position::new(11, 0));
+        assert_eq!(h.pos_head(), Position::new(13, 0));
+        assert_eq!(h.seq_after(Position::new(11, 0)), 2);
+        assert_eq!(h.seq_after(Position::new(12, 5)), 3, "between entries");
+        assert_eq!(h.seq_after(Position::new(13, 0)), 4);
         assert_eq!(h.last_id(), Some("13-0"));
     }
 

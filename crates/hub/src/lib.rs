@@ -3,8 +3,8 @@
 //! A [`Hub`] is a cheap-to-clone handle. Publishers call [`Hub::publish`]; each subscriber gets a
 //! [`SubscriberStream`] of ready-to-write `text/event-stream` bytes from [`Hub::subscribe`]. The
 //! HTTP faces (the Mercure API, your own axum routes) live in `ssehub-server`; this crate does
-//! no network I/O of its own except to Redis when the hub's log is a Redis stream
-//! ([`HubBuilder::redis`]).
+//! no I/O of its own: where updates are kept is a storage backend behind [`storage`], given to
+//! [`HubBuilder::storage`] (the RAM ring by default).
 //!
 //! ```
 //! use futures_util::StreamExt;
@@ -42,31 +42,29 @@
 //! one [`LAGGED_EVENT`] saying so and its stream ends; a client reconnecting with its
 //! `Last-Event-ID` then gets a [`HISTORY_GAP_EVENT`]. [`HubStats`] counts both.
 //!
-//! # Durable storage
+//! # Storage
 //!
 //! By default a hub keeps its history in memory (the ring of [`HubBuilder::history_size`]).
-//! With [`HubBuilder::durable`] it keeps every update in an [`store::Log`] (redb): [`Hub::publish`]
-//! returns once the update is on disk (group commit: concurrent publishes share one fsync), the
-//! log's order is the hub's order, subscribers only ever receive durable updates, hub ids
-//! `#{epoch}-{seq}` keep increasing across restarts, and replay reaches back as far as the log
-//! retains ([`HubBuilder::retention`]); the ring then caches the newest updates. A store failure
-//! (full disk) is [`PublishError::Unavailable`]; [`Hub::publish_now`] is refused
-//! ([`PublishError::NeedsAwait`]) since it cannot wait for the fsync.
+//! [`HubBuilder::storage`] puts it in a log instead, through the one seam of [`storage`]: the
+//! core never names a backend. Each backend is a crate of its own:
 //!
-//! # Redis
+//! - `ssehub-store` (`Durable`): an embedded durable log (redb). [`Hub::publish`] returns once
+//!   the update is on disk (group commit: concurrent publishes share one fsync), the log's order
+//!   is the hub's order, subscribers only ever receive durable updates, hub ids
+//!   `#{epoch}-{seq}` keep increasing across restarts, and replay reaches back as far as the log
+//!   retains; the ring then caches the newest updates. A store failure (full disk) is
+//!   [`PublishError::Unavailable`]; [`Hub::publish_now`] is refused
+//!   ([`PublishError::NeedsAwait`]) since it cannot wait for the fsync.
+//! - `ssehub-store-redis` (`RedisBackend`): a Redis stream that several hub processes share. A
+//!   publish is one atomic script on Redis and returns the stream id once Redis has it; every
+//!   node reads the stream in order and delivers it locally, so ids (the stream ids, e.g.
+//!   `#1700000000000-0`, or the publisher's) and order are the same on every node, and a client
+//!   can resume on any node with its `Last-Event-ID`. When Redis is unreachable, publishes fail
+//!   with [`PublishError::Unavailable`] and subscribers stay connected. [`Hub::presence`] and
+//!   [`Hub::topic_subscribers`] then count the subscribers of every live node.
 //!
-//! With [`HubBuilder::redis`] (a [`RedisBackend`] from [`RedisBackend::connect`]) the log is a
-//! Redis stream that several hub processes share. A publish is one atomic script on Redis
-//! (duplicate publisher id check, `XADD` with `MAXLEN`/`MINID` retention, indexes) and
-//! returns the stream id once Redis has it; nothing is delivered at publish time. Every node
-//! reads the stream in order and delivers it locally, so ids (the stream ids, e.g.
-//! `1700000000000-0`, or the publisher's) and order are the same on every node, and a client
-//! can resume on any node with its `Last-Event-ID`. Replay that the ring cannot serve, and lag
-//! catch-up past the ring, are read from the stream and join live delivery without gap or
-//! duplicate. When Redis is unreachable, publishes fail with [`PublishError::Unavailable`],
-//! subscribers stay connected (heartbeats go on), and the reader reconnects with backoff and
-//! resumes after the last entry it delivered. [`Hub::presence`] and
-//! [`Hub::topic_subscribers`] then count the subscribers of every live node.
+//! Replay that the ring cannot serve, and lag catch-up past the ring, are read from the log
+//! and join live delivery without gap or duplicate, whatever the backend.
 //!
 //! # Draining
 //!
@@ -82,8 +80,9 @@
 //! [`SubscriberStream::subscriber_id`]). [`Hub::subscriptions`] lists the subscribers with
 //! their selectors and payloads; [`Hub::track_subscriptions`] announces each join and leave as
 //! updates of the caller's making (the server's Mercure subscription events), a subscriber's
-//! leave always after its join. With Redis storage, each node's list lives in Redis, changed
-//! atomically with the announcements, so every node lists every live node's subscribers.
+//! leave always after its join. With a storage shared by several nodes (Redis), each node's
+//! list lives in the storage, changed atomically with the announcements, so every node lists
+//! every live node's subscribers.
 //!
 //! # Deadlines
 //!
@@ -105,6 +104,8 @@
 //! blank line after it, so no client takes it for an empty message) to every subscriber that
 //! received nothing during the last interval, so proxies keep idle streams open.
 
+mod builder;
+mod cluster;
 mod deadline;
 mod drain;
 mod error;
@@ -112,22 +113,26 @@ mod history;
 mod hub;
 mod metrics;
 mod presence;
+mod publish;
 mod queue;
-mod redis_store;
+mod replay;
 mod routes;
-mod storage;
+pub mod storage;
+mod stream;
+mod subscribe;
 mod subscription;
 mod subscriptions;
 mod update;
 
+pub use builder::HubBuilder;
 pub use error::{PublishError, SubscribeError};
-pub use hub::{HISTORY_GAP_EVENT, Hub, HubBuilder, HubStats, LAGGED_EVENT, SubscriberStream};
+pub use hub::{Hub, HubStats};
 pub use metrics::{HistogramSnapshot, LATENCY_BUCKETS, Latency, SubscriberCloses};
 pub use presence::{PresenceEvent, PresenceHook, PresenceKind};
-pub use redis_store::{RedisBackend, RedisOptions, RedisStorageError};
+pub use replay::{HISTORY_GAP_EVENT, LAGGED_EVENT};
 pub use ssehub_selector::{Selector, SelectorError};
-/// The durable log behind [`HubBuilder::durable`] (re-exported so users need no extra crate).
-pub use ssehub_store as store;
+pub use storage::{MemoryBackend, StorageError};
+pub use stream::SubscriberStream;
 pub use subscription::Subscription;
 pub use subscriptions::{
     SubscriberInfo, SubscriptionAnnouncer, SubscriptionChange, SubscriptionsSnapshot,

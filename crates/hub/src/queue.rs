@@ -4,7 +4,7 @@
 //! Producers push refcounted clones of frames that were encoded once. The writer drains the whole
 //! queue per wake-up into one buffer, so a busy subscriber costs one write per wake-up, not one
 //! per event. When a push would exceed the bounds the subscriber turns `Lagged`: producers stop
-//! pushing to it, and its writer later catches up from the history ring (see `hub.rs`). If the
+//! pushing to it, and its writer later catches up from the history ring or the log (see `replay.rs`). If the
 //! history no longer holds what it missed, it is closed with a final event saying why.
 
 use std::collections::VecDeque;
@@ -12,8 +12,8 @@ use std::task::Waker;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::history::Sid;
 use crate::metrics::CloseReason;
+use crate::storage::Position;
 
 /// A writer never takes more than this in one batch, so one wake-up cannot build a huge buffer.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
@@ -27,7 +27,7 @@ pub(crate) enum Mode {
     Live,
     /// The queue overflowed; the writer must catch up from history starting at this seq.
     Lagged { resume_from: u64 },
-    /// Redis: the writer is replaying from the stream; producers skip it until it joins.
+    /// The writer is reading the log beyond the ring; producers skip it until it joins.
     Fetching,
     /// No more pushes; the writer sends what is queued, then ends the stream.
     Closing,
@@ -43,9 +43,9 @@ pub(crate) struct Queue {
     pub(crate) mode: Mode,
     /// Something was queued since the last heartbeat tick, so no heartbeat is needed.
     pub(crate) active: bool,
-    /// Redis: the stream id of the update the queue turned `Lagged` at, so catch-up can read
-    /// from Redis when the ring no longer holds it.
-    pub(crate) lagged_sid: Sid,
+    /// The log position of the update the queue turned `Lagged` at, so catch-up can read it
+    /// from the log when the ring no longer holds it ([`Position::ZERO`]: no log).
+    pub(crate) lagged_pos: Position,
     /// The publish stamp (`Metrics::stamp`) of the oldest live update queued since the last
     /// batch was taken; 0 when none. Set by the first offer after a take: one compare per
     /// delivery, no clock read.
@@ -68,7 +68,7 @@ impl Queue {
             waker: None,
             mode: Mode::Live,
             active: false,
-            lagged_sid: Sid::ZERO,
+            lagged_pos: Position::ZERO,
             stamp: 0,
             taken: None,
             closed_for: None,
@@ -94,12 +94,12 @@ impl Queue {
     /// `seq` when it does not fit. Returns whether it was queued.
     #[cfg(test)]
     pub(crate) fn offer(&mut self, seq: u64, frame: &Bytes) -> bool {
-        self.offer_at(seq, Sid::ZERO, frame, 0)
+        self.offer_at(seq, Position::ZERO, frame, 0)
     }
 
-    /// [`Queue::offer`] of an update whose Redis stream id is `sid` ([`Sid::ZERO`] otherwise)
+    /// [`Queue::offer`] of an update at log position `pos` ([`Position::ZERO`] without a log)
     /// and publish stamp `stamp` (0: not sampled, e.g. replay on connect).
-    pub(crate) fn offer_at(&mut self, seq: u64, sid: Sid, frame: &Bytes, stamp: u64) -> bool {
+    pub(crate) fn offer_at(&mut self, seq: u64, pos: Position, frame: &Bytes, stamp: u64) -> bool {
         if self.mode != Mode::Live {
             return false;
         }
@@ -111,7 +111,7 @@ impl Queue {
             true
         } else {
             self.mode = Mode::Lagged { resume_from: seq };
-            self.lagged_sid = sid;
+            self.lagged_pos = pos;
             self.wake();
             false
         }
@@ -233,13 +233,13 @@ mod tests {
     fn a_batch_carries_the_stamp_of_its_oldest_live_update() {
         let mut q = Queue::new(10, 1000);
         q.push_unbounded(Bytes::from_static(b":\n"));
-        assert!(q.offer_at(1, Sid::ZERO, &Bytes::from_static(b"data: a\n\n"), 7));
-        assert!(q.offer_at(2, Sid::ZERO, &Bytes::from_static(b"data: b\n\n"), 9));
+        assert!(q.offer_at(1, Position::ZERO, &Bytes::from_static(b"data: a\n\n"), 7));
+        assert!(q.offer_at(2, Position::ZERO, &Bytes::from_static(b"data: b\n\n"), 9));
         assert_eq!(q.settle(), None);
         assert_eq!(q.take_batch().unwrap().len(), 20);
         assert_eq!(q.settle(), Some((20, 7)));
         assert_eq!(q.settle(), None, "reported once");
-        assert!(q.offer_at(3, Sid::ZERO, &Bytes::from_static(b"data: c\n\n"), 0));
+        assert!(q.offer_at(3, Position::ZERO, &Bytes::from_static(b"data: c\n\n"), 0));
         q.take_batch().unwrap();
         assert_eq!(q.settle(), Some((9, 0)), "replayed frames are not sampled");
     }

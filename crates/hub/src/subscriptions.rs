@@ -5,17 +5,20 @@
 //! stable subscriber id (`urn:uuid:` + a random v4 UUID, given at subscribe time), the listing,
 //! and the announcer: one task per hub that turns each join and leave into updates (the format
 //! is the caller's, e.g. Mercure's JSON-LD) and publishes them in the order the changes
-//! happened for each subscriber. With Redis storage, the announcement of a change also records
-//! it in this node's subscriber hash in the same atomic script as the update, so what
-//! [`crate::Hub::subscriptions`] lists and the stream of announcements agree exactly (see
-//! `redis_store`).
+//! happened for each subscriber. With a storage shared by several nodes (its
+//! [`crate::storage::Cluster`] channel, e.g. Redis), the announcement of a change also records it
+//! in this node's list atomically with the update, so what [`crate::Hub::subscriptions`] lists and
+//! the stream of announcements agree exactly.
 
 use std::sync::{Arc, Weak};
 
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::Update;
+use crate::error::{PublishError, SubscribeError};
+use crate::hub::{Hub, Inner};
+use crate::storage::Core;
+use crate::{Selector, Update};
 
 /// One subscriber as listed by [`crate::Hub::subscriptions`] and announced to
 /// [`crate::Hub::track_subscriptions`].
@@ -67,7 +70,7 @@ pub(crate) struct Tracker {
 pub(crate) enum Job {
     /// Announce a join or leave.
     Change(SubscriptionChange),
-    /// Redis: this node's subscriber hash expired; write it again from the hub's list (in
+    /// Cluster: this node's list expired; write it again from the hub's list (in
     /// order with the announcements, so none of them is undone).
     Resync,
 }
@@ -82,7 +85,7 @@ pub(crate) fn urn(uuid: &uuid::Uuid) -> String {
 /// never holds two changes of one subscriber, so a subscriber's leave is always published
 /// after its join.
 pub(crate) async fn announce(
-    hub: Weak<crate::hub::Inner>,
+    hub: Weak<Inner>,
     mut rx: mpsc::UnboundedReceiver<Job>,
     announcer: SubscriptionAnnouncer,
 ) {
@@ -98,7 +101,7 @@ pub(crate) async fn announce(
         let first = match first {
             Job::Change(c) => c,
             Job::Resync => {
-                let Some(hub) = crate::Hub::from_weak(&hub) else {
+                let Some(hub) = Hub::from_weak(&hub) else {
                     return;
                 };
                 hub.resync_subscriptions().await;
@@ -122,7 +125,7 @@ pub(crate) async fn announce(
                 Err(_) => break,
             }
         }
-        let Some(hub) = crate::Hub::from_weak(&hub) else {
+        let Some(hub) = Hub::from_weak(&hub) else {
             return;
         };
         let jobs = batch.into_iter().map(|change| {
@@ -131,5 +134,166 @@ pub(crate) async fn announce(
             async move { hub.announce(change, updates).await }
         });
         futures_util::future::join_all(jobs).await;
+    }
+}
+
+impl Hub {
+    /// Announces every subscriber join and leave from now on: `announcer` turns each change
+    /// into updates (e.g. Mercure's subscription events, one per selector) that the hub
+    /// publishes from one task of its own, a subscriber's leave always after its join. With
+    /// Redis storage it also keeps this node's subscribers in Redis, changed atomically with
+    /// each announcement, so [`Hub::subscriptions`] lists every live node's. Needs a Tokio
+    /// runtime; returns `false` (and changes nothing) when tracking is already on or there is
+    /// no runtime.
+    pub fn track_subscriptions(
+        &self,
+        announcer: impl Fn(&SubscriptionChange) -> Vec<Update> + Send + Sync + 'static,
+    ) -> bool {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("track_subscriptions outside a Tokio runtime: not tracking");
+            return false;
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        if self.inner.tracker.set(Tracker { tx }).is_err() {
+            return false;
+        }
+        let announcer: SubscriptionAnnouncer = Arc::new(announcer);
+        rt.spawn(announce(Arc::downgrade(&self.inner), rx, announcer));
+        // Subscribers that joined before tracking started are listed too.
+        if self.inner.storage.cluster().is_some() {
+            self.queue_resync();
+        }
+        true
+    }
+
+    /// Whether [`Hub::track_subscriptions`] is on.
+    pub fn tracks_subscriptions(&self) -> bool {
+        self.inner.tracker.get().is_some()
+    }
+
+    pub(crate) fn queue_resync(&self) {
+        if let Some(t) = self.inner.tracker.get() {
+            let _ = t.tx.send(Job::Resync);
+        }
+    }
+
+    /// Hands a join or leave to the announcer, when tracking is on.
+    pub(crate) fn track(
+        &self,
+        active: bool,
+        uuid: uuid::Uuid,
+        topics: &Arc<[Selector]>,
+        payload: &Option<Arc<serde_json::Value>>,
+    ) {
+        let Some(t) = self.inner.tracker.get() else {
+            return;
+        };
+        let info = SubscriberInfo {
+            subscriber: urn(&uuid),
+            topics: topics.iter().map(|s| s.as_str().to_owned()).collect(),
+            match_types: topics.iter().map(Selector::match_type).collect(),
+            payload: payload.as_deref().cloned(),
+        };
+        let _ = t.tx.send(Job::Change(SubscriptionChange { active, info }));
+    }
+
+    /// This node's subscribers, sorted by id.
+    fn local_subscribers(&self) -> Vec<SubscriberInfo> {
+        let st = self.inner.state.lock();
+        let mut v: Vec<SubscriberInfo> = st
+            .subs
+            .iter()
+            .map(|(_, s)| SubscriberInfo {
+                subscriber: urn(&s.uuid),
+                topics: s.selectors.iter().map(|t| t.as_str().to_owned()).collect(),
+                match_types: s.selectors.iter().map(Selector::match_type).collect(),
+                payload: s.payload.as_deref().cloned(),
+            })
+            .collect();
+        drop(st);
+        v.sort_by(|a, b| a.subscriber.cmp(&b.subscriber));
+        v
+    }
+
+    /// The active subscribers and the id of the last update, for a subscriptions API.
+    ///
+    /// Without Redis: this hub's subscribers, taken under its lock. With Redis and
+    /// [`Hub::track_subscriptions`] on: every live node's, as recorded with their
+    /// announcements, and the stream's last id, read in one atomic script (an announcement
+    /// after `last_event_id` is a change the list does not show yet). With Redis and tracking
+    /// off: this node's only.
+    pub async fn subscriptions(&self) -> Result<SubscriptionsSnapshot, SubscribeError> {
+        match self.inner.storage.cluster() {
+            Some(cluster) if self.tracks_subscriptions() => {
+                let (last_event_id, mut subscribers) = cluster
+                    .subscriptions()
+                    .await
+                    .map_err(SubscribeError::Unavailable)?;
+                subscribers.sort_by(|a, b| a.subscriber.cmp(&b.subscriber));
+                subscribers.dedup_by(|a, b| a.subscriber == b.subscriber);
+                Ok(SubscriptionsSnapshot {
+                    last_event_id,
+                    subscribers,
+                })
+            }
+            _ => {
+                // The id first: a change after it may already be in the list (it is then
+                // announced again after the id, which a client applies idempotently).
+                let last_event_id = self.last_event_id();
+                Ok(SubscriptionsSnapshot {
+                    last_event_id,
+                    subscribers: self.local_subscribers(),
+                })
+            }
+        }
+    }
+
+    /// Publishes the updates announcing one change, in order. With a cluster channel the
+    /// first one also records the change in this node's list, atomically.
+    pub(crate) async fn announce(&self, change: SubscriptionChange, updates: Vec<Update>) {
+        let cluster = self.inner.storage.cluster();
+        // Only the first update carries the change to the list.
+        let mut carry = cluster.is_some();
+        for update in updates {
+            let carries = std::mem::take(&mut carry);
+            let res = match cluster {
+                Some(c) if carries => {
+                    let core = Core { inner: &self.inner };
+                    self.complete(c.append_announcing(update, Some(&change), core))
+                        .await
+                }
+                _ => self.publish(update).await,
+            };
+            if let Err(e) = res {
+                // Closed at shutdown is expected; anything else loses one announcement.
+                if !matches!(e, PublishError::Closed) {
+                    tracing::warn!(error = %e, subscriber = %change.info.subscriber, "could not announce a subscription change");
+                    if carries {
+                        // The list missed the change too: have it rewritten once the
+                        // cluster answers.
+                        self.inner.mark_subs_dirty();
+                    }
+                }
+                return;
+            }
+        }
+        // No update to carry it (an announcer that returned none): record it alone.
+        if let (true, Some(c)) = (carry, cluster)
+            && let Err(e) = c.record_change(&change).await
+        {
+            tracing::warn!(error = %e, "cluster: could not record a subscription change");
+            self.inner.mark_subs_dirty();
+        }
+    }
+
+    /// Cluster: writes this node's list again from the local one.
+    pub(crate) async fn resync_subscriptions(&self) {
+        let Some(c) = self.inner.storage.cluster() else {
+            return;
+        };
+        if let Err(e) = c.rewrite_subscriptions(&self.local_subscribers()).await {
+            tracing::debug!(error = %e, "cluster: could not rewrite this node's subscribers");
+            self.inner.mark_subs_dirty();
+        }
     }
 }

@@ -106,6 +106,11 @@ impl Update {
         self.id.as_deref()
     }
 
+    /// The reconnection time advised, if any.
+    pub fn retry_duration(&self) -> Option<Duration> {
+        self.retry
+    }
+
     /// Whether the update is private.
     pub fn is_private(&self) -> bool {
         self.private

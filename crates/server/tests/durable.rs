@@ -7,7 +7,7 @@ mod common;
 
 use common::{Events, client, publish, start_with};
 use ssehub_hub::Hub;
-use ssehub_hub::store::{FaultInjector, Log, LogOptions};
+use ssehub_store::{DurableHub, FaultInjector, Log, LogOptions};
 
 fn durable_hub(dir: &std::path::Path, fault: Option<FaultInjector>) -> Hub {
     let log = Log::open(

@@ -279,8 +279,11 @@ async fn metrics_are_off_by_default_and_a_token_protects_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_hub_times_its_commits() {
     let dir = tempfile::tempdir().unwrap();
-    let log = ssehub_hub::store::Log::open(dir.path(), Default::default()).unwrap();
-    let hub = Hub::builder().heartbeat(None).durable(log).build();
+    let log = ssehub_store::Log::open(dir.path(), Default::default()).unwrap();
+    let hub = Hub::builder()
+        .heartbeat(None)
+        .storage(ssehub_store::Durable::new(log))
+        .build();
     let server = start_with(hub, |c| c.metrics = MetricsAccess::Open).await;
     let mut sub = Raw::open(client().get(format!("{}?topic=d", server.hub_url()))).await;
     for i in 0..3 {

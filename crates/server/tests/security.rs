@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use ssehub_auth::{Algorithm, Authorizer, KeyConfig};
 use ssehub_codec::Frame;
 use ssehub_hub::Hub;
-use ssehub_hub::store::{Log, LogOptions};
 use ssehub_server::{MercureConfig, MercureServer};
+use ssehub_store::{DurableHub, Log, LogOptions};
 
 fn now() -> u64 {
     jsonwebtoken::get_current_timestamp()

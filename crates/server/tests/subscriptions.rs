@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use common::{Events, SECRET, TestHub, client, get, start_with, token};
 use serde_json::{Value, json};
-use ssehub_hub::{Hub, RedisBackend, RedisOptions};
+use ssehub_hub::Hub;
+use ssehub_store::DurableHub;
+use ssehub_store_redis::{RedisBackend, RedisOptions};
 
 const API: &str = "/.well-known/mercure/subscriptions";
 /// Selects the collection, every per-topic collection and every subscription (RFC 6570 `{/x}`
@@ -337,7 +339,7 @@ async fn off_by_default_404_and_no_events() {
 #[tokio::test]
 async fn a_durable_hub_announces_too() {
     let dir = tempfile::tempdir().unwrap();
-    let log = ssehub_hub::store::Log::open(dir.path(), Default::default()).unwrap();
+    let log = ssehub_store::Log::open(dir.path(), Default::default()).unwrap();
     let hub = start(Hub::builder().heartbeat(None).durable(log).build()).await;
     let (mut watcher, _) = watch(&hub).await;
     let s = Events::open(client().get(hub.hub_url()).query(&[("topic", "t")])).await;
@@ -395,7 +397,7 @@ async fn redis_node(stream: &str) -> TestHub {
     let backend = RedisBackend::connect(RedisOptions::new(redis_url(), stream))
         .await
         .unwrap_or_else(|e| panic!("Redis must be running (scripts/ensure-redis): {e}"));
-    start(Hub::builder().heartbeat(None).redis(backend).build()).await
+    start(Hub::builder().heartbeat(None).storage(backend).build()).await
 }
 
 /// `ids` in order, as [`listed`] returns them.

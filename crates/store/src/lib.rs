@@ -39,6 +39,7 @@
 mod backend;
 mod committer;
 mod error;
+mod hub_storage;
 mod journal;
 mod log;
 mod record;
@@ -47,6 +48,7 @@ mod retention;
 pub use backend::FaultInjector;
 pub use committer::{CommitStats, CommitterOptions, GroupCommitter};
 pub use error::StoreError;
+pub use hub_storage::{Durable, DurableHub};
 pub use journal::JOURNAL_FILE;
 pub use log::{DATA_FILE, Durability, Log, LogOptions, RetainPolicy, TrimReport};
 pub use record::{Record, StoredRecord, now_ms};

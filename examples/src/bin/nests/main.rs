@@ -48,9 +48,9 @@ use ssehub_examples::{
     StateArgs, Storage, common_routes, html, open_log, serve, stored_data, subscribe_error,
     uncancellable,
 };
-use ssehub_hub::store::Log;
 use ssehub_hub::{Hub, Subscription, Update};
 use ssehub_server::{ApiError, Sse};
+use ssehub_store::{DurableHub, Log};
 use tokio::sync::Mutex;
 use tower_http::cors::{Any, CorsLayer};
 
@@ -260,7 +260,7 @@ async fn status(State(app): State<Arc<App>>) -> Json<Status> {
 mod tests {
     use std::path::Path;
 
-    use ssehub_hub::store::{LogOptions, Record};
+    use ssehub_store::{LogOptions, Record};
 
     use super::*;
 

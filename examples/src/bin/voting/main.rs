@@ -59,9 +59,9 @@ use ssehub_examples::{
     StateArgs, Storage, common_routes, html, open_log, serve, stored_data, subscribe_error,
     uncancellable,
 };
-use ssehub_hub::store::{Log, RetainPolicy};
 use ssehub_hub::{Hub, Subscription, Update};
 use ssehub_server::{ApiError, Sse};
+use ssehub_store::{Durable, Log, RetainPolicy};
 use tokio::sync::Mutex;
 
 const TOPIC: &str = "votes";
@@ -171,8 +171,7 @@ fn durable_hub(log: Log) -> anyhow::Result<Hub> {
         ..RetainPolicy::default()
     };
     Hub::builder()
-        .durable(log)
-        .retention(keep, TRIM_EVERY)
+        .storage(Durable::new(log).retention(keep, TRIM_EVERY))
         .try_build()
         .context("cannot start the durable log")
 }
@@ -234,7 +233,7 @@ async fn stream(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
 mod tests {
     use std::path::Path;
 
-    use ssehub_hub::store::LogOptions;
+    use ssehub_store::LogOptions;
     use tokio::task::JoinSet;
 
     use super::*;
@@ -313,7 +312,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = open_log(dir.path()).unwrap();
         assert_eq!(restore(&log).unwrap(), Votes::default());
-        log.append(ssehub_hub::store::Record::new(
+        log.append(ssehub_store::Record::new(
             vec![TOPIC.into()],
             "id: x\ndata: not totals\n\n",
         ))

@@ -1,4 +1,4 @@
-//! The hub on a durable log (`HubBuilder::durable`): ids and replay across restarts, replay and
+//! The hub on a durable log (`Durable`, this crate's hub storage): ids and replay across restarts, replay and
 //! catch-up older than the ring, retention and the gap notice, retained state per topic, and a
 //! full disk.
 
@@ -7,16 +7,23 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use ssehub_codec::{Frame, MessageEvent, Parser};
-use ssehub_hub::store::{FaultInjector, Log, LogOptions, RetainPolicy, StoreError};
 use ssehub_hub::{
     HISTORY_GAP_EVENT, Hub, HubBuilder, PublishError, Selector, SubscriberStream, Subscription,
     Update,
 };
+use ssehub_store::{Durable, DurableHub, FaultInjector, Log, LogOptions, RetainPolicy, StoreError};
 
 fn builder(dir: &Path) -> HubBuilder {
     Hub::builder()
         .heartbeat(None)
         .durable(open(dir, LogOptions::default()))
+}
+
+/// A durable hub on `dir` whose log retains what `policy` says, trimmed every `every`.
+fn retaining(dir: &Path, policy: RetainPolicy, every: Duration) -> HubBuilder {
+    Hub::builder()
+        .heartbeat(None)
+        .storage(Durable::new(open(dir, LogOptions::default())).retention(policy, every))
 }
 
 /// Opens the log, waiting for a dropped hub's writer thread to let go of it.
@@ -149,16 +156,16 @@ async fn replay_and_catch_up_older_than_the_ring_come_from_the_log_in_order() {
 #[tokio::test]
 async fn retention_trims_and_an_expired_id_gets_the_gap_then_the_oldest_retained() {
     let dir = tempfile::tempdir().unwrap();
-    let hub = builder(dir.path())
-        .history_size(2)
-        .retention(
-            RetainPolicy {
-                count: Some(5),
-                ..RetainPolicy::default()
-            },
-            Duration::from_millis(20),
-        )
-        .build();
+    let hub = retaining(
+        dir.path(),
+        RetainPolicy {
+            count: Some(5),
+            ..RetainPolicy::default()
+        },
+        Duration::from_millis(20),
+    )
+    .history_size(2)
+    .build();
     let mut ids = Vec::new();
     for i in 0..20 {
         ids.push(hub.publish(Update::new("t", format!("{i}"))).await.unwrap());
@@ -189,15 +196,15 @@ async fn retention_trims_and_an_expired_id_gets_the_gap_then_the_oldest_retained
 async fn retained_state_sends_the_latest_of_each_matching_topic_first() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let hub = builder(dir.path())
-            .retention(
-                RetainPolicy {
-                    count: Some(1),
-                    ..RetainPolicy::default()
-                },
-                Duration::from_millis(10),
-            )
-            .build();
+        let hub = retaining(
+            dir.path(),
+            RetainPolicy {
+                count: Some(1),
+                ..RetainPolicy::default()
+            },
+            Duration::from_millis(10),
+        )
+        .build();
         for (topic, data) in [
             ("https://ex/nests/1", "n1 v1"),
             ("https://ex/nests/2", "n2 v1"),

@@ -9,10 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use ssehub_hub::{
-    HISTORY_GAP_EVENT, Hub, PublishError, RedisBackend, RedisOptions, SubscriberStream,
-    Subscription, Update,
-};
+use ssehub_hub::{HISTORY_GAP_EVENT, Hub, PublishError, SubscriberStream, Subscription, Update};
+use ssehub_store_redis::{RedisBackend, RedisOptions};
 
 fn redis_url() -> String {
     std::env::var("SSEHUB_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -64,7 +62,7 @@ async fn hub_with(options: RedisOptions, history: usize) -> Hub {
     Hub::builder()
         .history_size(history)
         .heartbeat(None)
-        .redis(backend(options).await)
+        .storage(backend(options).await)
         .try_build()
         .unwrap()
 }
@@ -494,7 +492,7 @@ async fn a_subscriber_that_lags_past_the_ring_catches_up_from_redis() {
         .history_size(5)
         .max_queued(4, 1 << 20)
         .heartbeat(None)
-        .redis(backend(RedisOptions::new(redis_url(), &name)).await)
+        .storage(backend(RedisOptions::new(redis_url(), &name)).await)
         .try_build()
         .unwrap();
     let mut s = Reader::new(a.subscribe(sub("t")).unwrap());
@@ -593,7 +591,7 @@ async fn replay_from_redis_stays_within_the_queue_bounds() {
         .history_size(2)
         .max_queued(1024, 1000)
         .heartbeat(None)
-        .redis(backend(RedisOptions::new(redis_url(), &name)).await)
+        .storage(backend(RedisOptions::new(redis_url(), &name)).await)
         .try_build()
         .unwrap();
     let mut ids = Vec::new();
