@@ -4,50 +4,20 @@
 //! too coarse for the suite's age check (crates/store-redis/tests/redis.rs checks it with
 //! Redis's own node size in mind); Redis has no retention by bytes.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
-
 use ssehub_conformance::{Abilities, Fixture, Setup, conformance_tests};
 use ssehub_hub::HubBuilder;
 use ssehub_store_redis::{RedisBackend, RedisOptions};
 
-fn redis_url() -> String {
-    std::env::var("SSEHUB_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+mod common;
 
-/// Deletes a stream's keys when dropped (after its hub).
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Ok(client) = redis::Client::open(redis_url())
-            && let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(1))
-        {
-            let _: redis::RedisResult<()> = redis::cmd("DEL")
-                .arg(&self.0)
-                .arg(format!("{}:pubids", self.0))
-                .arg(format!("{}:latest", self.0))
-                .arg(format!("{}:pubids:cursor", self.0))
-                .query(&mut c);
-        }
-    }
-}
+use common::{Cleanup, redis_url, stream_name};
 
 fn make(
     builder: HubBuilder,
     setup: Setup,
 ) -> std::pin::Pin<Box<dyn Future<Output = Fixture> + Send>> {
-    static N: AtomicU32 = AtomicU32::new(0);
     Box::pin(async move {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let stream = format!(
-            "ssehub-conformance-{}-{nanos}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        let stream = stream_name("ssehub-conformance");
         let mut options = RedisOptions::new(redis_url(), &stream);
         options.max_len = setup.retain_count;
         options.max_age = setup.retain_age;

@@ -5,47 +5,20 @@
 //! `scripts/ensure-redis` first.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use ssehub_hub::{HISTORY_GAP_EVENT, Hub, PublishError, SubscriberStream, Subscription, Update};
 use ssehub_store_redis::{RedisBackend, RedisOptions};
 
-fn redis_url() -> String {
-    std::env::var("SSEHUB_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+mod common;
+
+use common::{Cleanup, redis_url};
 
 /// A stream name no other test (or run) uses.
 fn stream_name() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "ssehub-test-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Deletes the test's keys when dropped.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Ok(client) = redis::Client::open(redis_url())
-            && let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(1))
-        {
-            let _: redis::RedisResult<()> = redis::cmd("DEL")
-                .arg(&self.0)
-                .arg(format!("{}:pubids", self.0))
-                .arg(format!("{}:latest", self.0))
-                .arg(format!("{}:pubids:cursor", self.0))
-                .query(&mut c);
-        }
-    }
+    common::stream_name("ssehub-test")
 }
 
 async fn backend(options: RedisOptions) -> RedisBackend {
