@@ -89,8 +89,8 @@ impl HubBuilder {
     /// no connection outlives, say, a key rotation or a deploy, and so that clients come back
     /// spread over the fleet's nodes. Each stream draws its own lifetime uniformly from
     /// `[0.9 × lifetime, lifetime]`, so subscribers that connected together (after a restart)
-    /// do not all reconnect together. Combined with [`Subscription::expires_at`], the earlier
-    /// deadline wins. The stream ends as with [`Subscription::expires_at`]: queued frames
+    /// do not all reconnect together. Combined with [`Subscription::expires_at`](crate::Subscription::expires_at), the earlier
+    /// deadline wins. The stream ends as with [`Subscription::expires_at`](crate::Subscription::expires_at): queued frames
     /// first, then `None`; the client reconnects with its `Last-Event-ID`. One shared task
     /// ends the due streams (no timer per subscriber); it needs a Tokio runtime when
     /// subscribing. A zero lifetime is taken as `None`.

@@ -62,9 +62,9 @@ pub struct HubStats {
     /// Subscribers connected now.
     pub subscribers: usize,
     /// Subscribers connected now whose stream has a deadline
-    /// ([`Subscription::expires_at`], [`HubBuilder::max_connection_lifetime`]): the entries of
+    /// ([`Subscription::expires_at`](crate::Subscription::expires_at), [`HubBuilder::max_connection_lifetime`](crate::HubBuilder::max_connection_lifetime)): the entries of
     /// the hub's deadline index. Those ended by their deadline are counted in
-    /// [`SubscriberCloses::deadline`].
+    /// [`SubscriberCloses::deadline`](crate::SubscriberCloses::deadline).
     pub deadlines: usize,
     /// Updates retained in history now.
     pub retained: usize,
@@ -102,7 +102,7 @@ pub(crate) struct Inner {
     /// Set by [`Hub::track_subscriptions`]: where joins and leaves go to be announced.
     pub(crate) tracker: std::sync::OnceLock<Tracker>,
     pub(crate) metrics: Metrics,
-    /// [`HubBuilder::max_connection_lifetime`].
+    /// [`HubBuilder::max_connection_lifetime`](crate::HubBuilder::max_connection_lifetime).
     pub(crate) max_lifetime: Option<Duration>,
     /// The distinct compiled matchers of the subscribers, by literal prefix: evaluated by
     /// publishers before they take `state` (its own lock, never taken while holding `state`

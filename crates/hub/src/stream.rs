@@ -81,7 +81,7 @@ impl SubscriberStream {
 
     /// The id of the event preceding the first event this stream sends: what Mercure 1.0 sends
     /// as the `Mercure-Last-Event-ID` response field to a subscriber that asked to resume, and
-    /// 0.x hubs as the `Last-Event-ID` response header. After [`Subscription::last_event_id`]:
+    /// 0.x hubs as the `Last-Event-ID` response header. After [`Subscription::last_event_id`](crate::Subscription::last_event_id):
     /// the id asked for when it is retained, else `earliest` (it was `earliest`, is unknown, or
     /// is no longer retained: the stream starts at the oldest retained update, after an
     /// `ssehub.history-gap` event). Without one: the newest retained update's id when the

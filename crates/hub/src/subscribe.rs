@@ -45,7 +45,7 @@ impl Hub {
     /// Starts a subscription: replays what it asked for, then streams live updates. The stream
     /// yields ready-to-write `text/event-stream` bytes (possibly several frames per item) and
     /// ends when the hub closes, the subscriber is closed for lagging, or its deadline
-    /// ([`Subscription::expires_at`], [`HubBuilder::max_connection_lifetime`]) comes.
+    /// ([`Subscription::expires_at`](crate::Subscription::expires_at), [`HubBuilder::max_connection_lifetime`](crate::HubBuilder::max_connection_lifetime)) comes.
     pub fn subscribe(
         &self,
         subscription: Subscription,
@@ -293,7 +293,7 @@ impl Hub {
     }
 
     /// A subscription whose deadline has passed already: a stream that yields the preamble
-    /// and ends, never registered (see [`Subscription::expires_at`]).
+    /// and ends, never registered (see [`Subscription::expires_at`](crate::Subscription::expires_at)).
     fn subscribe_expired(
         &self,
         selectors: Arc<[Selector]>,

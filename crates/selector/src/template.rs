@@ -46,7 +46,7 @@
 //!
 //! # Bounds
 //!
-//! The compiled regex is a DFA ([`crate::dfa`]): matching is one table step per byte of the
+//! The compiled regex is a DFA (the crate's `dfa` module): matching is one table step per byte of the
 //! topic, whatever the template, and the DFA's size is known exactly. What is bounded here is
 //! compile cost and size, which grow with the number of variables: at most [`MAX_EXPRESSIONS`]
 //! expressions and [`MAX_VARIABLES`] variables per template, and the DFA's size limits as a

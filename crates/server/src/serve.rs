@@ -263,7 +263,7 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds a TCP listener for the hub with a deep accept backlog (see [`LISTEN_BACKLOG`]),
 /// `SO_REUSEADDR`, so a restarted hub can listen again at once, and `TCP_NODELAY`, which Linux
-/// copies into every connection it accepts (see [`nodelay_inherited`]).
+/// copies into every connection it accepts (see `nodelay_inherited`).
 pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?

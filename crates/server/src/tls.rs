@@ -8,7 +8,7 @@
 //! TLS, hence this module; cleartext HTTP/2 with prior knowledge (for proxies) needs nothing
 //! from it and is served on plain listeners.
 //!
-//! TLS connections skip the plaintext HTTP/1 fast path of [`crate::conn`]: after the
+//! TLS connections skip the plaintext HTTP/1 fast path of the crate's `conn` module: after the
 //! handshake they go to hyper (HTTP/2 or HTTP/1.1, as the client speaks). The fast path's gain
 //! is not keeping hyper's buffers per idle subscriber, but a TLS session has buffers of its own
 //! anyway, and over HTTP/2 many subscribers share one connection; making the fast path generic

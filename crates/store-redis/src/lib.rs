@@ -31,7 +31,7 @@
 //! `XRANGE` pages.
 //!
 //! Presence across nodes: every second each node writes its subscriber counts per selector to
-//! `S:presence:{node}` (expires after [`PRESENCE_TTL`]) and registers in the sorted set
+//! `S:presence:{node}` (expires after `PRESENCE_TTL`) and registers in the sorted set
 //! `S:nodes` (score: when its entry expires); the same script returns the counts of the other
 //! live nodes. A node that dies stops counting within the TTL.
 //!
@@ -40,7 +40,7 @@
 //! its topics and payload). A join or leave changes it in the same publish script that appends
 //! its announcement to the stream, so the hashes and the stream agree at every instant; the
 //! presence refresh renews the hash's TTL with the node's (a dead node's subscribers drop out
-//! of the list within [`PRESENCE_TTL`]). `Shared::list_subscriptions` reads every live node's
+//! of the list within `PRESENCE_TTL`). `Shared::list_subscriptions` reads every live node's
 //! hash and the stream's last id in one script.
 
 mod read;
