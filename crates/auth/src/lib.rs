@@ -43,6 +43,8 @@
 //! [`verify`] (the [`Authorizer`] and its cache), [`extract`] (finding the token in a
 //! request), [`mint`] (1.0 tokens).
 
+#![deny(missing_docs)]
+
 #![forbid(unsafe_code)]
 
 use std::fmt;

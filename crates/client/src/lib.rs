@@ -72,6 +72,8 @@
 //! An `Err` item always ends the stream; recoverable trouble is reported as
 //! [`ClientEvent::Reconnecting`] while the client keeps going.
 
+#![deny(missing_docs)]
+
 mod client;
 mod error;
 mod policy;

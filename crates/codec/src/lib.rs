@@ -45,6 +45,8 @@
 //! ends inside data (CRLF, CR or LF) all come back as LF, as the format has no way to tell
 //! them apart.
 
+#![deny(missing_docs)]
+
 pub mod encode;
 pub mod parse;
 

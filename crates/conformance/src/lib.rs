@@ -19,6 +19,8 @@
 //! the backend retains, gets the lagged event (never a silent gap); and a subscriber replaying
 //! while updates are published gets each exactly once, in order.
 
+#![deny(missing_docs)]
+
 mod checks;
 mod reader;
 

@@ -104,6 +104,8 @@
 //! blank line after it, so no client takes it for an empty message) to every subscriber that
 //! received nothing during the last interval, so proxies keep idle streams open.
 
+#![deny(missing_docs)]
+
 mod builder;
 mod cluster;
 mod deadline;

@@ -40,6 +40,8 @@
 //! working here. [`Selector::parse`] still rejects the empty string, selectors longer than
 //! [`MAX_SELECTOR_LEN`], and valid templates too large to compile within our bounds.
 
+#![deny(missing_docs)]
+
 #![forbid(unsafe_code)]
 
 use std::fmt;

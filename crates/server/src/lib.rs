@@ -39,6 +39,8 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(missing_docs)]
+
 mod config;
 mod conn;
 mod console;

@@ -43,6 +43,8 @@
 //! of the list within `PRESENCE_TTL`). `Shared::list_subscriptions` reads every live node's
 //! hash and the stream's last id in one script.
 
+#![deny(missing_docs)]
+
 mod read;
 mod scripts;
 mod shared;

@@ -36,6 +36,8 @@
 //! - **Full disk.** A failed write returns [`StoreError::DiskFull`] (or another typed error);
 //!   the log reopens its file before the next operation and works again once space returns.
 
+#![deny(missing_docs)]
+
 mod backend;
 mod committer;
 mod error;
