@@ -44,7 +44,6 @@
 //! request), [`mint`] (1.0 tokens).
 
 #![deny(missing_docs)]
-
 #![forbid(unsafe_code)]
 
 use std::fmt;

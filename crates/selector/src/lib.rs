@@ -41,7 +41,6 @@
 //! [`MAX_SELECTOR_LEN`], and valid templates too large to compile within our bounds.
 
 #![deny(missing_docs)]
-
 #![forbid(unsafe_code)]
 
 use std::fmt;

@@ -22,9 +22,9 @@ use ssehub_auth::Role;
 use crate::ApiError;
 use crate::mercure::{AuthRequest, Authenticated, MercureState, Peer, peer_ip};
 
-const INDEX_HTML: &str = include_str!("../../../web/console/index.html");
-const APP_JS: &str = include_str!("../../../web/console/app.js");
-const STYLE_CSS: &str = include_str!("../../../web/console/style.css");
+const INDEX_HTML: &str = include_str!("../console/index.html");
+const APP_JS: &str = include_str!("../console/app.js");
+const STYLE_CSS: &str = include_str!("../console/style.css");
 
 /// The page only talks to its own origin and runs only its own script: a strict policy keeps a
 /// token pasted into it from leaking through injected content.
