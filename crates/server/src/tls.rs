@@ -8,6 +8,10 @@
 //! TLS, hence this module; cleartext HTTP/2 with prior knowledge (for proxies) needs nothing
 //! from it and is served on plain listeners.
 //!
+//! Crypto is rustls' aws-lc-rs provider ([`provider`]), with the hybrid post-quantum key
+//! exchange X25519MLKEM768 preferred: browsers offer it first (Chromium and Firefox by
+//! default), and ring's provider, used before, lacks it.
+//!
 //! TLS connections skip the plaintext HTTP/1 fast path of [`crate::conn`]: after the
 //! handshake they go to hyper (HTTP/2 or HTTP/1.1, as the client speaks). The fast path's gain
 //! is not keeping hyper's buffers per idle subscriber, but a TLS session has buffers of its own
@@ -116,13 +120,29 @@ pub fn server_config_from_der(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let mut config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)?;
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
     config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// rustls' aws-lc-rs provider, its key exchanges in this order: the hybrid post-quantum
+/// X25519MLKEM768 first (what Chromium and Firefox offer first), then the classical ones for
+/// clients without it. Spelled out rather than left to the provider's default because that
+/// order depends on a rustls cargo feature (`prefer-post-quantum`) that any crate in a build may
+/// turn on or leave off.
+pub fn provider() -> rustls::crypto::CryptoProvider {
+    use rustls::crypto::aws_lc_rs::{self, kx_group};
+    let mut provider = aws_lc_rs::default_provider();
+    provider.kx_groups = vec![
+        kx_group::X25519MLKEM768,
+        kx_group::X25519,
+        kx_group::SECP256R1,
+        kx_group::SECP384R1,
+    ];
+    provider
 }
 
 fn pem_reason(e: pem::Error) -> String {

@@ -67,8 +67,7 @@ fn https(hub: &TestHub, path_and_query: &str) -> String {
 /// A client trusting only `cert`; HTTP/2 when the server offers it unless `http1`.
 fn client(cert: &Cert, http1: bool) -> reqwest::Client {
     let mut builder = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem.as_bytes()).unwrap())
+        .tls_certs_only([reqwest::Certificate::from_pem(cert.pem.as_bytes()).unwrap()])
         .timeout(Duration::from_secs(10));
     if http1 {
         builder = builder.http1_only();
@@ -128,26 +127,99 @@ async fn subscribe_and_publish_over_tls_with_http2_and_http1() {
     }
 }
 
-/// A TLS connection to `hub` trusting `cert` and offering only `alpn`.
+/// A TLS connection to `hub` trusting `cert` and offering only `alpn`, with rustls' default
+/// key exchanges.
 async fn connect_tls(
     hub: &TestHub,
     cert: &Cert,
     alpn: &[u8],
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    connect_tls_with(hub, cert, alpn, provider).await
+}
+
+/// [`connect_tls`] with the client's own crypto provider (its key exchanges, in its order).
+async fn connect_tls_with(
+    hub: &TestHub,
+    cert: &Cert,
+    alpn: &[u8],
+    provider: rustls::crypto::CryptoProvider,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     let mut roots = RootCertStore::empty();
     roots.add(cert.der.clone()).unwrap();
-    let mut config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     config.alpn_protocols = vec![alpn.to_vec()];
     let tcp = TcpStream::connect(hub.addr).await.unwrap();
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
         .await
         .unwrap()
+}
+
+/// The key exchange a client offering `groups` (preferred first) negotiates with the hub,
+/// after checking that the session works: `GET /healthz` over it is answered.
+async fn negotiated_group(
+    hub: &TestHub,
+    cert: &Cert,
+    groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>,
+) -> rustls::NamedGroup {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.kx_groups = groups;
+    let mut tls = connect_tls_with(hub, cert, b"http/1.1", provider).await;
+    let group = {
+        let (_, session) = tls.get_ref();
+        assert_eq!(
+            session.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_3)
+        );
+        session
+            .negotiated_key_exchange_group()
+            .expect("a finished handshake has a key exchange")
+            .name()
+    };
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed within 5 s")
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nok\n"), "{answer}");
+    group
+}
+
+/// What browsers offer first today (Chromium, Firefox): the hybrid post-quantum exchange. The
+/// hub must take it, not fall back to a classical group the client also offered.
+#[tokio::test]
+async fn a_client_offering_x25519mlkem768_negotiates_it() {
+    use rustls::crypto::aws_lc_rs::kx_group::{SECP256R1, X25519, X25519MLKEM768};
+    let cert = cert();
+    let hub = start_tls(&cert, |_| {}).await;
+    let group = negotiated_group(&hub, &cert, vec![X25519MLKEM768, X25519, SECP256R1]).await;
+    assert_eq!(group, rustls::NamedGroup::X25519MLKEM768);
+}
+
+/// Clients without post-quantum key exchange still connect, on a classical group.
+#[tokio::test]
+async fn clients_without_post_quantum_key_exchange_still_connect() {
+    use rustls::crypto::aws_lc_rs::kx_group::{SECP256R1, X25519};
+    let cert = cert();
+    let hub = start_tls(&cert, |_| {}).await;
+    assert_eq!(
+        negotiated_group(&hub, &cert, vec![X25519]).await,
+        rustls::NamedGroup::X25519
+    );
+    assert_eq!(
+        negotiated_group(&hub, &cert, vec![SECP256R1]).await,
+        rustls::NamedGroup::secp256r1
+    );
 }
 
 /// What a browser does over HTTP/2: many EventSources as streams of one connection. Over
