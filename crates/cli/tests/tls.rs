@@ -35,8 +35,7 @@ impl Cert {
 /// A client that trusts only `cert`.
 fn tls_client(cert: &Cert) -> reqwest::Client {
     reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem.as_bytes()).unwrap())
+        .tls_certs_only([reqwest::Certificate::from_pem(cert.pem.as_bytes()).unwrap()])
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap()

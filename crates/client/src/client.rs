@@ -265,8 +265,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Trusts `pem` (one or more PEM certificates) as a root, in addition to the bundled
-    /// Mozilla roots; for servers with a private CA or a self-signed certificate.
+    /// Trusts `pem` (one or more PEM certificates) as a root, in addition to the operating
+    /// system's roots; for servers with a private CA or a self-signed certificate.
     pub fn add_root_certificate_pem(mut self, pem: &[u8]) -> Result<Self, ClientError> {
         let certs = reqwest::Certificate::from_pem_bundle(pem)
             .map_err(|e| ClientError::InvalidCertificate(e.to_string()))?;
@@ -330,8 +330,8 @@ impl ClientBuilder {
                     HttpVersion::Http1Only => builder.http1_only(),
                     HttpVersion::Http2PriorKnowledge => builder.http2_prior_knowledge(),
                 };
-                for cert in self.root_certificates {
-                    builder = builder.add_root_certificate(cert);
+                if !self.root_certificates.is_empty() {
+                    builder = builder.tls_certs_merge(self.root_certificates);
                 }
                 builder.build().map_err(ClientError::Build)?
             }

@@ -61,8 +61,9 @@
 //!   a block that dispatches nothing) plus jitter, and sends the last event ID. Attempts that
 //!   fail in a row back off exponentially; see [`ReconnectPolicy`].
 //! - HTTP/1.1 and HTTP/2 (negotiated by ALPN over TLS, or with
-//!   [`ClientBuilder::http2_prior_knowledge`] over plain HTTP); TLS with rustls and the
-//!   Mozilla root certificates.
+//!   [`ClientBuilder::http2_prior_knowledge`] over plain HTTP); TLS with rustls (its aws-lc-rs
+//!   provider, which offers the hybrid post-quantum key exchange X25519MLKEM768 first) and the
+//!   operating system's root certificates.
 //! - No server input makes it panic. Memory grows with what the server sends between two
 //!   complete frames; bound it with [`ClientBuilder::max_pending_bytes`] when the server is not
 //!   trusted.

@@ -35,12 +35,15 @@ const SERVER_KEY: &[u8] = include_bytes!("fixtures/server.key");
 /// What the server saw of a request.
 #[derive(Debug)]
 struct Seen {
+    /// The key exchange of its TLS connection.
+    group: Option<rustls::NamedGroup>,
     version: hyper::Version,
     last_event_id: Option<String>,
 }
 
 struct Server {
     addr: SocketAddr,
+    tls: bool,
     requests: mpsc::UnboundedReceiver<Seen>,
 }
 
@@ -56,8 +59,20 @@ async fn start(tls: bool) -> Server {
         while let Ok((socket, _)) = listener.accept().await {
             let (tx, count, acceptor) = (tx.clone(), Arc::clone(&count), acceptor.clone());
             tokio::spawn(async move {
+                let (tls, plain) = match acceptor {
+                    Some(acceptor) => match acceptor.accept(socket).await {
+                        Ok(stream) => (Some(stream), None),
+                        Err(_) => return,
+                    },
+                    None => (None, Some(socket)),
+                };
+                let group = tls.as_ref().and_then(|tls| {
+                    let group = tls.get_ref().1.negotiated_key_exchange_group()?;
+                    Some(group.name())
+                });
                 let service = service_fn(move |request: hyper::Request<Incoming>| {
                     let _ = tx.send(Seen {
+                        group,
                         version: request.version(),
                         last_event_id: request
                             .headers()
@@ -68,25 +83,19 @@ async fn start(tls: bool) -> Server {
                     async move { Ok::<_, Infallible>(response(first)) }
                 });
                 let builder = auto::Builder::new(TokioExecutor::new());
-                let _ = match acceptor {
-                    Some(acceptor) => match acceptor.accept(socket).await {
-                        Ok(stream) => {
-                            builder
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await
-                        }
-                        Err(_) => return,
-                    },
-                    None => {
-                        builder
-                            .serve_connection(TokioIo::new(socket), service)
-                            .await
-                    }
+                let _ = match (tls, plain) {
+                    (Some(tls), _) => builder.serve_connection(TokioIo::new(tls), service).await,
+                    (None, Some(tcp)) => builder.serve_connection(TokioIo::new(tcp), service).await,
+                    (None, None) => return,
                 };
             });
         }
     });
-    Server { addr, requests }
+    Server {
+        addr,
+        tls,
+        requests,
+    }
 }
 
 fn response(first: bool) -> hyper::Response<BoxBody<Bytes, Infallible>> {
@@ -114,13 +123,14 @@ fn server_config() -> ServerConfig {
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
     let key = PrivateKeyDer::from_pem_slice(SERVER_KEY).unwrap();
-    let mut config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap();
+    let mut config = ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config
 }
@@ -133,7 +143,8 @@ fn fast(url: String) -> ClientBuilder {
     })
 }
 
-/// Reads the first connection, its reconnection, and checks both ran over `version`.
+/// Reads the first connection, its reconnection, and checks both ran over `version`; over
+/// TLS with the hybrid post-quantum key exchange that rustls' aws-lc-rs provider offers first.
 async fn check_reconnecting_session(client: Client, server: &mut Server, version: Version) {
     let mut stream = client.stream();
     match next_state(&mut stream).await {
@@ -152,6 +163,11 @@ async fn check_reconnecting_session(client: Client, server: &mut Server, version
     assert_eq!(next_state(&mut stream).await, msg("message", "again", "3"));
     let first = server.requests.recv().await.unwrap();
     let second = server.requests.recv().await.unwrap();
+    for seen in [&first, &second] {
+        let tls = server.tls;
+        let want = tls.then_some(rustls::NamedGroup::X25519MLKEM768);
+        assert_eq!(seen.group, want, "tls: {tls}");
+    }
     assert_eq!((first.version, first.last_event_id), (version, None));
     assert_eq!(
         (second.version, second.last_event_id.as_deref()),

@@ -114,8 +114,8 @@ impl Shared {
 /// and hyper's connection are freed when they end, and do not count in this future's size).
 /// Not an `async fn`: one keeps its arguments (the socket, the peer address) in every state of
 /// its future, the waiting one included; here they move straight into the boxed first phase.
-pub(crate) fn serve_connection(
-    tcp: TcpStream,
+pub(crate) fn serve_connection<W: Wire>(
+    tcp: W,
     peer: SocketAddr,
     shared: Arc<Shared>,
 ) -> impl Future<Output = ()> + Send {
@@ -133,7 +133,7 @@ pub(crate) fn serve_connection(
 
 /// Reads the first request head and answers it: returns the pump of a subscribe whose head
 /// was written; hands anything else to hyper and returns `None` when it is done.
-async fn start(mut tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> Option<Pump> {
+async fn start<W: Wire>(mut tcp: W, peer: SocketAddr, shared: Arc<Shared>) -> Option<Pump<W>> {
     let shared = &*shared;
     if !shared.state.config.fast_subscribe {
         Box::pin(hand_over(tcp, Some(peer), Vec::new(), shared)).await;
@@ -170,7 +170,8 @@ async fn start(mut tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> Opt
     if ended {
         head.extend_from_slice(TERMINATOR);
     }
-    if tcp.write_all(&head).await.is_err() {
+    // The flush is a no-op on a socket; over TLS it sends what the session encrypted.
+    if tcp.write_all(&head).await.is_err() || tcp.flush().await.is_err() {
         return None;
     }
     if ended {
@@ -187,20 +188,20 @@ async fn start(mut tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> Opt
 }
 
 /// After the stream ended: the chunked terminator, then the connection's fate.
-async fn finish(pump: Pump, shared: &Shared) {
+async fn finish<W: Wire>(pump: Pump<W>, shared: &Shared) {
     let Pump {
         mut tcp,
         stream,
         pending,
         ..
     } = pump;
-    if tcp.write_all(TERMINATOR).await.is_ok() {
+    if tcp.write_all(TERMINATOR).await.is_ok() && tcp.flush().await.is_ok() {
         after_stream(tcp, stream, pending, shared).await;
     }
 }
 
 /// The stream ended and its terminator is written.
-async fn after_stream(mut tcp: TcpStream, stream: Subscribed, pending: Vec<u8>, shared: &Shared) {
+async fn after_stream<W: Wire>(mut tcp: W, stream: Subscribed, pending: Vec<u8>, shared: &Shared) {
     drop(stream);
     if shared.shutdown.is_cancelled() {
         // Shutting down: the client reconnects elsewhere, as with hyper's graceful close.
@@ -210,7 +211,7 @@ async fn after_stream(mut tcp: TcpStream, stream: Subscribed, pending: Vec<u8>, 
     // The stream ended with the hub still serving (a lagging subscriber was closed): the
     // connection stays usable for the client's next request, as it was with hyper. The peer
     // address is asked for again rather than kept through the stream's life.
-    let peer = tcp.peer_addr().ok();
+    let peer = tcp.peer_addr();
     Box::pin(hand_over(tcp, peer, pending, shared)).await;
 }
 
@@ -228,7 +229,7 @@ enum Opened {
     Stream(Subscribed, Vec<u8>),
 }
 
-async fn read_and_open(tcp: &mut TcpStream, peer: SocketAddr, shared: &Shared) -> Opened {
+async fn read_and_open<W: Wire>(tcp: &mut W, peer: SocketAddr, shared: &Shared) -> Opened {
     match read_head(tcp, shared).await {
         ReadHead::Gone => Opened::Gone,
         ReadHead::TooLarge { subscribe } => Opened::TooLarge { subscribe },
@@ -261,7 +262,7 @@ enum ReadHead {
     },
 }
 
-async fn read_head(tcp: &mut TcpStream, shared: &Shared) -> ReadHead {
+async fn read_head<W: Wire>(tcp: &mut W, shared: &Shared) -> ReadHead {
     let config = &shared.state.config;
     let limit = config.max_head;
     let mut buf = Vec::with_capacity(INITIAL_HEAD_BUFFER.min(limit));
@@ -372,8 +373,8 @@ fn http_date() -> String {
 /// The open-stream phase, where idle subscribers spend their lives, as a hand-written future
 /// holding exactly what it needs: it waits on the stream for frames and on the socket for the
 /// client leaving (a read of 0 must end the subscription promptly: presence depends on it).
-struct Pump {
-    tcp: TcpStream,
+struct Pump<W> {
+    tcp: W,
     /// The hub's stream with its per-address slot.
     stream: Subscribed,
     /// Bytes the client sent while its stream is open (a pipelined request): kept for hyper
@@ -392,7 +393,7 @@ enum End {
     ClientGone,
 }
 
-impl Pump {
+impl<W: Wire> Pump<W> {
     fn poll_pump(&mut self, cx: &mut Context<'_>) -> Poll<End> {
         let this = self;
         loop {
@@ -415,12 +416,46 @@ impl Pump {
                 Poll::Ready(None) => return Poll::Ready(End::StreamEnded),
                 Poll::Pending => {}
             }
-            // An error here shows up in the read as well.
-            ready!(this.tcp.poll_read_ready(cx)).ok();
-            if !read_pending(&this.tcp, &mut this.pending, this.limit) {
+            if !ready!(this.tcp.poll_watch(cx, &mut this.pending, this.limit)) {
                 return Poll::Ready(End::ClientGone);
             }
         }
+    }
+}
+
+/// A connection the compact path can serve: a plain socket, or a TLS session over one
+/// ([`crate::tls`]). Generic rather than a trait object, so the plain path compiles to exactly
+/// what it was (no dispatch, no allocation).
+pub(crate) trait Wire: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// While a stream is open: waits until the client sent something or left, and appends what
+    /// it sent to `pending`. `Ready(false)` when the client is gone (EOF, an error) or sent more
+    /// than `limit` bytes in all without being answered.
+    fn poll_watch(
+        &mut self,
+        cx: &mut Context<'_>,
+        pending: &mut Vec<u8>,
+        limit: usize,
+    ) -> Poll<bool>;
+
+    /// The peer's address, asked for again after a stream rather than kept through its life.
+    fn peer_addr(&self) -> Option<SocketAddr>;
+}
+
+impl Wire for TcpStream {
+    fn poll_watch(
+        &mut self,
+        cx: &mut Context<'_>,
+        pending: &mut Vec<u8>,
+        limit: usize,
+    ) -> Poll<bool> {
+        // Readiness only: no buffer is held while the client is silent. An error here shows
+        // up in the read as well.
+        ready!(self.poll_read_ready(cx)).ok();
+        Poll::Ready(read_pending(self, pending, limit))
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        TcpStream::peer_addr(self).ok()
     }
 }
 
@@ -447,7 +482,13 @@ impl Chunk {
         }
     }
 
-    fn poll_write(&mut self, tcp: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Writes the rest of the chunk, then flushes (a no-op on a socket; over TLS it sends the
+    /// records the session encrypted).
+    fn poll_write<W: AsyncWrite + Unpin>(
+        &mut self,
+        tcp: &mut W,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
         loop {
             let parts: [&[u8]; 3] = [&self.size[..self.size_len as usize], &self.data, b"\r\n"];
             let mut slices = [IoSlice::new(&[]); 3];
@@ -463,7 +504,7 @@ impl Chunk {
                 count += 1;
             }
             if count == 0 {
-                return Poll::Ready(Ok(()));
+                return Pin::new(&mut *tcp).poll_flush(cx);
             }
             let written = ready!(Pin::new(&mut *tcp).poll_write_vectored(cx, &slices[..count]))?;
             if written == 0 {
@@ -519,7 +560,7 @@ fn push_chunk(buf: &mut Vec<u8>, data: &[u8]) {
 
 /// Answers a head over the limit with `431` and a one-line reason, then closes (a subscribe
 /// head is counted as a refused subscribe).
-async fn refuse_too_large(tcp: TcpStream, subscribe: bool, shared: &Shared) {
+async fn refuse_too_large<W: Wire>(tcp: W, subscribe: bool, shared: &Shared) {
     let reason = format!(
         "request head larger than {} bytes",
         shared.state.config.max_head
@@ -534,7 +575,7 @@ async fn refuse_too_large(tcp: TcpStream, subscribe: bool, shared: &Shared) {
 
 /// Answers `status` with a one-line `text/plain` reason and closes the connection, lingering
 /// so the client reads the answer rather than a reset.
-async fn refuse(mut tcp: TcpStream, status: StatusCode, reason: &str) {
+async fn refuse<W: Wire>(mut tcp: W, status: StatusCode, reason: &str) {
     let response = format!(
         "HTTP/1.1 {} {}\r\n\
          content-type: text/plain; charset=utf-8\r\n\
@@ -554,7 +595,7 @@ async fn refuse(mut tcp: TcpStream, status: StatusCode, reason: &str) {
 /// Closes our side, then reads and drops what the client still sends for a moment: closing a
 /// socket with unread input resets the connection, which can destroy the answer before the
 /// client reads it.
-pub(crate) async fn linger(mut tcp: TcpStream) {
+pub(crate) async fn linger<W: AsyncRead + AsyncWrite + Unpin>(mut tcp: W) {
     let _ = tcp.shutdown().await;
     let mut sink = [0u8; 1024];
     let drain = async {
@@ -575,7 +616,7 @@ pub(crate) async fn linger(mut tcp: TcpStream) {
 /// Every request gets axum's `ConnectInfo<SocketAddr>` with the peer address, as
 /// `into_make_service_with_connect_info` would give it: the per-address limits need it, and
 /// the user's own handlers may too.
-async fn hand_over(tcp: TcpStream, peer: Option<SocketAddr>, read: Vec<u8>, shared: &Shared) {
+async fn hand_over<W: Wire>(tcp: W, peer: Option<SocketAddr>, read: Vec<u8>, shared: &Shared) {
     serve_hyper(Rewind::new(read, tcp), peer, shared).await;
 }
 

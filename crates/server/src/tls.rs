@@ -8,18 +8,23 @@
 //! TLS, hence this module; cleartext HTTP/2 with prior knowledge (for proxies) needs nothing
 //! from it and is served on plain listeners.
 //!
-//! TLS connections skip the plaintext HTTP/1 fast path of the crate's `conn` module: after the
-//! handshake they go to hyper (HTTP/2 or HTTP/1.1, as the client speaks). The fast path's gain
-//! is not keeping hyper's buffers per idle subscriber, but a TLS session has buffers of its own
-//! anyway, and over HTTP/2 many subscribers share one connection; making the fast path generic
-//! over the stream would add a type parameter to its code for little.
+//! Crypto is rustls' aws-lc-rs provider ([`provider`]), with the hybrid post-quantum key
+//! exchange X25519MLKEM768 preferred: browsers offer it first (Chromium and Firefox by
+//! default), and ring's provider, used before, lacks it.
+//!
+//! After the handshake, HTTP/1.1 connections go to the connection layer (the `conn` module) as
+//! plain ones do, so TLS subscribers take the compact path too (the session in place of the
+//! socket): hyper's HTTP/1 connection was ~30 KiB of the ~42 KiB an idle TLS subscriber cost
+//! (docs/tls-memory.md). HTTP/2 connections (ALPN `h2`) go to hyper.
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
@@ -35,7 +40,7 @@ pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
 /// The first byte of a TLS handshake record (a ClientHello starts with it).
 const HANDSHAKE_RECORD: u8 = 0x16;
 
-/// Bytes read after the handshake to see that the client speaks (handed on to hyper).
+/// Bytes read after an HTTP/2 handshake to see that the client speaks (handed on to hyper).
 const FIRST_READ: usize = 1024;
 
 /// Why a certificate or key could not be used.
@@ -116,13 +121,29 @@ pub fn server_config_from_der(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let mut config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)?;
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
     config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// rustls' aws-lc-rs provider, its key exchanges in this order: the hybrid post-quantum
+/// X25519MLKEM768 first (what Chromium and Firefox offer first), then the classical ones for
+/// clients without it. Spelled out rather than left to the provider's default because that
+/// order depends on a rustls cargo feature (`prefer-post-quantum`) that any crate in a build may
+/// turn on or leave off.
+pub fn provider() -> rustls::crypto::CryptoProvider {
+    use rustls::crypto::aws_lc_rs::{self, kx_group};
+    let mut provider = aws_lc_rs::default_provider();
+    provider.kx_groups = vec![
+        kx_group::X25519MLKEM768,
+        kx_group::X25519,
+        kx_group::SECP256R1,
+        kx_group::SECP384R1,
+    ];
+    provider
 }
 
 fn pem_reason(e: pem::Error) -> String {
@@ -140,43 +161,99 @@ fn pem_reason(e: pem::Error) -> String {
     }
 }
 
-/// Serves one accepted connection over TLS until it closes. The handshake and the first bytes
-/// after it must arrive within [`crate::MercureConfig::head_timeout`] of the accept (a client
-/// that never sends a ClientHello, or goes silent after the handshake, is closed then); what
-/// follows is hyper's, with the same head timeout for HTTP/1.1 requests.
+/// Serves one accepted connection over TLS until it closes. The handshake (and, for HTTP/2,
+/// the first bytes after it) must arrive within [`crate::MercureConfig::head_timeout`] of the
+/// accept (a client that never sends a ClientHello, or goes silent after the handshake, is
+/// closed then). HTTP/1.1 then goes to the connection layer like a plain connection (its first
+/// request head within a head timeout, plain subscribes on the compact path, the rest to
+/// hyper); HTTP/2 goes to hyper.
 pub(crate) async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
     shared: Arc<Shared>,
 ) {
-    let deadline = tokio::time::sleep(shared.state.config.head_timeout);
-    tokio::pin!(deadline);
-    let peer = Some(peer);
+    // Boxed: its timer and buffers are freed when it ends, not kept in this future's frame
+    // for the connection's life.
+    match Box::pin(open(tcp, acceptor, &shared)).await {
+        None => {}
+        Some(Opened::Http1(tls)) => conn::serve_connection(*tls, peer, shared).await,
+        Some(Opened::Http2(tls, read)) => {
+            conn::serve_hyper(Rewind::new(read, tls), Some(peer), &shared).await;
+        }
+        Some(Opened::Plaintext(tcp)) => refuse_plaintext(tcp).await,
+    }
+}
+
+/// A TLS session over an accepted socket.
+type Session = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// What became of a connection's opening.
+enum Opened {
+    /// HTTP/1.1 (by ALPN, or no ALPN): for the connection layer.
+    Http1(Box<Session>),
+    /// HTTP/2, and the first bytes read after the handshake: for hyper.
+    Http2(Box<Session>, Vec<u8>),
+    /// Not a TLS handshake.
+    Plaintext(TcpStream),
+}
+
+async fn open(tcp: TcpStream, acceptor: TlsAcceptor, shared: &Shared) -> Option<Opened> {
     let opening = async move {
         let mut first = [0u8; 1];
         if !matches!(tcp.peek(&mut first).await, Ok(1..)) {
             return None;
         }
         if first[0] != HANDSHAKE_RECORD {
-            return Some(Err(tcp));
+            return Some(Opened::Plaintext(tcp));
         }
         let mut tls = acceptor.accept(tcp).await.ok()?;
+        if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+            // The connection layer reads the head itself, with its own head timeout.
+            return Some(Opened::Http1(Box::new(tls)));
+        }
         let mut read = Vec::with_capacity(FIRST_READ);
         match tls.read_buf(&mut read).await {
-            Ok(1..) => Some(Ok((tls, read))),
+            Ok(1..) => Some(Opened::Http2(Box::new(tls), read)),
             _ => None,
         }
     };
-    let opened = tokio::select! {
+    tokio::select! {
         opened = opening => opened,
-        () = &mut deadline => None,
+        () = tokio::time::sleep(shared.state.config.head_timeout) => None,
         () = shared.shutdown.cancelled() => None,
-    };
-    match opened {
-        None => {}
-        Some(Ok((tls, read))) => conn::serve_hyper(Rewind::new(read, tls), peer, &shared).await,
-        Some(Err(tcp)) => refuse_plaintext(tcp).await,
+    }
+}
+
+/// The compact path over TLS: the session is read only when the socket has something, with a
+/// small buffer on the stack, so a silent client costs no read buffer of ours (rustls keeps
+/// its own record buffer, see docs/tls-memory.md).
+impl conn::Wire for Session {
+    fn poll_watch(
+        &mut self,
+        cx: &mut Context<'_>,
+        pending: &mut Vec<u8>,
+        limit: usize,
+    ) -> Poll<bool> {
+        let mut chunk = [0u8; 1024];
+        let mut buf = ReadBuf::new(&mut chunk);
+        match ready!(Pin::new(&mut *self).poll_read(cx, &mut buf)) {
+            // A close_notify, or EOF.
+            Ok(()) if buf.filled().is_empty() => Poll::Ready(false),
+            Ok(()) => {
+                let read = buf.filled();
+                if pending.len() + read.len() > limit {
+                    return Poll::Ready(false);
+                }
+                pending.extend_from_slice(read);
+                Poll::Ready(true)
+            }
+            Err(_) => Poll::Ready(false),
+        }
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.get_ref().0.peer_addr().ok()
     }
 }
 
@@ -205,6 +282,106 @@ async fn refuse_plaintext(mut tcp: TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Which path answers what over TLS: hyper here serves a router that answers everything
+    /// with 418, so only the compact path can produce a stream. HTTP/1.1 subscribes take it;
+    /// other requests, and HTTP/2, go to hyper.
+    #[tokio::test]
+    async fn tls_http1_subscribes_take_the_compact_path_and_the_rest_goes_to_hyper() {
+        use axum::Router;
+        use axum::http::StatusCode;
+        use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let key = PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
+        let config = server_config_from_der(vec![made.cert.der().clone()], key).unwrap();
+        let server = crate::MercureServer::new(
+            ssehub_hub::Hub::builder().heartbeat(None).build(),
+            crate::MercureConfig::for_tests(),
+        );
+        let teapot = Router::new().fallback(|| async { StatusCode::IM_A_TEAPOT });
+        let shared = Arc::new(Shared::new(
+            server.state().clone(),
+            teapot,
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = TlsAcceptor::from(config);
+        tokio::spawn(async move {
+            while let Ok((tcp, peer)) = listener.accept().await {
+                tokio::spawn(serve_connection(
+                    tcp,
+                    peer,
+                    acceptor.clone(),
+                    shared.clone(),
+                ));
+            }
+        });
+        let mut roots = RootCertStore::empty();
+        roots.add(made.cert.der().clone()).unwrap();
+        let status_line = async |alpn: &[u8], request: &[u8]| {
+            let mut client = ClientConfig::builder_with_provider(Arc::new(provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            client.alpn_protocols = vec![alpn.to_vec()];
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+                .connect(name, tcp)
+                .await
+                .unwrap();
+            tls.write_all(request).await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 512];
+            while !buf.windows(2).any(|w| w == b"\r\n") {
+                let n =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), tls.read(&mut chunk))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                assert!(n > 0, "closed");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            text.split("\r\n").next().unwrap().to_owned()
+        };
+        let subscribe = b"GET /.well-known/mercure?topic=a HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(status_line(b"http/1.1", subscribe).await, "HTTP/1.1 200 OK");
+        let health = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(
+            status_line(b"http/1.1", health).await,
+            "HTTP/1.1 418 I'm a teapot"
+        );
+        // HTTP/2: hyper answers the preface with its SETTINGS frame (no status line to read,
+        // so only that it answers: a frame header, type 4).
+        let mut client = ClientConfig::builder_with_provider(Arc::new(provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        client.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await
+            .unwrap();
+        let mut header = [0u8; 9];
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tls.read_exact(&mut header),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(header[3], 4, "a SETTINGS frame first: {header:?}");
+    }
 
     fn temp(contents: &[u8]) -> tempfile::NamedTempFile {
         let mut file = tempfile::NamedTempFile::new().unwrap();

@@ -60,6 +60,13 @@ async fn start_tls(
     .await
 }
 
+/// [`start_tls`] with its own `hub`.
+async fn start_tls_with_hub(cert: &Cert, hub: Hub) -> TestHub {
+    let tls = ssehub_server::tls::server_config(cert.cert_file.path(), cert.key_file.path())
+        .expect("the generated certificate loads");
+    start_with(hub, |c| c.tls = Some(tls)).await
+}
+
 fn https(hub: &TestHub, path_and_query: &str) -> String {
     format!("https://127.0.0.1:{}{path_and_query}", hub.addr.port())
 }
@@ -67,8 +74,7 @@ fn https(hub: &TestHub, path_and_query: &str) -> String {
 /// A client trusting only `cert`; HTTP/2 when the server offers it unless `http1`.
 fn client(cert: &Cert, http1: bool) -> reqwest::Client {
     let mut builder = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem.as_bytes()).unwrap())
+        .tls_certs_only([reqwest::Certificate::from_pem(cert.pem.as_bytes()).unwrap()])
         .timeout(Duration::from_secs(10));
     if http1 {
         builder = builder.http1_only();
@@ -128,26 +134,99 @@ async fn subscribe_and_publish_over_tls_with_http2_and_http1() {
     }
 }
 
-/// A TLS connection to `hub` trusting `cert` and offering only `alpn`.
+/// A TLS connection to `hub` trusting `cert` and offering only `alpn`, with rustls' default
+/// key exchanges.
 async fn connect_tls(
     hub: &TestHub,
     cert: &Cert,
     alpn: &[u8],
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    connect_tls_with(hub, cert, alpn, provider).await
+}
+
+/// [`connect_tls`] with the client's own crypto provider (its key exchanges, in its order).
+async fn connect_tls_with(
+    hub: &TestHub,
+    cert: &Cert,
+    alpn: &[u8],
+    provider: rustls::crypto::CryptoProvider,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     let mut roots = RootCertStore::empty();
     roots.add(cert.der.clone()).unwrap();
-    let mut config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     config.alpn_protocols = vec![alpn.to_vec()];
     let tcp = TcpStream::connect(hub.addr).await.unwrap();
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
         .await
         .unwrap()
+}
+
+/// The key exchange a client offering `groups` (preferred first) negotiates with the hub,
+/// after checking that the session works: `GET /healthz` over it is answered.
+async fn negotiated_group(
+    hub: &TestHub,
+    cert: &Cert,
+    groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>,
+) -> rustls::NamedGroup {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.kx_groups = groups;
+    let mut tls = connect_tls_with(hub, cert, b"http/1.1", provider).await;
+    let group = {
+        let (_, session) = tls.get_ref();
+        assert_eq!(
+            session.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_3)
+        );
+        session
+            .negotiated_key_exchange_group()
+            .expect("a finished handshake has a key exchange")
+            .name()
+    };
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed within 5 s")
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nok\n"), "{answer}");
+    group
+}
+
+/// What browsers offer first today (Chromium, Firefox): the hybrid post-quantum exchange. The
+/// hub must take it, not fall back to a classical group the client also offered.
+#[tokio::test]
+async fn a_client_offering_x25519mlkem768_negotiates_it() {
+    use rustls::crypto::aws_lc_rs::kx_group::{SECP256R1, X25519, X25519MLKEM768};
+    let cert = cert();
+    let hub = start_tls(&cert, |_| {}).await;
+    let group = negotiated_group(&hub, &cert, vec![X25519MLKEM768, X25519, SECP256R1]).await;
+    assert_eq!(group, rustls::NamedGroup::X25519MLKEM768);
+}
+
+/// Clients without post-quantum key exchange still connect, on a classical group.
+#[tokio::test]
+async fn clients_without_post_quantum_key_exchange_still_connect() {
+    use rustls::crypto::aws_lc_rs::kx_group::{SECP256R1, X25519};
+    let cert = cert();
+    let hub = start_tls(&cert, |_| {}).await;
+    assert_eq!(
+        negotiated_group(&hub, &cert, vec![X25519]).await,
+        rustls::NamedGroup::X25519
+    );
+    assert_eq!(
+        negotiated_group(&hub, &cert, vec![SECP256R1]).await,
+        rustls::NamedGroup::secp256r1
+    );
 }
 
 /// What a browser does over HTTP/2: many EventSources as streams of one connection. Over
@@ -364,4 +443,207 @@ fn a_key_that_does_not_match_the_certificate_is_refused() {
         )),
         "{text}"
     );
+}
+
+/// A raw HTTP/1.1 connection over TLS (ALPN `http/1.1`), for byte-exact checks of the compact
+/// path: its request written, nothing read yet.
+async fn raw_h1(
+    hub: &TestHub,
+    cert: &Cert,
+    target: &str,
+    headers: &str,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut tls = connect_tls(hub, cert, b"http/1.1").await;
+    let request = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    tls
+}
+
+/// Reads from `tls` into `buf` until `pred(buf)` holds; fails on EOF or after 5 s.
+async fn read_until(
+    tls: &mut tokio_rustls::client::TlsStream<TcpStream>,
+    buf: &mut Vec<u8>,
+    pred: impl Fn(&[u8]) -> bool,
+) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !pred(buf) {
+            let mut chunk = [0u8; 4096];
+            let n = tls.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(buf));
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out: {:?}", String::from_utf8_lossy(buf)));
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    common::find(hay, needle.as_bytes()).is_some()
+}
+
+/// TLS HTTP/1.1 subscribers are served by the compact path (crates/server/src/conn.rs; the
+/// unit test in src/tls.rs shows they never reach hyper): the response head and preamble in
+/// one go, events as chunks, heartbeats, replay from `Last-Event-ID`, private updates only to
+/// a subscriber whose token allows them.
+#[tokio::test]
+async fn tls_http1_subscribers_get_events_heartbeats_replay_and_private_updates() {
+    let cert = cert();
+    let hub = start_tls_with_hub(
+        &cert,
+        Hub::builder()
+            .heartbeat(Some(Duration::from_millis(100)))
+            .build(),
+    )
+    .await;
+    let publisher = client(&cert, false);
+    let hub_url = https(&hub, "/.well-known/mercure");
+    let first = publish_to(&publisher, hub_url.clone(), "r", "before 1").await;
+    let second = publish_to(&publisher, hub_url.clone(), "r", "before 2").await;
+
+    // Replay: everything after the first update, then live ones.
+    let mut replaying = raw_h1(
+        &hub,
+        &cert,
+        "/.well-known/mercure?topic=r",
+        &format!("Last-Event-ID: {first}\r\n"),
+    )
+    .await;
+    let mut buf = Vec::new();
+    read_until(&mut replaying, &mut buf, |b| {
+        contains(b, "data: before 2\n")
+    })
+    .await;
+    assert!(buf.starts_with(b"HTTP/1.1 200 OK\r\n"), "{buf:?}");
+    assert!(contains(&buf, "transfer-encoding: chunked\r\n"));
+    assert!(contains(&buf, "content-type: text/event-stream\r\n"));
+    assert!(!contains(&buf, "before 1"), "replayed from after {first}");
+    assert!(contains(&buf, &format!("id: {second}\n")));
+
+    // An anonymous subscriber and one allowed to see private updates on `p`.
+    let mut anonymous = raw_h1(&hub, &cert, "/.well-known/mercure?topic=p", "").await;
+    let token = common::token(&[], &["p"]);
+    let mut allowed = raw_h1(
+        &hub,
+        &cert,
+        "/.well-known/mercure?topic=p",
+        &format!("Authorization: Bearer {token}\r\n"),
+    )
+    .await;
+    let (mut seen_anonymous, mut seen_allowed) = (Vec::new(), Vec::new());
+    read_until(&mut anonymous, &mut seen_anonymous, |b| {
+        contains(b, "retry: 3000\n\n")
+    })
+    .await;
+    read_until(&mut allowed, &mut seen_allowed, |b| {
+        contains(b, "retry: 3000\n\n")
+    })
+    .await;
+    subscribers(&hub, 3).await;
+    let response = publisher
+        .post(hub_url.clone())
+        .bearer_auth(common::publisher())
+        .form(&[("topic", "p"), ("data", "secret"), ("private", "on")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    publish_to(&publisher, hub_url.clone(), "p", "public").await;
+    read_until(&mut allowed, &mut seen_allowed, |b| {
+        contains(b, "data: public\n")
+    })
+    .await;
+    read_until(&mut anonymous, &mut seen_anonymous, |b| {
+        contains(b, "data: public\n")
+    })
+    .await;
+    assert!(contains(&seen_allowed, "data: secret\n"));
+    assert!(
+        !contains(&seen_anonymous, "secret"),
+        "private update leaked"
+    );
+
+    // Heartbeats to the quiet subscriber, as chunks.
+    let mut quiet = Vec::new();
+    read_until(&mut replaying, &mut quiet, |b| contains(b, "\r\n:\n\n\r\n")).await;
+}
+
+/// A lagging TLS subscriber is told, its stream ends with the chunked terminator, and the
+/// connection then serves the next request (through hyper, over the same TLS session).
+#[tokio::test]
+async fn a_lagging_tls_http1_subscriber_is_closed_and_its_connection_stays_usable() {
+    let cert = cert();
+    let hub = start_tls_with_hub(
+        &cert,
+        Hub::builder()
+            .heartbeat(None)
+            .history_size(2)
+            .max_queued(4, 256 * 1024)
+            .build(),
+    )
+    .await;
+    let mut tls = raw_h1(&hub, &cert, "/.well-known/mercure?topic=a", "").await;
+    let mut buf = Vec::new();
+    read_until(&mut tls, &mut buf, |b| b.ends_with(b"retry: 3000\n\n\r\n")).await;
+    // Not reading: the socket fills, the queue overflows, history moves on.
+    let publisher = client(&cert, false);
+    let big = "x".repeat(60_000);
+    for _ in 0..200 {
+        publish_to(&publisher, https(&hub, "/.well-known/mercure"), "a", &big).await;
+    }
+    assert!(hub.hub.stats().lagged > 0);
+    let mut buf = Vec::new();
+    read_until(&mut tls, &mut buf, |b| b.ends_with(b"\r\n0\r\n\r\n")).await;
+    assert!(contains(&buf, ssehub_hub::LAGGED_EVENT), "told it lagged");
+    subscribers(&hub, 0).await;
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    read_until(&mut tls, &mut buf, |b| b.ends_with(b"\r\n\r\nok\n")).await;
+    assert!(buf.starts_with(b"HTTP/1.1 200 OK\r\n"));
+}
+
+/// Shutdown with a drain window: each TLS subscriber gets its own `retry:` frame, then the
+/// chunked terminator; and a client that leaves is unsubscribed at once (close_notify or a
+/// dropped socket).
+#[tokio::test]
+async fn tls_http1_subscribers_are_drained_and_leaving_unsubscribes() {
+    let cert = cert();
+    let tls_config =
+        ssehub_server::tls::server_config(cert.cert_file.path(), cert.key_file.path()).unwrap();
+    let hub = start_with(Hub::builder().heartbeat(None).build(), |c| {
+        c.tls = Some(tls_config);
+        c.drain_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let mut tls = raw_h1(&hub, &cert, "/.well-known/mercure?topic=d", "").await;
+        let mut buf = Vec::new();
+        read_until(&mut tls, &mut buf, |b| b.ends_with(b"retry: 3000\n\n\r\n")).await;
+        streams.push(tls);
+    }
+    subscribers(&hub, 4).await;
+    // One says goodbye properly, one just drops its socket.
+    let mut polite = streams.pop().unwrap();
+    polite.shutdown().await.unwrap();
+    drop(streams.pop());
+    subscribers(&hub, 2).await;
+
+    let started = Instant::now();
+    let shutdown = tokio::spawn(hub.shutdown());
+    for mut tls in streams {
+        let mut buf = Vec::new();
+        read_until(&mut tls, &mut buf, |b| b.ends_with(b"\r\n0\r\n\r\n")).await;
+        let text = String::from_utf8_lossy(&buf);
+        let retry = text
+            .split("retry: ")
+            .nth(1)
+            .and_then(|rest| rest.split('\n').next())
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no final retry: {text}"));
+        assert!((3000..6000).contains(&retry), "retry {retry}");
+    }
+    shutdown.await.unwrap().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
 }
