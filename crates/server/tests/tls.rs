@@ -531,11 +531,11 @@ async fn tls_http1_subscribers_get_events_heartbeats_replay_and_private_updates(
     .await;
     let (mut seen_anonymous, mut seen_allowed) = (Vec::new(), Vec::new());
     read_until(&mut anonymous, &mut seen_anonymous, |b| {
-        contains(b, "retry: 3000\n\n")
+        contains(b, "retry: 3000\n")
     })
     .await;
     read_until(&mut allowed, &mut seen_allowed, |b| {
-        contains(b, "retry: 3000\n\n")
+        contains(b, "retry: 3000\n")
     })
     .await;
     subscribers(&hub, 3).await;
@@ -564,7 +564,7 @@ async fn tls_http1_subscribers_get_events_heartbeats_replay_and_private_updates(
 
     // Heartbeats to the quiet subscriber, as chunks.
     let mut quiet = Vec::new();
-    read_until(&mut replaying, &mut quiet, |b| contains(b, "\r\n:\n\n\r\n")).await;
+    read_until(&mut replaying, &mut quiet, |b| contains(b, "\r\n:\n\r\n")).await;
 }
 
 /// A lagging TLS subscriber is told, its stream ends with the chunked terminator, and the
@@ -583,7 +583,7 @@ async fn a_lagging_tls_http1_subscriber_is_closed_and_its_connection_stays_usabl
     .await;
     let mut tls = raw_h1(&hub, &cert, "/.well-known/mercure?topic=a", "").await;
     let mut buf = Vec::new();
-    read_until(&mut tls, &mut buf, |b| b.ends_with(b"retry: 3000\n\n\r\n")).await;
+    read_until(&mut tls, &mut buf, |b| b.ends_with(b"retry: 3000\n\r\n")).await;
     // Not reading: the socket fills, the queue overflows, history moves on.
     let publisher = client(&cert, false);
     let big = "x".repeat(60_000);
@@ -620,7 +620,7 @@ async fn tls_http1_subscribers_are_drained_and_leaving_unsubscribes() {
     for _ in 0..4 {
         let mut tls = raw_h1(&hub, &cert, "/.well-known/mercure?topic=d", "").await;
         let mut buf = Vec::new();
-        read_until(&mut tls, &mut buf, |b| b.ends_with(b"retry: 3000\n\n\r\n")).await;
+        read_until(&mut tls, &mut buf, |b| b.ends_with(b"retry: 3000\n\r\n")).await;
         streams.push(tls);
     }
     subscribers(&hub, 4).await;
@@ -637,8 +637,8 @@ async fn tls_http1_subscribers_are_drained_and_leaving_unsubscribes() {
         read_until(&mut tls, &mut buf, |b| b.ends_with(b"\r\n0\r\n\r\n")).await;
         let text = String::from_utf8_lossy(&buf);
         let retry = text
-            .split("retry: ")
-            .nth(1)
+            .rsplit("retry: ")
+            .next()
             .and_then(|rest| rest.split('\n').next())
             .and_then(|ms| ms.parse::<u64>().ok())
             .unwrap_or_else(|| panic!("no final retry: {text}"));
