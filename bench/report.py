@@ -83,6 +83,13 @@ def disturbed(r):
     return (r.get("other_cpu_pct") or 0) > DISTURBED_PCT
 
 
+def newest_run(rows):
+    """The rows of the newest run among `rows`: partial runs (bench/run --only) append to the
+    earlier runs' lines, and a section must not mix builds."""
+    latest = max(r.get("run", "") for r in rows)
+    return [r for r in rows if r.get("run", "") == latest]
+
+
 def group(rows, workload):
     """{(peer, subscribers): [rows]} for one workload: failed runs left out, and disturbed ones
     too where a clean repetition exists."""
@@ -224,8 +231,8 @@ def catchup_section(rows):
     if not mine:
         return []
     # Partial runs (bench/run --only) append to the full run's lines: show the newest one.
-    latest = max(r.get("run", "") for r in mine)
-    mine = [r for r in mine if r.get("run", "") == latest]
+    mine = newest_run(mine)
+    latest = mine[0].get("run", "")
     rep = mine[0]
     out = [CATCHUP_TITLE, ""]
     out.append(
@@ -325,8 +332,8 @@ def matchers_section(rows):
     mine = [r for r in rows if r.get("kind") == "matchers" and not r.get("failed")]
     if not mine:
         return []
-    latest = max(r.get("run", "") for r in mine)
-    mine = [r for r in mine if r.get("run", "") == latest]
+    mine = newest_run(mine)
+    latest = mine[0].get("run", "")
     rep = mine[0]
     out = [MATCHERS_TITLE, ""]
     out.append(
@@ -434,8 +441,7 @@ def tokens_section(rows):
         return []
     # Partial runs (bench/run --only) append to the earlier runs' lines: show the newest one, so
     # a figure never mixes builds.
-    latest = max(r.get("run", "") for r in mine)
-    tok = group([r for r in mine if r.get("run", "") == latest], "tokens")
+    tok = group(newest_run(mine), "tokens")
     out = [TOKENS_TITLE, ""]
     out.append(
         "The publish workload (10 subscribers, 16 keep-alive publisher connections as fast as they "
