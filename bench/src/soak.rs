@@ -91,6 +91,15 @@ pub struct SoakArgs {
     /// ... plus this much, KiB (allocator slack).
     #[arg(long, default_value_t = 4096)]
     rss_slack_kib: u64,
+    /// Bytes of padding in each update's data, so the run moves real volumes through the hub's
+    /// caches (0: the short timestamp alone).
+    #[arg(long, default_value_t = 0)]
+    payload_bytes: usize,
+    /// The hub's memory bound, checked absolutely: RSS at the baseline and at the end at most
+    /// this many KiB over its RSS before the first connection (the hub's configured
+    /// --cache-size plus what connections and the allocator hold). Unset: not checked.
+    #[arg(long)]
+    max_rss_over_start_kib: Option<u64>,
     /// Open file descriptors over the baseline allowed at the end.
     #[arg(long, default_value_t = 4)]
     fd_slack: u64,
@@ -266,6 +275,17 @@ async fn run(s: Arc<Soak>) -> anyhow::Result<(serde_json::Value, bool)> {
             "RSS {rss_end} KiB at the end, over the allowed {rss_allowed} KiB (baseline {rss_base} KiB)"
         ));
     }
+    if let Some(bound) = s.args.max_rss_over_start_kib {
+        for (when, rss) in [("at the baseline", rss_base), ("at the end", rss_end)] {
+            if rss > start_rss + bound {
+                verdict.push(format!(
+                    "RSS {rss} KiB {when}, {} KiB over the {start_rss} KiB before the run: \
+                     over the {bound} KiB the hub's caches are bounded by",
+                    rss - start_rss
+                ));
+            }
+        }
+    }
     if fds_end > fds_base + s.args.fd_slack {
         verdict.push(format!(
             "{fds_end} open files at the end, baseline {fds_base}: descriptors leaked"
@@ -306,7 +326,14 @@ async fn run(s: Arc<Soak>) -> anyhow::Result<(serde_json::Value, bool)> {
             "p99": p99_ms,
             "max": hist.max() as f64 / 1000.0,
         },
-        "rss_kib": {"start": start_rss, "baseline": rss_base, "end": rss_end, "allowed": rss_allowed},
+        "rss_kib": {
+            "start": start_rss,
+            "baseline": rss_base,
+            "end": rss_end,
+            "allowed": rss_allowed,
+            "bound_over_start": s.args.max_rss_over_start_kib,
+        },
+        "payload_bytes": s.args.payload_bytes,
         "open_files": {"start": start_fds, "baseline": fds_base, "end": fds_end},
         "problems": verdict,
     });
@@ -583,12 +610,13 @@ async fn publisher(s: Arc<Soak>, index: usize) {
     // One publisher per topic, so each topic's acks come in hub order.
     let mine: Vec<usize> = (index..s.args.topics).step_by(4).collect();
     let mut n = 0usize;
+    let pad = "x".repeat(s.args.payload_bytes);
     while s.publishing.load(Relaxed) {
         tick.tick().await;
         let topic = mine[n % mine.len()];
         n += 1;
         let body = format!(
-            "topic={}&data={}+{index}.{n}",
+            "topic={}&data={}+{index}.{n}+{pad}",
             Soak::topic(topic).replace('/', "%2F"),
             s.now_ns()
         );

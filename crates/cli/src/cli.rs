@@ -147,6 +147,14 @@ pub struct ServeArgs {
     #[arg(long, env = "SSEHUB_HISTORY_SIZE", default_value_t = 10_000)]
     pub history_size: usize,
 
+    /// Memory for updates kept to serve replays fast, when a log lies beyond memory (the
+    /// durable log, Redis): the ring of newest updates (--history-size) and the durable log's
+    /// page cache take 7/16 each (with Redis the ring takes 7/8), the rest is the allocator's
+    /// overhead on them; what falls out is read back from the log. Bytes, or with a unit:
+    /// 64MiB, 512KiB, 1GiB. Not used with --memory, where the ring is the whole history.
+    #[arg(long, env = "SSEHUB_CACHE_SIZE", value_name = "BYTES", default_value = "64MiB", value_parser = parse_size)]
+    pub cache_size: u64,
+
     /// Directory of the durable event log (created when missing). Every acknowledged update
     /// is kept there: it survives restarts and crashes, and hub ids keep increasing.
     #[arg(long, env = "SSEHUB_DATA_DIR", default_value = "./ssehub-data")]
@@ -607,6 +615,33 @@ fn parse_count(s: &str) -> Result<u64, String> {
     }
 }
 
+/// Bytes, or a number with a unit: `B`, `KiB`, `MiB`, `GiB` (1024-based) or `KB`, `MB`, `GB`
+/// (1000-based), case-insensitive, optionally with a space.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (examples: 67108864, 64MiB, 512KiB)"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' (use B, KiB, MiB, GiB, KB, MB or GB)"
+            ));
+        }
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     match parse_duration(s)? {
         d if d.is_zero() => Err("must be more than zero".to_owned()),
@@ -635,5 +670,19 @@ mod tests {
         );
         assert!(parse_positive_duration("0").is_err());
         assert!(parse_positive_duration("0s").is_err());
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("67108864"), Ok(64 << 20));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("64 mib"), Ok(64 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("5MB"), Ok(5_000_000));
+        assert_eq!(parse_size("0"), Ok(0));
+        for bad in ["", "MiB", "64 MiBs", "-1", "1.5MiB", "99999999999999GiB"] {
+            assert!(parse_size(bad).is_err(), "{bad:?} must be refused");
+        }
     }
 }

@@ -206,3 +206,78 @@ async fn kill_9_mid_stream_loses_no_acknowledged_update_and_leaves_no_garbage() 
         events.len() - total
     );
 }
+
+/// `--cache-size` bounds what the hub holds of the log in memory; what falls out of the ring
+/// is read back from disk, so replay is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_size_bounds_the_ring_and_replay_reads_the_rest_from_disk() {
+    const N: usize = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(
+        &[
+            "--heartbeat",
+            "0",
+            "--jwt-key",
+            KEY,
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--metrics",
+            "--cache-size",
+            "64KiB",
+        ],
+        &[],
+    );
+    let url = served.hub_url();
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..N {
+        // 4 KiB each: 60 of them are ~240 KiB, several times the ring's 28 KiB share (7/16).
+        let data = format!("u{i}-{}", "x".repeat(4096));
+        ids.push(publish(&client, &url, &data).await.unwrap());
+    }
+    let metrics = client
+        .get(url.replace("/.well-known/mercure", "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from {metrics}"))
+    };
+    let cached = gauge("ssehub_cache_bytes");
+    assert!(
+        cached > 4096.0 && cached <= 28.0 * 1024.0,
+        "the ring holds {cached} bytes; its share of --cache-size 64KiB is 28 KiB"
+    );
+    assert_eq!(
+        gauge("ssehub_retained_updates"),
+        N as f64,
+        "the log keeps all"
+    );
+
+    // From the first id: 59 updates, most of them older than the ring, in order and whole.
+    let events = replay(&url, &ids[0], |ev, _| ev.len() >= N - 1).await;
+    let want: Vec<(String, String)> = (1..N)
+        .map(|i| (ids[i].clone(), format!("u{i}-{}", "x".repeat(4096))))
+        .collect();
+    assert_eq!(events, want);
+}
+
+#[test]
+fn a_bad_cache_size_is_a_usage_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssehub"))
+        .args(["serve", "--cache-size", "64 parsecs"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--cache-size") && err.contains("unknown unit 'parsecs'"),
+        "{err}"
+    );
+}

@@ -28,6 +28,7 @@ static HEARTBEAT: Bytes = Bytes::from_static(b":\n");
 #[derive(Clone)]
 pub struct HubBuilder {
     history_size: usize,
+    history_bytes: Option<usize>,
     heartbeat: Option<Duration>,
     max_queued_frames: usize,
     max_queued_bytes: usize,
@@ -43,6 +44,7 @@ impl std::fmt::Debug for HubBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HubBuilder")
             .field("history_size", &self.history_size)
+            .field("history_bytes", &self.history_bytes)
             .field("heartbeat", &self.heartbeat)
             .field("max_queued_frames", &self.max_queued_frames)
             .field("max_queued_bytes", &self.max_queued_bytes)
@@ -58,6 +60,7 @@ impl Default for HubBuilder {
     fn default() -> Self {
         HubBuilder {
             history_size: 10_000,
+            history_bytes: None,
             heartbeat: Some(Duration::from_secs(15)),
             max_queued_frames: 1024,
             max_queued_bytes: 4 * 1024 * 1024,
@@ -75,6 +78,16 @@ impl HubBuilder {
     /// How many updates the history ring retains for replay (default 10,000; 0 disables replay).
     pub fn history_size(mut self, n: usize) -> Self {
         self.history_size = n;
+        self
+    }
+
+    /// Bounds the history ring by memory as well as by count (default `None`: count only).
+    /// An update costs its encoded frame, its id and topics, and about 100 bytes of
+    /// bookkeeping; the oldest go first. With a log beyond the ring (a storage backend) the
+    /// ring is a cache and what it evicts is read back from the log, so this bounds the hub's
+    /// memory without losing replay; with the RAM-only default it shortens the history.
+    pub fn history_bytes(mut self, limit: Option<usize>) -> Self {
+        self.history_bytes = limit;
         self
     }
 
@@ -203,6 +216,9 @@ impl HubBuilder {
 
     fn make_inner(&self, opened: Opened) -> Inner {
         let mut history = History::new(self.history_size, opened.epoch);
+        if let Some(limit) = self.history_bytes {
+            history.limit_bytes(limit);
+        }
         history.follow(opened.after, opened.last_id);
         Inner {
             state: Mutex::new(State {

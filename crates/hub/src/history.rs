@@ -29,6 +29,21 @@ pub(crate) struct Entry {
     pub(crate) stamp: u64,
 }
 
+impl Entry {
+    /// What retaining the entry costs: its frame, id and topics, and the entry itself. The
+    /// frame may be shared with subscriber queues; counting it here is the conservative side.
+    fn cost(&self) -> usize {
+        std::mem::size_of::<Entry>()
+            + self.frame.len()
+            + self.id.len()
+            + self
+                .topics
+                .iter()
+                .map(|t| t.len() + std::mem::size_of::<String>())
+                .sum::<usize>()
+    }
+}
+
 /// Where a replay starts for a given `Last-Event-ID`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Resolved {
@@ -44,6 +59,10 @@ pub(crate) enum Resolved {
 pub(crate) struct History {
     entries: VecDeque<Entry>,
     capacity: usize,
+    /// The most the retained entries may cost ([`Entry::cost`]); `usize::MAX` for no limit.
+    byte_limit: usize,
+    /// What the retained entries cost now.
+    bytes: usize,
     next_seq: u64,
     epoch: u64,
     /// Publisher-chosen id -> seq, only for retained entries.
@@ -63,6 +82,8 @@ impl History {
         History {
             entries: VecDeque::with_capacity(capacity.min(4096)),
             capacity,
+            byte_limit: usize::MAX,
+            bytes: 0,
             next_seq: 1,
             epoch,
             by_id: HashMap::new(),
@@ -70,6 +91,21 @@ impl History {
             pos_base: Position::ZERO,
             pos_head: Position::ZERO,
         }
+    }
+
+    /// Bounds the ring by what its entries cost as well as by count: with a log beyond the
+    /// ring, the ring is only a cache, and a count alone lets large updates take any amount of
+    /// memory (10,000 updates of 100 KiB are 1 GB).
+    pub(crate) fn limit_bytes(&mut self, limit: usize) {
+        self.byte_limit = limit;
+        while self.bytes > self.byte_limit && !self.entries.is_empty() {
+            self.evict_oldest();
+        }
+    }
+
+    /// What the retained entries cost, as [`History::limit_bytes`] counts it.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// A ring that follows a log from `after` (its newest update when the hub started;
@@ -148,6 +184,13 @@ impl History {
         if self.entries.len() == self.capacity {
             self.evict_oldest();
         }
+        // An entry costing more than the whole limit is still kept (alone): the newest update
+        // is what the next replay most likely needs, and the body-size limit bounds it.
+        let cost = entry.cost();
+        while self.bytes + cost > self.byte_limit && !self.entries.is_empty() {
+            self.evict_oldest();
+        }
+        self.bytes += cost;
         if publisher_id {
             self.by_id.insert(entry.id.clone(), entry.seq);
         }
@@ -158,6 +201,7 @@ impl History {
         let Some(old) = self.entries.pop_front() else {
             return;
         };
+        self.bytes -= old.cost();
         if old.pos != Position::ZERO {
             self.pos_base = old.pos;
         }
@@ -309,6 +353,70 @@ mod tests {
         assert_eq!(h.seq_after(Position::new(12, 5)), 3, "between entries");
         assert_eq!(h.seq_after(Position::new(13, 0)), 4);
         assert_eq!(h.last_id(), Some("13-0"));
+    }
+
+    fn sized(h: &mut History, len: usize) -> u64 {
+        let (seq, id) = h.allocate(None);
+        let e = Entry {
+            seq,
+            id,
+            topics: Box::new(["t".to_owned()]),
+            private: false,
+            frame: Bytes::from(vec![b'x'; len]),
+            pos: Position::new(seq, 0),
+            stamp: 0,
+        };
+        h.push(e, false);
+        seq
+    }
+
+    #[test]
+    fn a_byte_limit_evicts_the_oldest_until_the_new_entry_fits() {
+        let mut h = History::new(100, 1);
+        sized(&mut h, 1000);
+        let one = h.bytes();
+        assert!(one > 1000, "the frame and the entry's own size: {one}");
+        // Ids grow by a byte at seq 10 ("#1-10"): room for three entries, not four.
+        let limit = 3 * one + 10;
+        h.limit_bytes(limit);
+        for _ in 0..10 {
+            sized(&mut h, 1000);
+        }
+        assert_eq!(h.len(), 3, "three entries of ~{one} bytes fit in {limit}");
+        assert!(h.bytes() <= limit && h.bytes() > 3 * one, "{}", h.bytes());
+        assert_eq!(h.first_seq(), 9);
+        // Replay from before the ring is expired, and the ring knows where the log must take over.
+        assert_eq!(h.resolve("1-7"), Resolved::Expired);
+        assert_eq!(h.resolve("1-8"), Resolved::From(9));
+        assert_eq!(h.pos_base(), Position::new(8, 0));
+    }
+
+    #[test]
+    fn an_entry_larger_than_the_limit_is_kept_alone() {
+        let mut h = History::new(100, 1);
+        h.limit_bytes(500);
+        sized(&mut h, 10);
+        sized(&mut h, 10);
+        assert_eq!(h.len(), 2);
+        sized(&mut h, 5000);
+        assert_eq!(h.len(), 1, "the others made room; it stays, alone");
+        assert_eq!(h.first_seq(), 3);
+        sized(&mut h, 10);
+        assert_eq!(h.len(), 1, "the large one goes first");
+        assert_eq!(h.first_seq(), 4);
+    }
+
+    #[test]
+    fn lowering_the_limit_evicts_at_once() {
+        let mut h = History::new(100, 1);
+        for _ in 0..10 {
+            sized(&mut h, 100);
+        }
+        let each = h.bytes() / 10;
+        // (Entry 10's id is a byte longer: a little room, not enough for a fifth entry.)
+        h.limit_bytes(4 * each + 10);
+        assert_eq!(h.len(), 4);
+        assert_eq!(h.first_seq(), 7);
     }
 
     #[test]

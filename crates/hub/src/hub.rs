@@ -68,6 +68,11 @@ pub struct HubStats {
     pub deadlines: usize,
     /// Updates retained in history now.
     pub retained: usize,
+    /// Updates the in-memory ring holds now (all of `retained` without a log beyond it).
+    pub cached: usize,
+    /// What those cost, as [`HubBuilder::history_bytes`](crate::HubBuilder::history_bytes)
+    /// counts it: bounded by it when set.
+    pub cached_bytes: usize,
     /// Distinct compiled matchers (URI templates, URL patterns) subscribers use now: each is
     /// evaluated once per topic of a publish (when its literal prefix fits the topic), however
     /// many subscribers share it.
@@ -378,6 +383,8 @@ impl Hub {
             subscribers: st.subs.len(),
             deadlines: st.deadlines.len(),
             retained,
+            cached: st.history.len(),
+            cached_bytes: st.history.bytes(),
             matchers: st.routes.matchers(),
             late_matcher_evaluations: st.routes.late.matchers,
             bytes_out: self

@@ -261,6 +261,14 @@ pub(crate) fn render(hub: &Hub, server: &ServerMetrics, config: &MercureConfig) 
     );
     counter_or_gauge(
         out,
+        "ssehub_cache_bytes",
+        "gauge",
+        "Bytes the in-memory ring of newest updates holds now (with a log, bounded by \
+         --cache-size; older updates are read from the log).",
+        stats.cached_bytes as u64,
+    );
+    counter_or_gauge(
+        out,
         "ssehub_publishes_total",
         "counter",
         "Updates delivered in the hub's order (Redis: every stream entry this node delivered, \
