@@ -239,6 +239,11 @@ impl Cluster for PostgresStorage {
     fn subscriptions(&self) -> StorageFuture<'static, Result<Listed, String>> {
         let node = self.node.clone();
         Box::pin(async move {
+            // Order what is committed first: a change in the list then has its announcement
+            // at or before the id listed, but for those committed in between (announced again
+            // after the id, which a client applies idempotently). Never one the client misses:
+            // a change committed after the read is ordered after the id.
+            node.db.sequence().await?;
             let (last, raw) = node.db.subscriptions(&node.name).await?;
             Ok((
                 (last > 0).then(|| event_id(node.db.epoch, last)),
