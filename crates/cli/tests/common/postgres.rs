@@ -48,7 +48,8 @@ pub fn schema_name(prefix: &str) -> String {
     )
 }
 
-/// Runs `sql` on `url` with `psql`-free means: a short-lived client on a thread of its own.
+/// Runs one statement on `url` and returns its rows: a short-lived client on a thread of its
+/// own.
 pub fn execute(url: &str, sql: &str) -> Result<Vec<tokio_postgres::Row>, String> {
     let (url, sql) = (url.to_owned(), sql.to_owned());
     std::thread::spawn(move || {
@@ -68,6 +69,26 @@ pub fn execute(url: &str, sql: &str) -> Result<Vec<tokio_postgres::Row>, String>
     .unwrap()
 }
 
+/// Runs several `;`-separated statements on `url` (no rows).
+pub fn batch(url: &str, sql: &str) -> Result<(), String> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            client.batch_execute(&sql).await.map_err(|e| e.to_string())
+        })
+    })
+    .join()
+    .unwrap()
+}
+
 /// Fails the test (never skips it) when PostgreSQL does not answer.
 pub fn require_postgres(url: &str) {
     if let Err(e) = execute(url, "SELECT 1") {
@@ -80,7 +101,7 @@ pub struct Cleanup(pub String, pub String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = execute(
+        let _ = batch(
             &self.0,
             &format!(
                 "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS \"{}\" CASCADE",
