@@ -16,6 +16,7 @@ PEER_NAMES = {
     "ssehub": "ssehub (memory)",
     "ssehub-durable": "ssehub (durable)",
     "ssehub-redis": "ssehub (Redis)",
+    "ssehub-postgres": "ssehub (PostgreSQL)",
     "ssehub-es256": "ssehub, ES256 token",
     "ssehub-eddsa": "ssehub, EdDSA token",
     "nchan": "nginx + nchan",

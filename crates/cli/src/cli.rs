@@ -181,6 +181,24 @@ pub struct ServeArgs {
     )]
     pub redis_stream: String,
 
+    /// Keep the log in PostgreSQL (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`), shared by
+    /// every hub started with the same URL and --postgres-schema: they deliver the same updates,
+    /// in the same order (the database's commit order), with the same ids. Applications may
+    /// also publish from inside their own transactions (docs/postgres.md). --retain-count,
+    /// --retain-age and --retain-bytes trim the log; --data-dir is not used.
+    #[arg(long, env = "SSEHUB_POSTGRES", value_name = "URL", hide_env_values = true, conflicts_with_all = ["memory", "redis", "durability"])]
+    pub postgres: Option<String>,
+
+    /// Schema holding the log's tables (created and migrated at start), so several independent
+    /// hubs can share one database: lowercase letters, digits and _.
+    #[arg(
+        long,
+        env = "SSEHUB_POSTGRES_SCHEMA",
+        value_name = "NAME",
+        default_value = "ssehub"
+    )]
+    pub postgres_schema: String,
+
     /// Keep at most this many newest updates in the durable log (default: no limit).
     #[arg(long, env = "SSEHUB_RETAIN_COUNT", value_name = "N")]
     pub retain_count: Option<u64>,

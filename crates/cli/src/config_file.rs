@@ -397,13 +397,22 @@ pub fn printed(configured: &Configured, matches: &ArgMatches) -> Option<String> 
         let rendered: Vec<String> = values
             .iter()
             .map(|v| {
-                let url = ["redis://", "rediss://", "redis+unix://", "unix://"]
-                    .iter()
-                    .any(|scheme| v.starts_with(scheme));
+                let url = [
+                    "redis://",
+                    "rediss://",
+                    "redis+unix://",
+                    "unix://",
+                    "postgres://",
+                    "postgresql://",
+                ]
+                .iter()
+                .any(|scheme| v.starts_with(scheme))
+                    // A password in the query (`?password=`) is not in the userinfo.
+                    && !v.contains("password=");
                 if secret && !url {
                     toml_string("<redacted>")
                 } else {
-                    // A URL (`--redis`) stays readable with only its password hidden.
+                    // A URL (`--redis`, `--postgres`) stays readable with only its password hidden.
                     render(&redact_url(v))
                 }
             })

@@ -8,6 +8,7 @@ use ssehub_hub::Hub;
 use ssehub_server::{MERCURE_PATH, MercureConfig, MercureServer, MetricsAccess};
 
 use ssehub_store::{CommitterOptions, Durability, Durable, Log, LogOptions, RetainPolicy};
+use ssehub_store_postgres::{PostgresBackend, PostgresOptions, PostgresStorageError};
 use ssehub_store_redis::{RedisBackend, RedisOptions};
 
 use crate::UsageError;
@@ -75,6 +76,22 @@ pub async fn run(args: ServeArgs, issuer_tables: Vec<IssuerTable>) -> anyhow::Re
             .await
             .context("cannot use Redis (--redis)")?;
         tracing::info!(stream = %backend.stream(), "storage: Redis stream");
+        builder = builder.storage(backend);
+    } else if let Some(url) = &args.postgres {
+        let mut options = PostgresOptions::new(url.clone(), args.postgres_schema.clone());
+        options.max_count = args.retain_count;
+        options.max_age = args.retain_age;
+        options.max_bytes = args.retain_bytes;
+        let backend = match PostgresBackend::connect(options).await {
+            Ok(b) => b,
+            Err(e @ (PostgresStorageError::Url(_) | PostgresStorageError::Schema(_))) => {
+                return Err(UsageError(format!("cannot use --postgres: {e}")).into());
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context("cannot use PostgreSQL (--postgres)"));
+            }
+        };
+        tracing::info!(schema = %backend.schema(), epoch = backend.epoch(), "storage: PostgreSQL");
         builder = builder.storage(backend);
     } else if args.memory {
         tracing::info!("storage: memory only (--memory); nothing survives a restart");

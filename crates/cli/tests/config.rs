@@ -165,6 +165,43 @@ fn secrets_are_redacted() {
 }
 
 #[test]
+fn postgres_passwords_are_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "p.toml",
+        "postgres = \"postgres://app:hunter2@127.0.0.1:5432/db\"\npostgres-schema = \"app_hub\"\n",
+    );
+    let out = run(&["serve", "--config", &file, "--print-config"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(!printed.contains("hunter2"), "{printed}");
+    assert_eq!(
+        line(&printed, "postgres"),
+        "postgres = \"postgres://app:<redacted>@127.0.0.1:5432/db\"  # file"
+    );
+    assert_eq!(
+        line(&printed, "postgres-schema"),
+        "postgres-schema = \"app_hub\"  # file"
+    );
+    // A password in the query string: the whole value is hidden.
+    let out = run(
+        &["serve", "--print-config"],
+        &[("SSEHUB_POSTGRES", "postgres://app@db/hub?password=hunter2")],
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(!printed.contains("hunter2"), "{printed}");
+    assert_eq!(
+        line(&printed, "postgres"),
+        "postgres = \"<redacted>\"  # env"
+    );
+}
+
+#[test]
 fn bad_files_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [

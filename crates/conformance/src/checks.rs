@@ -283,7 +283,9 @@ pub async fn retention_by_age_and_bytes(make: MakeHub, abilities: Abilities) {
             retain_age: Some(Duration::from_millis(300)),
             ..Setup::default()
         };
-        let f = fixture(make, 16, setup).await;
+        // A ring smaller than what is published: a node's ring may still hold (and serve,
+        // without a gap) what its log trimmed; the check is about the log.
+        let f = fixture(make, 4, setup).await;
         let hub = &f.hub;
         let old = publish_numbers(hub, "t", 5).await;
         tokio::time::sleep(Duration::from_millis(600)).await;

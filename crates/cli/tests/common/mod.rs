@@ -2,7 +2,9 @@
 //! its log lines, find its URL, stop it with SIGTERM or kill it with SIGKILL.
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod redis;
+pub mod sse;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
