@@ -439,3 +439,62 @@ impl conn::Wire for TlsWire {
         TlsWire::peer_addr(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::pki_types::{PrivateKeyDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+    use super::*;
+
+    /// What an idle session costs: after a request and an answer, with nothing in flight, it
+    /// holds no buffer at all (the point of owning them; docs/tls-memory.md).
+    #[tokio::test]
+    async fn an_idle_session_holds_no_buffer() {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let key = PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
+        let config =
+            crate::tls::server_config_from_der(vec![made.cert.der().clone()], key).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut wire = TlsWire::accept(tcp, config).await.unwrap();
+            let mut hello = [0u8; 5];
+            wire.read_exact(&mut hello).await.unwrap();
+            assert_eq!(&hello, b"hello");
+            // Two slices, as the pump writes a chunk.
+            let parts = [IoSlice::new(b"wor"), IoSlice::new(b"ld")];
+            let n = wire.write_vectored(&parts).await.unwrap();
+            assert_eq!(n, 5);
+            wire.flush().await.unwrap();
+            let held = (
+                wire.incoming.capacity(),
+                wire.outgoing.capacity(),
+                wire.plaintext.capacity(),
+            );
+            assert_eq!(held, (0, 0, 0), "buffers held while idle");
+            wire.shutdown().await.unwrap();
+        });
+        let mut roots = RootCertStore::empty();
+        roots.add(made.cert.der().clone()).unwrap();
+        let client = ClientConfig::builder_with_provider(Arc::new(crate::tls::provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        tls.write_all(b"hello").await.unwrap();
+        let mut answer = Vec::new();
+        // To the end, which must be a close_notify (tokio-rustls fails an end without one).
+        tls.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, b"world");
+        server.await.unwrap();
+    }
+}
