@@ -12,8 +12,9 @@
 //! waits, the task holds the socket, the stream and a few words, no buffer. Anything else
 //! (publishes, preflights, `/healthz`, the console, h2 prior knowledge, refused subscribes,
 //! pipelining, `Expect`, `Upgrade`, HTTP/1.0...) goes to hyper serving the router as before,
-//! with the bytes already read replayed first ([`Rewind`]). Connections over TLS
-//! ([`crate::tls`]) are all hyper's, through [`serve_hyper`].
+//! with the bytes already read replayed first ([`Rewind`]). Over TLS ([`crate::tls`]),
+//! HTTP/1.1 sessions come here as a [`Wire`] too; HTTP/2 ones are hyper's, through
+//! [`serve_hyper`].
 //!
 //! The per-connection future is kept small on purpose: hyper's connection future and anything
 //! with a sizable buffer are boxed on the paths that need them, so a waiting subscriber does not

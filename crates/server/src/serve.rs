@@ -165,12 +165,7 @@ impl MercureServer {
                 state.hub.drain(config.drain_timeout, config.retry).await;
             }
         });
-        let tls = self
-            .state
-            .config
-            .tls
-            .clone()
-            .map(tokio_rustls::TlsAcceptor::from);
+        let tls = self.state.config.tls.clone();
         let nodelay_inherited = nodelay_inherited(&listener);
         let mut conns = JoinSet::new();
         loop {

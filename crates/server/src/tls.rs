@@ -12,27 +12,30 @@
 //! exchange X25519MLKEM768 preferred: browsers offer it first (Chromium and Firefox by
 //! default), and ring's provider, used before, lacks it.
 //!
+//! Sessions run on rustls' unbuffered API ([`wire`]), whose buffers this crate owns: an idle
+//! session holds none (tokio-rustls' buffered session kept a 4 KiB record buffer for life).
 //! After the handshake, HTTP/1.1 connections go to the connection layer (the `conn` module) as
 //! plain ones do, so TLS subscribers take the compact path too (the session in place of the
 //! socket): hyper's HTTP/1 connection was ~30 KiB of the ~42 KiB an idle TLS subscriber cost
-//! (docs/tls-memory.md). HTTP/2 connections (ALPN `h2`) go to hyper.
+//! (docs/tls-memory.md). HTTP/2 connections (ALPN `h2`) go to hyper, over the same session.
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 
 use crate::conn::{self, Shared};
 use crate::rewind::Rewind;
+
+mod wire;
+
+use wire::TlsWire;
 
 /// The protocols offered by ALPN, preferred first.
 pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -170,35 +173,38 @@ fn pem_reason(e: pem::Error) -> String {
 pub(crate) async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
+    config: Arc<ServerConfig>,
     shared: Arc<Shared>,
 ) {
     // Boxed: its timer and buffers are freed when it ends, not kept in this future's frame
-    // for the connection's life.
-    match Box::pin(open(tcp, acceptor, &shared)).await {
+    // for the connection's life. So are hyper's connection and the refusal: this future is as
+    // large as its largest state, and an HTTP/1.1 subscriber's task would carry their size.
+    match Box::pin(open(tcp, config, &shared)).await {
         None => {}
         Some(Opened::Http1(tls)) => conn::serve_connection(*tls, peer, shared).await,
         Some(Opened::Http2(tls, read)) => {
-            conn::serve_hyper(Rewind::new(read, tls), Some(peer), &shared).await;
+            Box::pin(conn::serve_hyper(
+                Rewind::new(read, tls),
+                Some(peer),
+                &shared,
+            ))
+            .await;
         }
-        Some(Opened::Plaintext(tcp)) => refuse_plaintext(tcp).await,
+        Some(Opened::Plaintext(tcp)) => Box::pin(refuse_plaintext(tcp)).await,
     }
 }
-
-/// A TLS session over an accepted socket.
-type Session = tokio_rustls::server::TlsStream<TcpStream>;
 
 /// What became of a connection's opening.
 enum Opened {
     /// HTTP/1.1 (by ALPN, or no ALPN): for the connection layer.
-    Http1(Box<Session>),
+    Http1(Box<TlsWire>),
     /// HTTP/2, and the first bytes read after the handshake: for hyper.
-    Http2(Box<Session>, Vec<u8>),
+    Http2(Box<TlsWire>, Vec<u8>),
     /// Not a TLS handshake.
     Plaintext(TcpStream),
 }
 
-async fn open(tcp: TcpStream, acceptor: TlsAcceptor, shared: &Shared) -> Option<Opened> {
+async fn open(tcp: TcpStream, config: Arc<ServerConfig>, shared: &Shared) -> Option<Opened> {
     let opening = async move {
         let mut first = [0u8; 1];
         if !matches!(tcp.peek(&mut first).await, Ok(1..)) {
@@ -207,8 +213,8 @@ async fn open(tcp: TcpStream, acceptor: TlsAcceptor, shared: &Shared) -> Option<
         if first[0] != HANDSHAKE_RECORD {
             return Some(Opened::Plaintext(tcp));
         }
-        let mut tls = acceptor.accept(tcp).await.ok()?;
-        if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+        let mut tls = TlsWire::accept(tcp, config).await.ok()?;
+        if tls.alpn_protocol() != Some(b"h2") {
             // The connection layer reads the head itself, with its own head timeout.
             return Some(Opened::Http1(Box::new(tls)));
         }
@@ -222,38 +228,6 @@ async fn open(tcp: TcpStream, acceptor: TlsAcceptor, shared: &Shared) -> Option<
         opened = opening => opened,
         () = tokio::time::sleep(shared.state.config.head_timeout) => None,
         () = shared.shutdown.cancelled() => None,
-    }
-}
-
-/// The compact path over TLS: the session is read only when the socket has something, with a
-/// small buffer on the stack, so a silent client costs no read buffer of ours (rustls keeps
-/// its own record buffer, see docs/tls-memory.md).
-impl conn::Wire for Session {
-    fn poll_watch(
-        &mut self,
-        cx: &mut Context<'_>,
-        pending: &mut Vec<u8>,
-        limit: usize,
-    ) -> Poll<bool> {
-        let mut chunk = [0u8; 1024];
-        let mut buf = ReadBuf::new(&mut chunk);
-        match ready!(Pin::new(&mut *self).poll_read(cx, &mut buf)) {
-            // A close_notify, or EOF.
-            Ok(()) if buf.filled().is_empty() => Poll::Ready(false),
-            Ok(()) => {
-                let read = buf.filled();
-                if pending.len() + read.len() > limit {
-                    return Poll::Ready(false);
-                }
-                pending.extend_from_slice(read);
-                Poll::Ready(true)
-            }
-            Err(_) => Poll::Ready(false),
-        }
-    }
-
-    fn peer_addr(&self) -> Option<SocketAddr> {
-        self.get_ref().0.peer_addr().ok()
     }
 }
 
@@ -307,15 +281,9 @@ mod tests {
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let acceptor = TlsAcceptor::from(config);
         tokio::spawn(async move {
             while let Ok((tcp, peer)) = listener.accept().await {
-                tokio::spawn(serve_connection(
-                    tcp,
-                    peer,
-                    acceptor.clone(),
-                    shared.clone(),
-                ));
+                tokio::spawn(serve_connection(tcp, peer, config.clone(), shared.clone()));
             }
         });
         let mut roots = RootCertStore::empty();
@@ -381,6 +349,49 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(header[3], 4, "a SETTINGS frame first: {header:?}");
+    }
+
+    /// An idle TLS subscriber's task is this future: keep big things out of it (see
+    /// conn.rs' `the_connection_future_stays_small` for the plain one).
+    #[test]
+    fn the_tls_connection_future_stays_small() {
+        fn size_of_future<F: std::future::Future>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+            let key = PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
+            let config = server_config_from_der(vec![made.cert.der().clone()], key).unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+            drop(client);
+            let (tcp, peer) = accepted.unwrap();
+            let server = crate::MercureServer::new(
+                ssehub_hub::Hub::new(),
+                crate::MercureConfig::for_tests(),
+            );
+            let shared = Arc::new(Shared::new(
+                server.state().clone(),
+                server.router(),
+                tokio_util::sync::CancellationToken::new(),
+            ));
+            let session = std::mem::size_of::<TlsWire>();
+            let fut = serve_connection(tcp, peer, config, shared);
+            let size = size_of_future(&fut);
+            eprintln!("TLS connection future: {size} bytes, of which the session {session}");
+            // The session (rustls' connection state, inline) plus the plain path's pump and
+            // a few words: 1,736 bytes in a debug build when written, with a 1,224-byte
+            // session.
+            assert!(
+                size <= session + 600,
+                "TLS connection future is {size} bytes"
+            );
+        });
     }
 
     fn temp(contents: &[u8]) -> tempfile::NamedTempFile {

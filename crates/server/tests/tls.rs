@@ -9,103 +9,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{Events, TestHub, publisher, start_with};
+use common::tls::{
+    Cert, cert, client, https, publish_to, start_tls, start_tls_with_hub, subscribers,
+};
+use common::{Events, TestHub, start_with};
 use http_body_util::BodyExt;
 use reqwest::Version;
 use ssehub_codec::{Frame, Parser};
 use ssehub_hub::Hub;
-use ssehub_server::rustls::pki_types::{CertificateDer, ServerName};
+use ssehub_server::rustls::pki_types::ServerName;
 use ssehub_server::rustls::{self, ClientConfig, RootCertStore};
 use ssehub_server::tls::TlsError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A self-signed certificate for 127.0.0.1 and localhost, and its key, as PEM files.
-struct Cert {
-    pem: String,
-    der: CertificateDer<'static>,
-    cert_file: tempfile::NamedTempFile,
-    key_file: tempfile::NamedTempFile,
-}
-
-fn file(text: &str) -> tempfile::NamedTempFile {
-    let mut f = tempfile::NamedTempFile::new().unwrap();
-    std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
-    f
-}
-
-fn cert() -> Cert {
-    let made =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .unwrap();
-    Cert {
-        pem: made.cert.pem(),
-        der: made.cert.der().clone(),
-        cert_file: file(&made.cert.pem()),
-        key_file: file(&made.signing_key.serialize_pem()),
-    }
-}
-
-/// A hub serving TLS with `cert` (loaded from its files, as `ssehub serve` does).
-async fn start_tls(
-    cert: &Cert,
-    configure: impl FnOnce(&mut ssehub_server::MercureConfig),
-) -> TestHub {
-    let tls = ssehub_server::tls::server_config(cert.cert_file.path(), cert.key_file.path())
-        .expect("the generated certificate loads");
-    start_with(Hub::builder().heartbeat(None).build(), |c| {
-        c.tls = Some(tls);
-        configure(c);
-    })
-    .await
-}
-
-/// [`start_tls`] with its own `hub`.
-async fn start_tls_with_hub(cert: &Cert, hub: Hub) -> TestHub {
-    let tls = ssehub_server::tls::server_config(cert.cert_file.path(), cert.key_file.path())
-        .expect("the generated certificate loads");
-    start_with(hub, |c| c.tls = Some(tls)).await
-}
-
-fn https(hub: &TestHub, path_and_query: &str) -> String {
-    format!("https://127.0.0.1:{}{path_and_query}", hub.addr.port())
-}
-
-/// A client trusting only `cert`; HTTP/2 when the server offers it unless `http1`.
-fn client(cert: &Cert, http1: bool) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(cert.pem.as_bytes()).unwrap()])
-        .timeout(Duration::from_secs(10));
-    if http1 {
-        builder = builder.http1_only();
-    }
-    builder.build().unwrap()
-}
-
-async fn publish_to(client: &reqwest::Client, url: String, topic: &str, data: &str) -> String {
-    let response = client
-        .post(url)
-        .bearer_auth(publisher())
-        .form(&[("topic", topic), ("data", data)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.text().await.unwrap()
-}
-
-/// Waits (bounded) until the hub counts `n` subscribers.
-async fn subscribers(hub: &TestHub, n: usize) {
-    let started = Instant::now();
-    while hub.hub.subscriber_count() != n {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{} subscribers, expected {n}",
-            hub.hub.subscriber_count()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 #[tokio::test]
 async fn subscribe_and_publish_over_tls_with_http2_and_http1() {
@@ -568,7 +484,8 @@ async fn tls_http1_subscribers_get_events_heartbeats_replay_and_private_updates(
 }
 
 /// A lagging TLS subscriber is told, its stream ends with the chunked terminator, and the
-/// connection then serves the next request (through hyper, over the same TLS session).
+/// connection then serves the next request (through hyper, over the same TLS session, after
+/// a key update from the client).
 #[tokio::test]
 async fn a_lagging_tls_http1_subscriber_is_closed_and_its_connection_stays_usable() {
     let cert = cert();
@@ -595,6 +512,9 @@ async fn a_lagging_tls_http1_subscriber_is_closed_and_its_connection_stays_usabl
     read_until(&mut tls, &mut buf, |b| b.ends_with(b"\r\n0\r\n\r\n")).await;
     assert!(contains(&buf, ssehub_hub::LAGGED_EVENT), "told it lagged");
     subscribers(&hub, 0).await;
+    // A TLS 1.3 key update from the client first: the server must follow it (and answer with
+    // its own) or the request below would not decrypt.
+    tls.get_mut().1.refresh_traffic_keys().unwrap();
     tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
@@ -604,7 +524,7 @@ async fn a_lagging_tls_http1_subscriber_is_closed_and_its_connection_stays_usabl
 }
 
 /// Shutdown with a drain window: each TLS subscriber gets its own `retry:` frame, then the
-/// chunked terminator; and a client that leaves is unsubscribed at once (close_notify or a
+/// chunked terminator and a close_notify; and a client that leaves is unsubscribed at once (close_notify or a
 /// dropped socket).
 #[tokio::test]
 async fn tls_http1_subscribers_are_drained_and_leaving_unsubscribes() {
@@ -643,7 +563,56 @@ async fn tls_http1_subscribers_are_drained_and_leaving_unsubscribes() {
             .and_then(|ms| ms.parse::<u64>().ok())
             .unwrap_or_else(|| panic!("no final retry: {text}"));
         assert!((3000..6000).contains(&retry), "retry {retry}");
+        // Then a close_notify: tokio-rustls reports an end without one as an error.
+        let mut rest = [0u8; 64];
+        let end = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut rest)).await;
+        assert!(matches!(end, Ok(Ok(0))), "{end:?}");
     }
     shutdown.await.unwrap().unwrap();
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+/// Both protocol versions are served, and a returning client resumes its session (no full
+/// handshake) on each: the sessions run on rustls' unbuffered API (src/tls/wire.rs), which
+/// must carry the session tickets and the client's close_notify as the buffered one did.
+#[tokio::test]
+async fn tls12_and_tls13_serve_and_resume_sessions() {
+    use rustls::HandshakeKind;
+    let cert = cert();
+    let hub = start_tls(&cert, |_| {}).await;
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let mut roots = RootCertStore::empty();
+        roots.add(cert.der.clone()).unwrap();
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let mut kinds = Vec::new();
+        for _ in 0..2 {
+            let tcp = TcpStream::connect(hub.addr).await.unwrap();
+            let name = ServerName::try_from("127.0.0.1").unwrap();
+            let mut tls = connector.connect(name, tcp).await.unwrap();
+            assert_eq!(tls.get_ref().1.protocol_version(), Some(version.version));
+            tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = Vec::new();
+            // An end without the server's close_notify is an error here.
+            tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer))
+                .await
+                .expect("answered and closed within 5 s")
+                .unwrap();
+            assert!(answer.ends_with(b"\r\n\r\nok\n"), "{answer:?}");
+            kinds.push(tls.get_ref().1.handshake_kind());
+        }
+        assert_eq!(
+            kinds,
+            [Some(HandshakeKind::Full), Some(HandshakeKind::Resumed)],
+            "{version:?}"
+        );
+    }
 }

@@ -14,6 +14,8 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod tls;
+
 pub const SECRET: &str = "test-secret-test-secret-test-secret";
 
 pub fn key() -> KeyConfig {
