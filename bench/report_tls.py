@@ -213,6 +213,11 @@ def latency_part(rows):
                 cell = f"{r:.2f}x"
                 if p == "ssehub":
                     cell += " (target <= 1.5x)" if r <= 1.5 else " (**over the 1.5x target**)"
+            # A peer that could not take 100 publishes/s falls behind its schedule: its latency
+            # grows with the run (as in the latency section above).
+            taken, rate = median_of(rs, "publishes_per_s"), median_of(rs, "rate")
+            if taken is not None and rate and taken < 0.95 * rate:
+                name += f" (overloaded: {taken:.0f} publishes/s taken)"
             out.append(
                 f"| {PEER_NAMES.get(p, p)} | {fmt(median_of(rs, 'subscribers'))} | {name} | "
                 f"{fmt_ms(us_to_ms(median_of(rs, 'latency_us.p50')))} | {fmt_ms(us_to_ms(tp99 if rs is t else pp99))} | "
