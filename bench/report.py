@@ -510,7 +510,11 @@ def main():
     a = ap.parse_args()
 
     rows = load(a.results)
-    # Imported here, not at the top: report_tls imports this module's helpers.
+    # Imported here, not at the top: report_tls imports this module's helpers. No __pycache__
+    # left in bench/ by a run.
+    import sys
+
+    sys.dont_write_bytecode = True
     from report_tls import TLS_TITLE, tls_section
 
     if a.splice:
