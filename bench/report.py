@@ -473,6 +473,11 @@ def tokens_section(rows):
 def splice(path, section, title=CATCHUP_TITLE):
     """Rewrites the section `title` of an existing BENCHMARKS.md in place (or inserts it before
     the plots), leaving every other line as it was."""
+    if not os.path.exists(path):
+        # bench/run --quick --only: no earlier report to splice into.
+        with open(path, "w") as f:
+            f.write("\n".join(section))
+        return
     lines = open(path).read().split("\n")
     start = next((i for i, l in enumerate(lines) if l == title), None)
     if start is not None:
@@ -501,11 +506,18 @@ def main():
     ap.add_argument(
         "--splice",
         action="store_true",
-        help="rewrite only the replay/storm section of the existing --out (bench/run --only)",
+        help="rewrite only the sections of what ran (replay/storm, matchers, tokens, TLS) in the existing --out (bench/run --only)",
     )
     a = ap.parse_args()
 
     rows = load(a.results)
+    # Imported here, not at the top: report_tls imports this module's helpers. No __pycache__
+    # left in bench/ by a run.
+    import sys
+
+    sys.dont_write_bytecode = True
+    from report_tls import TLS_TITLE, tls_section
+
     if a.splice:
         section = catchup_section(rows)
         if section:
@@ -519,6 +531,10 @@ def main():
         if section:
             splice(a.out, section, TOKENS_TITLE)
             print(f"rewrote the token algorithm section of {a.out}")
+        section = tls_section(rows)
+        if section:
+            splice(a.out, section, TLS_TITLE)
+            print(f"rewrote the TLS and HTTP/2 section of {a.out}")
         return
 
     peers = peers_in(rows)
@@ -752,6 +768,7 @@ def main():
     out.extend(tokens_section(rows))
     out.extend(catchup_section(rows))
     out.extend(matchers_section(rows))
+    out.extend(tls_section(rows))
 
     failed = [r for r in rows if r.get("failed")]
     if failed:

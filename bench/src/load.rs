@@ -5,6 +5,9 @@
 //! wakeups, and per-thread state behind `Rc<RefCell>` instead of locks. Threads share only a
 //! handful of atomics that the orchestrating main thread samples, and a `watch` channel that
 //! tells them which phase the run is in.
+//!
+//! Connections are plain TCP or TLS (`--tls`, see `tls.rs`); HTTP/2 subscribers (`--h2-streams`)
+//! are driven by `h2sub.rs`, which shares this module's counting ([`Sink`]).
 
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -17,12 +20,13 @@ use hdrhistogram::Histogram;
 use std::pin::Pin;
 use std::task::Poll;
 
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 use crate::scan::{Dechunker, EventScanner, parse_head};
 use crate::target::PublishRequest;
+use crate::tls::{TlsClient, Wire};
 
 /// Where the run is; workers react to changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -84,7 +88,7 @@ impl Shared {
         self.epoch.elapsed().as_nanos() as u64
     }
 
-    fn error(&self, msg: String) {
+    pub(crate) fn error(&self, msg: String) {
         let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
         if errors.len() < 10 {
             errors.push(msg);
@@ -96,14 +100,21 @@ impl Shared {
     }
 }
 
+/// One subscription's request: the HTTP/1.1 request bytes, and the path and query for HTTP/2.
+#[derive(Debug)]
+pub struct Sub {
+    pub h1: Vec<u8>,
+    pub path: String,
+}
+
 /// One thread's share of the work.
 #[derive(Debug)]
 pub struct Plan {
     pub addr: SocketAddr,
     /// Where publishers connect (`addr` except for Pushpin).
     pub pub_addr: SocketAddr,
-    /// (global subscriber index, subscribe request bytes) for each subscriber of this thread.
-    pub subscribers: Vec<(usize, Rc<[u8]>)>,
+    /// (global subscriber index, subscribe request) for each subscriber of this thread.
+    pub subscribers: Vec<(usize, Rc<Sub>)>,
     /// Global publisher indexes of this thread's publishers.
     pub publishers: Vec<usize>,
     pub publishers_total: usize,
@@ -113,8 +124,12 @@ pub struct Plan {
     pub rate: Option<f64>,
     /// Connections being opened at once on this thread.
     pub connect_concurrency: usize,
-    /// Subscribers connect from this many loopback source addresses (127.0.0.1, .2, ...).
+    /// Subscribers connect from this many loopback source addresses (127.0.0.F, F+1, ...).
     pub source_ips: usize,
+    /// The last byte of the first of them (F).
+    pub source_first: u8,
+    /// TLS for every connection (and HTTP/2 subscribers when it says so), or plain TCP.
+    pub tls: Option<Arc<TlsClient>>,
 }
 
 /// What a thread hands back at the end.
@@ -126,10 +141,28 @@ pub struct Outcome {
     pub per_subscriber: Vec<(usize, u64, bool)>,
 }
 
-struct Local {
+pub(crate) struct Local {
     latency_us: Histogram<u64>,
     received: Vec<u64>,
     connected: Vec<bool>,
+}
+
+impl Local {
+    /// The counters of `subscribers` subscriptions.
+    pub(crate) fn new(subscribers: usize) -> Self {
+        Self {
+            latency_us: Histogram::new_with_bounds(1, 120_000_000, 3)
+                .expect("valid histogram bounds"),
+            received: vec![0; subscribers],
+            connected: vec![false; subscribers],
+        }
+    }
+
+    /// Events received by subscription `slot`, and whether it connected.
+    #[cfg(test)]
+    pub(crate) fn of(&self, slot: usize) -> (u64, bool) {
+        (self.received[slot], self.connected[slot])
+    }
 }
 
 /// Big enough to take what a server batched into one write for a subscriber; one per thread,
@@ -146,24 +179,45 @@ pub fn run_thread(plan: Plan, shared: Arc<Shared>, phase: watch::Receiver<Phase>
         .enable_all()
         .build()
         .expect("cannot build a tokio runtime");
-    let local = Rc::new(RefCell::new(Local {
-        latency_us: Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds"),
-        received: vec![0; plan.subscribers.len()],
-        connected: vec![false; plan.subscribers.len()],
-    }));
+    let local = Rc::new(RefCell::new(Local::new(plan.subscribers.len())));
     let set = tokio::task::LocalSet::new();
     let sem = Rc::new(Semaphore::new(plan.connect_concurrency.max(1)));
-    for (slot, (global, request)) in plan.subscribers.iter().enumerate() {
-        let source = source_ip(plan.addr, *global, plan.source_ips);
-        set.spawn_local(subscriber(
-            slot,
-            plan.addr,
-            source,
-            request.clone(),
-            shared.clone(),
-            local.clone(),
-            sem.clone(),
-        ));
+    let h2_streams = plan.tls.as_ref().map_or(0, |t| t.h2_streams);
+    if h2_streams > 0 {
+        // Consecutive subscribers of this thread share a connection; its source address is
+        // picked by the connection's own index, so connections spread over the addresses.
+        let slots: Vec<_> = plan.subscribers.iter().enumerate().collect();
+        for group in slots.chunks(h2_streams) {
+            let conn_index = group[0].1.0 / h2_streams;
+            let source = source_ip_from(plan.addr, conn_index, plan.source_ips, plan.source_first);
+            let streams = group
+                .iter()
+                .map(|(slot, (_, sub))| (*slot, sub.clone()))
+                .collect();
+            set.spawn_local(crate::h2sub::connection(
+                streams,
+                plan.addr,
+                source,
+                plan.tls.clone().expect("h2 needs TLS"),
+                shared.clone(),
+                local.clone(),
+                sem.clone(),
+            ));
+        }
+    } else {
+        for (slot, (global, request)) in plan.subscribers.iter().enumerate() {
+            let source = source_ip_from(plan.addr, *global, plan.source_ips, plan.source_first);
+            set.spawn_local(subscriber(
+                slot,
+                plan.addr,
+                source,
+                request.clone(),
+                plan.tls.clone(),
+                shared.clone(),
+                local.clone(),
+                sem.clone(),
+            ));
+        }
     }
     for &p in &plan.publishers {
         set.spawn_local(publisher(
@@ -172,6 +226,7 @@ pub fn run_thread(plan: Plan, shared: Arc<Shared>, phase: watch::Receiver<Phase>
             plan.pub_addr,
             plan.requests.clone(),
             plan.rate,
+            plan.tls.clone(),
             shared.clone(),
             phase.clone(),
         ));
@@ -205,13 +260,28 @@ pub fn run_thread(plan: Plan, shared: Arc<Shared>, phase: watch::Receiver<Phase>
 /// ramp between 12,000 and 15,000 subscribers by a second for every server alike. Each
 /// 127.0.0.x has its own port space, so a few sources keep every connect on the fast path.
 pub(crate) fn source_ip(server: SocketAddr, index: usize, sources: usize) -> Option<IpAddr> {
+    source_ip_from(server, index, sources, 1)
+}
+
+/// [`source_ip`] from 127.0.0.`first` on (the TLS workloads use 127.0.0.2-5, as issue 22's
+/// figures were measured). A first address other than .1 is used even for one source.
+pub(crate) fn source_ip_from(
+    server: SocketAddr,
+    index: usize,
+    sources: usize,
+    first: u8,
+) -> Option<IpAddr> {
     match server.ip() {
-        IpAddr::V4(v4) if v4.is_loopback() && sources > 1 => Some(IpAddr::V4(Ipv4Addr::new(
-            127,
-            0,
-            0,
-            1 + (index % sources.min(250)) as u8,
-        ))),
+        IpAddr::V4(v4) if v4.is_loopback() && (sources > 1 || first > 1) => {
+            let first = first.clamp(1, 250);
+            let span = sources.clamp(1, usize::from(255 - first));
+            Some(IpAddr::V4(Ipv4Addr::new(
+                127,
+                0,
+                0,
+                first + (index % span) as u8,
+            )))
+        }
         _ => None,
     }
 }
@@ -264,8 +334,8 @@ pub(crate) async fn connect_subscriber(
 /// is drained), which saves the second, `EAGAIN`-returning `read` per wake-up that `try_read`
 /// needs. That halves the generator's syscalls against servers that write one event per
 /// `write` (nchan, Node). The buffer is borrowed only inside the synchronous poll.
-pub(crate) async fn read_some(
-    stream: &mut TcpStream,
+pub(crate) async fn read_some<S: AsyncRead + Unpin>(
+    stream: &mut S,
     mut f: impl FnMut(&[u8]),
 ) -> std::io::Result<usize> {
     std::future::poll_fn(|cx| {
@@ -286,19 +356,86 @@ pub(crate) async fn read_some(
     .await
 }
 
+/// One subscription's event counting: what it received and the latencies of the window, fed
+/// with the body bytes of an HTTP/1.1 response (chunked or not) or an HTTP/2 stream.
+pub(crate) struct Sink {
+    slot: usize,
+    dechunk: Dechunker,
+    scanner: EventScanner,
+}
+
+impl Sink {
+    pub(crate) fn new(slot: usize, chunked: bool) -> Self {
+        Self {
+            slot,
+            dechunk: Dechunker::new(chunked),
+            scanner: EventScanner::default(),
+        }
+    }
+
+    /// Counts the events in `bytes`. Counting and histogram recording per read, not per event:
+    /// one clock read and one atomic add per batch the server wrote.
+    pub(crate) fn feed(
+        &mut self,
+        bytes: &[u8],
+        shared: &Shared,
+        local: &RefCell<Local>,
+    ) -> Result<(), &'static str> {
+        let now = shared.now_ns();
+        let (lo, hi) = (
+            shared.window_start.load(Relaxed),
+            shared.window_end.load(Relaxed),
+        );
+        let mut l = local.borrow_mut();
+        let l = &mut *l;
+        let mut n = 0;
+        let scanner = &mut self.scanner;
+        self.dechunk.feed(bytes, |payload| {
+            n += scanner
+                .scan(payload, |ts| {
+                    if ts >= lo && ts < hi {
+                        let us = now.saturating_sub(ts) / 1000;
+                        l.latency_us.saturating_record(us.max(1));
+                    }
+                })
+                .events;
+        })?;
+        if n > 0 {
+            l.received[self.slot] += n;
+            shared.received.fetch_add(n, Relaxed);
+        }
+        if self.dechunk.is_done() {
+            return Err("the server ended the stream");
+        }
+        Ok(())
+    }
+}
+
+/// A subscription has its response head: counted as connected.
+pub(crate) fn mark_connected(slot: usize, shared: &Shared, local: &RefCell<Local>) {
+    local.borrow_mut().connected[slot] = true;
+    shared.connected.fetch_add(1, Relaxed);
+    shared.last_connected_ns.fetch_max(shared.now_ns(), Relaxed);
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn subscriber(
     slot: usize,
     addr: SocketAddr,
     source: Option<IpAddr>,
-    request: Rc<[u8]>,
+    request: Rc<Sub>,
+    tls: Option<Arc<TlsClient>>,
     shared: Arc<Shared>,
     local: Rc<RefCell<Local>>,
     sem: Rc<Semaphore>,
 ) {
     let permit = sem.acquire().await;
     let setup = async {
-        let mut stream = connect_subscriber(addr, source).await?;
-        stream.write_all(&request).await?;
+        let tcp = connect_subscriber(addr, source).await?;
+        let mut stream = Wire::open(tcp, tls.as_deref()).await?;
+        stream.write_all(&request.h1).await?;
+        // TLS: the request may still sit in the session's buffer.
+        stream.flush().await?;
         let mut head_buf = Vec::with_capacity(1024);
         loop {
             if read_some(&mut stream, |b| head_buf.extend_from_slice(b)).await? == 0 {
@@ -324,48 +461,17 @@ async fn subscriber(
             return;
         }
     };
-    local.borrow_mut().connected[slot] = true;
-    shared.connected.fetch_add(1, Relaxed);
-    shared.last_connected_ns.fetch_max(shared.now_ns(), Relaxed);
+    mark_connected(slot, &shared, &local);
     drop(permit);
 
-    let mut dechunk = Dechunker::new(head.chunked);
-    let mut scanner = EventScanner::default();
-    // Counting and histogram recording per read, not per event: one clock read and one atomic
-    // add per batch the server wrote.
-    let mut consume = |bytes: &[u8]| -> Result<(), &'static str> {
-        let now = shared.now_ns();
-        let (lo, hi) = (
-            shared.window_start.load(Relaxed),
-            shared.window_end.load(Relaxed),
-        );
-        let mut l = local.borrow_mut();
-        let l = &mut *l;
-        let mut n = 0;
-        dechunk.feed(bytes, |payload| {
-            n += scanner
-                .scan(payload, |ts| {
-                    if ts >= lo && ts < hi {
-                        let us = now.saturating_sub(ts) / 1000;
-                        l.latency_us.saturating_record(us.max(1));
-                    }
-                })
-                .events;
-        })?;
-        if n > 0 {
-            l.received[slot] += n;
-            shared.received.fetch_add(n, Relaxed);
-        }
-        if dechunk.is_done() {
-            return Err("the server ended the stream");
-        }
-        Ok(())
-    };
-    let mut result = consume(&rest).map_err(std::io::Error::other);
+    let mut sink = Sink::new(slot, head.chunked);
+    let mut result = sink
+        .feed(&rest, &shared, &local)
+        .map_err(std::io::Error::other);
     drop(rest);
     while result.is_ok() {
         let mut bad = Ok(());
-        match read_some(&mut stream, |b| bad = consume(b)).await {
+        match read_some(&mut stream, |b| bad = sink.feed(b, &shared, &local)).await {
             Ok(0) => result = Err(std::io::Error::other("stream ended")),
             Ok(_) => result = bad.map_err(std::io::Error::other),
             Err(e) => result = Err(e),
@@ -378,12 +484,14 @@ async fn subscriber(
 }
 
 /// Publishes until the phase leaves `Publish`, one request in flight per connection.
+#[allow(clippy::too_many_arguments)] // a spawned task's own copies of its plan's parts
 async fn publisher(
     index: usize,
     total: usize,
     addr: SocketAddr,
     requests: Rc<Vec<PublishRequest>>,
     rate: Option<f64>,
+    tls: Option<Arc<TlsClient>>,
     shared: Arc<Shared>,
     mut phase: watch::Receiver<Phase>,
 ) {
@@ -399,7 +507,7 @@ async fn publisher(
     let mut k: u64 = 0;
     let mut out = Vec::with_capacity(1024);
     let mut buf = Vec::with_capacity(4096);
-    let mut stream: Option<TcpStream> = None;
+    let mut stream: Option<Wire> = None;
     let mut reconnects = 0;
     while *phase.borrow() == Phase::Publish {
         let topic = (index + k as usize * total) % topics;
@@ -418,7 +526,11 @@ async fn publisher(
         };
         k += 1;
         if stream.is_none() {
-            match connect(addr, None).await {
+            let opened = match connect(addr, None).await {
+                Ok(tcp) => Wire::open(tcp, tls.as_deref()).await,
+                Err(e) => Err(e),
+            };
+            match opened {
                 Ok(s) => stream = Some(s),
                 Err(e) => {
                     shared.pub_errors.fetch_add(1, Relaxed);
@@ -464,12 +576,14 @@ async fn publisher(
 
 /// Sends one request and reads its whole response; returns the status and whether the
 /// connection may be reused.
-pub(crate) async fn exchange(
-    s: &mut TcpStream,
+pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
     req: &[u8],
     buf: &mut Vec<u8>,
 ) -> std::io::Result<(u16, bool)> {
     s.write_all(req).await?;
+    // A no-op on a socket; TLS may hold the request's last record until flushed.
+    s.flush().await?;
     buf.clear();
     let mut chunk = [0u8; 4096];
     loop {
@@ -507,6 +621,127 @@ pub(crate) async fn exchange(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scan::write_timestamp;
+    use crate::tls::testing::{acceptor, args, cert, until};
+    use tokio::io::AsyncBufReadExt as _;
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn a_tls_subscriber_counts_chunked_events_and_a_tls_publisher_is_answered() {
+        let (der, key, path) = cert("h1");
+        let acceptor = acceptor(&[b"http/1.1"], der, key);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // One connection subscribes (chunked SSE, the second event split over two chunks),
+        // the other publishes (one request, 200 with a body).
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let tls = acceptor.accept(tcp).await.unwrap();
+                    let mut tls = tokio::io::BufReader::new(tls);
+                    let mut line = String::new();
+                    tls.read_line(&mut line).await.unwrap();
+                    let subscribe = line.starts_with("GET /sub ");
+                    let mut content_length = 0;
+                    loop {
+                        let mut h = String::new();
+                        tls.read_line(&mut h).await.unwrap();
+                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                            content_length = v.trim().parse().unwrap();
+                        }
+                        if h == "\r\n" {
+                            break;
+                        }
+                    }
+                    if subscribe {
+                        let mut events = Vec::new();
+                        for ts in [5, 6] {
+                            events.extend_from_slice(b"data: ");
+                            write_timestamp(&mut events, ts);
+                            events.extend_from_slice(b"\n\n");
+                        }
+                        let (a, b) = events.split_at(40);
+                        let mut out =
+                            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                        for part in [a, b] {
+                            out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+                            out.extend_from_slice(part);
+                            out.extend_from_slice(b"\r\n");
+                        }
+                        tls.write_all(&out).await.unwrap();
+                        tls.flush().await.unwrap();
+                        std::future::pending::<()>().await;
+                    } else {
+                        let mut body = vec![0; content_length];
+                        tls.read_exact(&mut body).await.unwrap();
+                        assert!(body.starts_with(b"topic=t&data=~T"), "{body:?}");
+                        tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nid")
+                            .await
+                            .unwrap();
+                        tls.flush().await.unwrap();
+                    }
+                });
+            }
+        });
+        let tls = args(&path, 0).client().unwrap().unwrap();
+        let shared = Arc::new(Shared::new(1));
+        let local = Rc::new(RefCell::new(Local::new(1)));
+        let sub = Rc::new(Sub {
+            h1: b"GET /sub HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            path: "/sub".into(),
+        });
+        let set = tokio::task::LocalSet::new();
+        set.run_until(async {
+            tokio::task::spawn_local(subscriber(
+                0,
+                addr,
+                None,
+                sub,
+                Some(tls.clone()),
+                shared.clone(),
+                local.clone(),
+                Rc::new(Semaphore::new(1)),
+            ));
+            until("2 events", || shared.received.load(Relaxed) == 2).await;
+            let request = crate::target::Target::preset(crate::target::Preset::Ssehub, addr)
+                .publish_request("t", 40);
+            let mut out = Vec::new();
+            request.write(7, &mut out);
+            let tcp = connect(addr, None).await.unwrap();
+            let mut wire = Wire::open(tcp, Some(&tls)).await.unwrap();
+            let mut buf = Vec::new();
+            assert_eq!(
+                exchange(&mut wire, &out, &mut buf).await.unwrap(),
+                (200, true)
+            );
+        })
+        .await;
+        assert_eq!(local.borrow().of(0), (2, true));
+        let stats = tls.stats.json(0);
+        assert_eq!(stats["http"], "http/1.1", "{stats}");
+        assert_eq!(stats["suite"], "TLS13_AES_128_GCM_SHA256", "{stats}");
+        assert_eq!(
+            stats["handshakes_full"].as_u64().unwrap()
+                + stats["handshakes_resumed"].as_u64().unwrap(),
+            2,
+            "{stats}"
+        );
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn source_addresses_can_start_past_the_first() {
+        let lo: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+        let ips: Vec<_> = (0..5).map(|i| source_ip_from(lo, i, 4, 2)).collect();
+        assert_eq!(ips[0], Some("127.0.0.2".parse().unwrap()));
+        assert_eq!(ips[3], Some("127.0.0.5".parse().unwrap()));
+        assert_eq!(ips[4], ips[0]);
+        assert_eq!(
+            source_ip_from(lo, 9, 1, 2),
+            Some("127.0.0.2".parse().unwrap())
+        );
+    }
 
     #[test]
     fn source_addresses_cycle_on_loopback_only() {

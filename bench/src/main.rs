@@ -20,12 +20,15 @@
 //! generator, not the server, was the limit shows itself.
 
 mod catchup;
+mod h2sub;
 mod load;
 mod matchers;
 mod procfs;
 mod scan;
 mod soak;
 mod target;
+mod tickets;
+mod tls;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -39,8 +42,9 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::load::{Phase, Plan, Shared};
+use crate::load::{Phase, Plan, Shared, Sub};
 use crate::target::{Preset, PubKind, Target};
+use crate::tls::{TlsArgs, TlsClient};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -105,6 +109,12 @@ pub(crate) struct Common {
     /// address runs short of fast ephemeral ports.
     #[arg(long, default_value_t = 4)]
     source_ips: usize,
+    /// The first source address is 127.0.0.F (F = this).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=250))]
+    source_ip_first: u8,
+    /// TLS and HTTP/2 (fanout and idle only).
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
     /// Give up on subscribers not connected after this long.
     #[arg(long, default_value = "60", value_parser = secs)]
     connect_timeout: Duration,
@@ -204,12 +214,29 @@ pub(crate) fn secs(s: &str) -> Result<Duration, String> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Bad TLS input is the caller's mistake: a message and exit code 2, like clap's own.
+    let tls = match &cli.command {
+        Command::Fanout(a) => a.common.tls.client(),
+        Command::Idle(a) => a.common.tls.client(),
+        Command::Replay(ReplayArgs { common, .. }) | Command::Storm(StormArgs { common, .. }) => {
+            plain_only(common, "replay and storm")
+        }
+        Command::Matchers(a) => plain_only(&a.common, "matchers"),
+        Command::Soak(_) => Ok(None),
+    };
+    let tls = match tls {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ssehub-bench: {e:#}");
+            std::process::exit(2);
+        }
+    };
     // Before any thread: a 15,000-connection ramp would otherwise wait out six RCU grace
     // periods growing the table, charged to the server under test.
     ssehub_server::presize_fd_table(1 << 20);
     let line = match cli.command {
-        Command::Fanout(args) => fanout(args)?,
-        Command::Idle(args) => idle(args)?,
+        Command::Fanout(args) => fanout(args, tls)?,
+        Command::Idle(args) => idle(args, tls)?,
         Command::Replay(args) => catchup::replay(&args)?,
         Command::Matchers(args) => matchers::run(&args)?,
         Command::Storm(args) => catchup::storm(&args)?,
@@ -224,6 +251,14 @@ fn main() -> anyhow::Result<()> {
     };
     println!("{line}");
     Ok(())
+}
+
+/// The commands that speak plain HTTP only refuse `--tls`.
+fn plain_only(common: &Common, what: &str) -> anyhow::Result<Option<Arc<TlsClient>>> {
+    if common.tls.tls.is_some() {
+        bail!("--tls is for fanout and idle; {what} speak plain HTTP only");
+    }
+    Ok(None)
 }
 
 impl Common {
@@ -280,6 +315,7 @@ struct Run {
 
 fn start(
     common: &Common,
+    tls: Option<&Arc<TlsClient>>,
     topics: usize,
     publishers: usize,
     rate: Option<f64>,
@@ -316,16 +352,23 @@ fn start(
         let pubs: Vec<usize> = (0..publishers).filter(|p| p % threads == th).collect();
         let concurrency = common.connect_concurrency;
         let source_ips = common.source_ips;
+        let source_first = common.source_ip_first;
+        let tls = tls.cloned();
         let handle = std::thread::Builder::new()
             .name(format!("load-{th}"))
             .spawn(move || {
-                let mut cache: std::collections::HashMap<String, Rc<[u8]>> = Default::default();
+                let mut cache: std::collections::HashMap<String, Rc<Sub>> = Default::default();
                 let subscribers = subs
                     .into_iter()
                     .map(|(i, topic)| {
                         let req = cache
                             .entry(topic.clone())
-                            .or_insert_with(|| target.subscribe_request(&topic).into())
+                            .or_insert_with(|| {
+                                Rc::new(Sub {
+                                    h1: target.subscribe_request(&topic),
+                                    path: target.subscribe_path(&topic),
+                                })
+                            })
                             .clone();
                         (i, req)
                     })
@@ -345,6 +388,8 @@ fn start(
                     rate,
                     connect_concurrency: concurrency,
                     source_ips,
+                    source_first,
+                    tls,
                 };
                 load::run_thread(plan, shared2, rx)
             })
@@ -414,11 +459,11 @@ pub(crate) fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
 
-fn fanout(args: FanoutArgs) -> anyhow::Result<serde_json::Value> {
+fn fanout(args: FanoutArgs, tls: Option<Arc<TlsClient>>) -> anyhow::Result<serde_json::Value> {
     let c = &args.common;
     let topics = args.topics.max(1);
     let rate = (args.rate > 0.0).then_some(args.rate);
-    let run = start(c, topics, args.publishers, rate, args.size)?;
+    let run = start(c, tls.as_ref(), topics, args.publishers, rate, args.size)?;
     let ramp = run.wait_connected(c.connect_timeout);
     let s = run.shared.clone();
     let connected = s.connected.load(Relaxed);
@@ -554,6 +599,7 @@ fn fanout(args: FanoutArgs) -> anyhow::Result<serde_json::Value> {
         "server_cpu_pct": cpu_pct(srv0, srv1, wall),
         "other_cpu_pct": other,
         "server_rss_kib": rss,
+        "tls": tls.as_ref().map(|t| t.stats.json(t.h2_streams)),
         "errors": errors,
     });
     eprintln!(
@@ -591,7 +637,7 @@ fn latency_json(h: &Histogram<u64>) -> serde_json::Value {
     })
 }
 
-fn idle(args: IdleArgs) -> anyhow::Result<serde_json::Value> {
+fn idle(args: IdleArgs, tls: Option<Arc<TlsClient>>) -> anyhow::Result<serde_json::Value> {
     let c = &args.common;
     let baseline = c.server_pid.and_then(procfs::rss_kib);
     // Who paid for the ramp: on loopback the kernel runs the whole handshake, the listener's
@@ -599,11 +645,17 @@ fn idle(args: IdleArgs) -> anyhow::Result<serde_json::Value> {
     // two cores' busy time say whether the server or the generator's core set the rate.
     let srv0 = c.server_pid.and_then(|p| procfs::cpu_time(Some(p)));
     let cores0: Vec<_> = c.cpus.iter().map(|&k| procfs::cpus_busy(&[k])).collect();
+    let gen0 = procfs::cpu_time(None);
     let t0 = Instant::now();
-    let run = start(c, 1, 0, None, 0)?;
+    let run = start(c, tls.as_ref(), 1, 0, None, 0)?;
     let ramp = run.wait_connected(c.connect_timeout);
     let ramp_wall = t0.elapsed();
     let srv1 = c.server_pid.and_then(|p| procfs::cpu_time(Some(p)));
+    let ramp_gen_cpu = gen0
+        .zip(procfs::cpu_time(None))
+        .map(|(a, b)| b.saturating_sub(a));
+    // TLS: connections are handshakes (HTTP/2 carries several subscriptions on one).
+    let handshakes = tls.as_ref().map(|t| t.stats.total());
     let cores_busy: Vec<_> = c
         .cpus
         .iter()
@@ -628,6 +680,14 @@ fn idle(args: IdleArgs) -> anyhow::Result<serde_json::Value> {
         _ => None,
     };
     let ramp_rate = (connected as f64 / ramp.as_secs_f64().max(1e-9)).round();
+    let kib_per_connection = match (baseline, rss, tls.as_ref()) {
+        (Some(b), Some(r), Some(t)) if t.h2_streams > 0 && still_open > 0 => {
+            // Subscriptions still open, over the streams each connection carries.
+            let connections = still_open.div_ceil(t.h2_streams);
+            Some(round2(r.saturating_sub(b) as f64 / connections as f64))
+        }
+        _ => per_sub,
+    };
     let line = json!({
         "kind": "idle",
         "workload": c.workload,
@@ -645,6 +705,14 @@ fn idle(args: IdleArgs) -> anyhow::Result<serde_json::Value> {
         "ramp_server_cpu_s": ramp_server_cpu.map(|d| d.as_secs_f64()),
         "ramp_server_us_per_subscription": server_us_per_sub,
         "ramp_cores_busy_pct": cores_busy,
+        "ramp_generator_cpu_s": ramp_gen_cpu.map(|d| d.as_secs_f64()),
+        "kib_per_connection": kib_per_connection,
+        "handshakes": handshakes,
+        "handshakes_per_s": handshakes.map(|h| (h as f64 / ramp.as_secs_f64().max(1e-9)).round()),
+        "ramp_server_us_per_handshake": ramp_server_cpu
+            .zip(handshakes.filter(|&h| h > 0))
+            .map(|(d, h)| (d.as_secs_f64() * 1e6 / h as f64).round()),
+        "tls": tls.as_ref().map(|t| t.stats.json(t.h2_streams)),
         "errors": errors,
     });
     eprintln!(

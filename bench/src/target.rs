@@ -79,6 +79,11 @@ impl Target {
         self.sub_path.contains("{topic}")
     }
 
+    /// Path and query of the subscribe URL for `topic` (HTTP/2's `:path`).
+    pub fn subscribe_path(&self, topic: &str) -> String {
+        self.sub_path.replace("{topic}", topic)
+    }
+
     pub fn subscribe_request(&self, topic: &str) -> Vec<u8> {
         self.subscribe_request_with(topic, None, &[])
     }
