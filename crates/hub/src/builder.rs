@@ -37,7 +37,11 @@ pub struct HubBuilder {
     on_leave: Vec<PresenceHook>,
     storage: Arc<dyn Backend>,
     max_lifetime: Option<Duration>,
+    announcers: Vec<Announcer>,
 }
+
+/// Makes an update of a join or leave ([`HubBuilder::announce_presence`]).
+type Announcer = Arc<dyn Fn(&PresenceEvent) -> Option<crate::Update> + Send + Sync>;
 
 impl std::fmt::Debug for HubBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -67,6 +71,7 @@ impl Default for HubBuilder {
             on_leave: Vec::new(),
             storage: Arc::new(MemoryBackend),
             max_lifetime: None,
+            announcers: Vec::new(),
         }
     }
 }
@@ -131,6 +136,39 @@ impl HubBuilder {
         self
     }
 
+    /// Publishes what `announce` makes of each join and leave: presence as events, e.g. a
+    /// `join` event to a room with the subscriber's name from its payload (`None`: nothing to
+    /// say about this one). The hub publishes it itself, in the order of the joins and
+    /// leaves, which saves a hook the hub it belongs to (which a hook cannot have before the
+    /// hub is built). On a hub whose storage must be awaited (a durable log) the update is
+    /// published on a task of its own; one that fails (the hub is closing) is dropped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use futures_util::StreamExt;
+    /// use ssehub_hub::{Hub, PresenceKind, Subscription, Update};
+    ///
+    /// let hub = Hub::builder()
+    ///     .announce_presence(|ev| {
+    ///         let kind = if ev.kind == PresenceKind::Join { "join" } else { "leave" };
+    ///         Some(Update::new("room", ev.total.to_string()).event_type(kind))
+    ///     })
+    ///     .build();
+    /// let mut stream = hub.subscribe(Subscription::to("room"))?;
+    /// let first = stream.next().await.unwrap();
+    /// assert!(first.starts_with(b"event: join\nid: "), "{first:?}");
+    /// assert!(first.ends_with(b"\ndata: 1\n\n"));
+    /// # Ok(()) }
+    /// ```
+    pub fn announce_presence(
+        mut self,
+        announce: impl Fn(&PresenceEvent) -> Option<crate::Update> + Send + Sync + 'static,
+    ) -> Self {
+        self.announcers.push(Arc::new(announce));
+        self
+    }
+
     /// Where the hub keeps its updates (default: [`MemoryBackend`], the ring alone). A
     /// backend is a crate of its own: the durable log (`ssehub-store`), Redis
     /// (`ssehub-store-redis`); see [`crate::storage`]. With a log, the history ring
@@ -169,7 +207,7 @@ impl HubBuilder {
                     crate::storage::memory::opened()
                 }
             };
-            self.make_inner(opened)
+            self.make_inner(opened, weak)
         });
         if let Some(e) = failed {
             return Err(e);
@@ -201,7 +239,14 @@ impl HubBuilder {
         Ok(Hub { inner })
     }
 
-    fn make_inner(&self, opened: Opened) -> Inner {
+    fn make_inner(&self, opened: Opened, weak: &Weak<Inner>) -> Inner {
+        let (mut on_join, mut on_leave) = (self.on_join.clone(), self.on_leave.clone());
+        for announce in &self.announcers {
+            // A weak handle: the hooks live in the hub, which must not keep itself alive.
+            let hook: PresenceHook = Arc::new(announcing(weak.clone(), announce.clone()));
+            on_join.push(hook.clone());
+            on_leave.push(hook);
+        }
         let mut history = History::new(self.history_size, opened.epoch);
         history.follow(opened.after, opened.last_id);
         Inner {
@@ -220,8 +265,8 @@ impl HubBuilder {
             max_queued_bytes: self.max_queued_bytes,
             max_subscribers: self.max_subscribers,
             max_selectors: self.max_selectors,
-            on_join: self.on_join.clone(),
-            on_leave: self.on_leave.clone(),
+            on_join,
+            on_leave,
             storage: opened.storage,
             tracker: std::sync::OnceLock::new(),
             metrics: Metrics::default(),
@@ -232,6 +277,30 @@ impl HubBuilder {
             remote: Mutex::new(Default::default()),
             subs_dirty: Default::default(),
             tasks: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// The presence hook that publishes what `announce` makes of an event.
+fn announcing(hub: Weak<Inner>, announce: Announcer) -> impl Fn(&PresenceEvent) + Send + Sync {
+    move |event| {
+        let Some(inner) = hub.upgrade() else { return };
+        let Some(update) = announce(event) else {
+            return;
+        };
+        let hub = Hub { inner };
+        match hub.publish_now(update.clone()) {
+            Err(crate::PublishError::NeedsAwait) => {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        if let Err(e) = hub.publish(update).await {
+                            tracing::debug!("presence announcement dropped: {e}");
+                        }
+                    });
+                }
+            }
+            Err(e) => tracing::debug!("presence announcement dropped: {e}"),
+            Ok(_) => {}
         }
     }
 }

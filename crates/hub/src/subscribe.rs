@@ -58,7 +58,11 @@ impl Hub {
             payload,
             retained,
             expires_at,
+            invalid,
         } = subscription;
+        if let Some(e) = invalid {
+            return Err(SubscribeError::InvalidTopic(e));
+        }
         if selectors.is_empty() {
             return Err(SubscribeError::NoTopic);
         }

@@ -41,10 +41,12 @@
 
 #![deny(missing_docs)]
 
+mod app;
 mod config;
 mod conn;
 mod console;
 mod error;
+mod extract;
 mod fds;
 pub mod form;
 mod head;
@@ -57,8 +59,10 @@ mod serve;
 mod sse;
 pub mod tls;
 
+pub use app::{Serve, serve};
 pub use config::MercureConfig;
 pub use error::ApiError;
+pub use extract::LastEventId;
 pub use fds::presize_fd_table;
 pub use limits::{InvalidIpRange, IpRange};
 pub use mercure::MERCURE_PATH;
@@ -68,6 +72,12 @@ pub use mercure::subscriptions::{
 };
 pub use metrics::MetricsAccess;
 pub use serve::{LISTEN_BACKLOG, MercureServer, bind};
-pub use sse::{Sse, preamble};
+pub use sse::{Sse, events, preamble};
+/// The hub core (`ssehub-hub`), so an app can depend on this crate alone.
+pub use ssehub_hub as hub;
+/// What an app uses most from the hub core, re-exported.
+pub use ssehub_hub::{
+    Hub, LiveState, PublishError, StateError, SubscribeError, Subscription, Update,
+};
 /// The rustls this crate is built with, for [`MercureConfig::tls`].
 pub use tokio_rustls::rustls;
