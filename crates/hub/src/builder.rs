@@ -38,6 +38,7 @@ pub struct HubBuilder {
     storage: Arc<dyn Backend>,
     max_lifetime: Option<Duration>,
     announcers: Vec<Announcer>,
+    retry: Option<Duration>,
 }
 
 /// Makes an update of a join or leave ([`HubBuilder::announce_presence`]).
@@ -72,6 +73,7 @@ impl Default for HubBuilder {
             storage: Arc::new(MemoryBackend),
             max_lifetime: None,
             announcers: Vec::new(),
+            retry: None,
         }
     }
 }
@@ -133,6 +135,28 @@ impl HubBuilder {
     /// Calls `hook` after each subscription ends.
     pub fn on_leave(mut self, hook: impl Fn(&PresenceEvent) + Send + Sync + 'static) -> Self {
         self.on_leave.push(Arc::new(hook));
+        self
+    }
+
+    /// Starts every subscription that sets no [`crate::Subscription::preamble`] of its own with
+    /// `retry: MS` (a line that ends no frame): the reconnection advice, and the first bytes
+    /// that make the response head leave at once (browsers fire `open`, proxies stop
+    /// waiting). Default: none (the stream's first bytes are its first event).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use futures_util::StreamExt;
+    /// use ssehub_hub::{Hub, Subscription};
+    ///
+    /// let hub = Hub::builder().retry(Duration::from_secs(3)).build();
+    /// let mut stream = hub.subscribe(Subscription::to("news"))?;
+    /// assert_eq!(stream.next().await.unwrap(), "retry: 3000\n");
+    /// # Ok(()) }
+    /// ```
+    pub fn retry(mut self, retry: Duration) -> Self {
+        self.retry = Some(retry);
         self
     }
 
@@ -271,6 +295,7 @@ impl HubBuilder {
             tracker: std::sync::OnceLock::new(),
             metrics: Metrics::default(),
             max_lifetime: self.max_lifetime,
+            preamble: self.retry.map(ssehub_codec::retry_line),
             matchers: parking_lot::RwLock::new(SelectorIndex::default()),
             clock: Clock::new(),
             deadline_wake: Arc::new(tokio::sync::Notify::new()),

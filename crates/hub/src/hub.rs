@@ -103,6 +103,8 @@ pub(crate) struct Inner {
     pub(crate) tracker: std::sync::OnceLock<Tracker>,
     pub(crate) metrics: Metrics,
     /// [`HubBuilder::max_connection_lifetime`](crate::HubBuilder::max_connection_lifetime).
+    /// The first bytes of a subscription that brings none of its own ([`crate::HubBuilder::retry`]).
+    pub(crate) preamble: Option<bytes::Bytes>,
     pub(crate) max_lifetime: Option<Duration>,
     /// The distinct compiled matchers of the subscribers, by literal prefix: evaluated by
     /// publishers before they take `state` (its own lock, never taken while holding `state`

@@ -307,7 +307,11 @@ mod tests {
         // The restore's own subscription is gone.
         assert_eq!(hub.subscriber_count(), 0);
 
-        let mut stream = votes.retry(Duration::from_millis(1500)).subscribe().await.unwrap();
+        let mut stream = votes
+            .retry(Duration::from_millis(1500))
+            .subscribe()
+            .await
+            .unwrap();
         assert_eq!(
             ready(&mut stream),
             "retry: 1500\ndata: {\"yes\":2,\"no\":5}\n\n"
@@ -348,7 +352,10 @@ mod tests {
             matches!(&err, StateError::Invalid { topic, id, .. } if topic == "nests" && id == "bad-1"),
             "{err:?}"
         );
-        assert!(err.to_string().starts_with("update \"bad-1\" on \"nests\" is not a change"));
+        assert!(
+            err.to_string()
+                .starts_with("update \"bad-1\" on \"nests\" is not a change")
+        );
     }
 
     #[tokio::test]
@@ -367,7 +374,10 @@ mod tests {
                 Full::Publish(e)
             }
         }
-        assert_eq!(list.update(|_| Err::<u32, _>(Full::Full)).await, Err(Full::Full));
+        assert_eq!(
+            list.update(|_| Err::<u32, _>(Full::Full)).await,
+            Err(Full::Full)
+        );
         assert_eq!(ready(&mut stream), "");
         hub.close();
         assert_eq!(

@@ -63,6 +63,7 @@ impl Hub {
         if let Some(e) = invalid {
             return Err(SubscribeError::InvalidTopic(e));
         }
+        let preamble = preamble.or_else(|| self.inner.preamble.clone());
         if selectors.is_empty() {
             return Err(SubscribeError::NoTopic);
         }
