@@ -185,6 +185,17 @@ where
         &self.shared.topic
     }
 
+    /// The hub it publishes to.
+    pub fn hub(&self) -> &Hub {
+        &self.shared.hub
+    }
+
+    /// How many subscribers its topic has now ([`Hub::topic_subscribers`]): presence, e.g. an
+    /// app's `/status`.
+    pub fn subscribers(&self) -> usize {
+        self.shared.hub.topic_subscribers(&self.shared.topic)
+    }
+
     /// Reads the current state.
     pub async fn read<R>(&self, f: impl FnOnce(&S) -> R) -> R {
         f(&*self.shared.state.lock().await)
