@@ -78,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
         .layer(tower_http::cors::CorsLayer::permissive());
     let listener = bind(args.addr)?;
     println!("nests: open http://{}/", listener.local_addr()?);
-    Ok(serve(listener, app, hub).await?)
+    Ok(serve(listener, app, hub).reconnect_on_hangup().await?)
 }
 
 /// `POST /nest`: JSON or form-urlencoded, told apart by `Content-Type`.

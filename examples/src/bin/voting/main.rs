@@ -86,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
         .with_state(votes);
     let listener = bind(args.addr)?;
     println!("voting: vote at http://{}/", listener.local_addr()?);
-    Ok(serve(listener, app, hub).await?)
+    Ok(serve(listener, app, hub).reconnect_on_hangup().await?)
 }
 
 /// `POST /vote` with `choice=yes|no`: counts the vote, answers the new totals.
