@@ -131,7 +131,7 @@ pub use builder::HubBuilder;
 pub use error::{PublishError, SubscribeError};
 pub use hub::{Hub, HubStats};
 pub use metrics::{HistogramSnapshot, LATENCY_BUCKETS, Latency, SubscriberCloses};
-pub use presence::{PresenceEvent, PresenceHook, PresenceKind};
+pub use presence::{PresenceEvent, PresenceKind};
 pub use replay::{HISTORY_GAP_EVENT, LAGGED_EVENT};
 pub use ssehub_selector::{Selector, SelectorError};
 pub use state::{LiveState, StateError};

@@ -40,4 +40,4 @@ impl PresenceKind {
 
 /// A presence hook. It runs on the task that subscribed or dropped the stream, outside every hub
 /// lock, so it may call back into the hub (e.g. publish a `join` event); it should be quick.
-pub type PresenceHook = Arc<dyn Fn(&PresenceEvent) + Send + Sync>;
+pub(crate) type PresenceHook = Arc<dyn Fn(&PresenceEvent) + Send + Sync>;

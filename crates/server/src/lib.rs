@@ -48,6 +48,8 @@ mod console;
 mod error;
 mod extract;
 mod fds;
+// Public for the fuzz targets (fuzz/, a workspace of its own) only: not API (docs/semver.md).
+#[doc(hidden)]
 pub mod form;
 mod head;
 mod idle;
@@ -66,10 +68,6 @@ pub use extract::LastEventId;
 pub use fds::presize_fd_table;
 pub use limits::{InvalidIpRange, IpRange};
 pub use mercure::MERCURE_PATH;
-pub use mercure::subscriptions::{
-    SUBSCRIPTIONS_PATH, legacy_subscription_id, legacy_subscription_updates, subscription_id,
-    subscription_updates,
-};
 pub use metrics::MetricsAccess;
 pub use serve::{LISTEN_BACKLOG, MercureServer, bind};
 pub use sse::{Sse, events, preamble};
