@@ -1,16 +1,13 @@
 //! Turning a [`SubscriberStream`] into an HTTP response with the headers SSE needs.
 //!
-//! Use it in your own axum handlers:
+//! Use it in your own axum handlers (or [`events`] for a route per subscription):
 //!
 //! ```
 //! use axum::{Router, extract::State, routing::get};
-//! use ssehub_hub::{Hub, Subscription};
-//! use ssehub_server::{ApiError, Sse};
+//! use ssehub_server::{ApiError, Hub, Sse, Subscription};
 //!
 //! async fn events(State(hub): State<Hub>) -> Result<Sse, ApiError> {
-//!     let sub = Subscription::new().topic("counter").map_err(|e| ApiError::bad_request(e.to_string()))?;
-//!     let stream = hub.subscribe(sub).map_err(|e| ApiError::bad_request(e.to_string()))?;
-//!     Ok(Sse::new(stream))
+//!     Ok(Sse::new(hub.subscribe(Subscription::to("counter"))?))
 //! }
 //!
 //! # fn app(hub: Hub) -> Router {
