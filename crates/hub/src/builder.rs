@@ -38,7 +38,12 @@ pub struct HubBuilder {
     on_leave: Vec<PresenceHook>,
     storage: Arc<dyn Backend>,
     max_lifetime: Option<Duration>,
+    announcers: Vec<Announcer>,
+    retry: Option<Duration>,
 }
+
+/// Makes an update of a join or leave ([`HubBuilder::announce_presence`]).
+type Announcer = Arc<dyn Fn(&PresenceEvent) -> Option<crate::Update> + Send + Sync>;
 
 impl std::fmt::Debug for HubBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,6 +75,8 @@ impl Default for HubBuilder {
             on_leave: Vec::new(),
             storage: Arc::new(MemoryBackend),
             max_lifetime: None,
+            announcers: Vec::new(),
+            retry: None,
         }
     }
 }
@@ -144,6 +151,61 @@ impl HubBuilder {
         self
     }
 
+    /// Starts every subscription that sets no [`crate::Subscription::preamble`] of its own with
+    /// `retry: MS` (a line that ends no frame): the reconnection advice, and the first bytes
+    /// that make the response head leave at once (browsers fire `open`, proxies stop
+    /// waiting). Default: none (the stream's first bytes are its first event).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use futures_util::StreamExt;
+    /// use ssehub_hub::{Hub, Subscription};
+    ///
+    /// let hub = Hub::builder().retry(Duration::from_secs(3)).build();
+    /// let mut stream = hub.subscribe(Subscription::to("news"))?;
+    /// assert_eq!(stream.next().await.unwrap(), "retry: 3000\n");
+    /// # Ok(()) }
+    /// ```
+    pub fn retry(mut self, retry: Duration) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// Publishes what `announce` makes of each join and leave: presence as events, e.g. a
+    /// `join` event to a room with the subscriber's name from its payload (`None`: nothing to
+    /// say about this one). The hub publishes it itself, in the order of the joins and
+    /// leaves, which saves a hook the hub it belongs to (which a hook cannot have before the
+    /// hub is built). On a hub whose storage must be awaited (a durable log) the update is
+    /// published on a task of its own; one that fails (the hub is closing) is dropped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use futures_util::StreamExt;
+    /// use ssehub_hub::{Hub, PresenceKind, Subscription, Update};
+    ///
+    /// let hub = Hub::builder()
+    ///     .announce_presence(|ev| {
+    ///         let kind = if ev.kind == PresenceKind::Join { "join" } else { "leave" };
+    ///         Some(Update::new("room", ev.total.to_string()).event_type(kind))
+    ///     })
+    ///     .build();
+    /// let mut stream = hub.subscribe(Subscription::to("room"))?;
+    /// let first = stream.next().await.unwrap();
+    /// assert!(first.starts_with(b"event: join\nid: "), "{first:?}");
+    /// assert!(first.ends_with(b"\ndata: 1\n\n"));
+    /// # Ok(()) }
+    /// ```
+    pub fn announce_presence(
+        mut self,
+        announce: impl Fn(&PresenceEvent) -> Option<crate::Update> + Send + Sync + 'static,
+    ) -> Self {
+        self.announcers.push(Arc::new(announce));
+        self
+    }
+
     /// Where the hub keeps its updates (default: [`MemoryBackend`], the ring alone). A
     /// backend is a crate of its own: the durable log (`ssehub-store`), Redis
     /// (`ssehub-store-redis`); see [`crate::storage`]. With a log, the history ring
@@ -182,7 +244,7 @@ impl HubBuilder {
                     crate::storage::memory::opened()
                 }
             };
-            self.make_inner(opened)
+            self.make_inner(opened, weak)
         });
         if let Some(e) = failed {
             return Err(e);
@@ -214,7 +276,14 @@ impl HubBuilder {
         Ok(Hub { inner })
     }
 
-    fn make_inner(&self, opened: Opened) -> Inner {
+    fn make_inner(&self, opened: Opened, weak: &Weak<Inner>) -> Inner {
+        let (mut on_join, mut on_leave) = (self.on_join.clone(), self.on_leave.clone());
+        for announce in &self.announcers {
+            // A weak handle: the hooks live in the hub, which must not keep itself alive.
+            let hook: PresenceHook = Arc::new(announcing(weak.clone(), announce.clone()));
+            on_join.push(hook.clone());
+            on_leave.push(hook);
+        }
         let mut history = History::new(self.history_size, opened.epoch);
         if let Some(limit) = self.history_bytes {
             history.limit_bytes(limit);
@@ -236,18 +305,43 @@ impl HubBuilder {
             max_queued_bytes: self.max_queued_bytes,
             max_subscribers: self.max_subscribers,
             max_selectors: self.max_selectors,
-            on_join: self.on_join.clone(),
-            on_leave: self.on_leave.clone(),
+            on_join,
+            on_leave,
             storage: opened.storage,
             tracker: std::sync::OnceLock::new(),
             metrics: Metrics::default(),
             max_lifetime: self.max_lifetime,
+            preamble: self.retry.map(ssehub_codec::retry_line),
             matchers: parking_lot::RwLock::new(SelectorIndex::default()),
             clock: Clock::new(),
             deadline_wake: Arc::new(tokio::sync::Notify::new()),
             remote: Mutex::new(Default::default()),
             subs_dirty: Default::default(),
             tasks: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// The presence hook that publishes what `announce` makes of an event.
+fn announcing(hub: Weak<Inner>, announce: Announcer) -> impl Fn(&PresenceEvent) + Send + Sync {
+    move |event| {
+        let Some(inner) = hub.upgrade() else { return };
+        let Some(update) = announce(event) else {
+            return;
+        };
+        let hub = Hub { inner };
+        match hub.publish_now(update.clone()) {
+            Err(crate::PublishError::NeedsAwait) => {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        if let Err(e) = hub.publish(update).await {
+                            tracing::debug!("presence announcement dropped: {e}");
+                        }
+                    });
+                }
+            }
+            Err(e) => tracing::debug!("presence announcement dropped: {e}"),
+            Ok(_) => {}
         }
     }
 }

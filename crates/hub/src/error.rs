@@ -44,6 +44,11 @@ pub enum PublishError {
     /// update before it is on disk without waiting: use [`crate::Hub::publish`].
     #[error("publish_now cannot wait for durable storage; use publish().await")]
     NeedsAwait,
+    /// The update's data could not be encoded ([`crate::Update::json`]: a value serde cannot
+    /// turn into JSON, such as a map with non-string keys). A bug of the caller's, not of the
+    /// request: the server answers it `500`.
+    #[error("the update's data cannot be encoded as JSON: {0}")]
+    Encode(String),
 }
 
 /// Why a subscription was refused.
@@ -71,4 +76,9 @@ pub enum SubscribeError {
     /// The durable store could not be read to resolve or replay the subscription.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A topic given to [`crate::Subscription::to`], [`crate::Subscription::exact`] or
+    /// [`crate::Subscription::topic`] is not a valid selector (empty, or too long). The
+    /// builder defers this error to [`crate::Hub::subscribe`], so building never fails.
+    #[error("invalid topic: {0}")]
+    InvalidTopic(ssehub_selector::SelectorError),
 }

@@ -108,6 +108,8 @@ pub(crate) struct Inner {
     pub(crate) tracker: std::sync::OnceLock<Tracker>,
     pub(crate) metrics: Metrics,
     /// [`HubBuilder::max_connection_lifetime`](crate::HubBuilder::max_connection_lifetime).
+    /// The first bytes of a subscription that brings none of its own ([`crate::HubBuilder::retry`]).
+    pub(crate) preamble: Option<bytes::Bytes>,
     pub(crate) max_lifetime: Option<Duration>,
     /// The distinct compiled matchers of the subscribers, by literal prefix: evaluated by
     /// publishers before they take `state` (its own lock, never taken while holding `state`
@@ -278,6 +280,34 @@ impl Hub {
         for (_, sub) in st.subs.iter() {
             sub.queue.lock().close(CloseReason::Shutdown);
         }
+    }
+
+    /// Ends every stream open now, cleanly (queued frames are still sent), while the hub stays
+    /// open: each client reconnects after its `retry` time with its `Last-Event-ID` and
+    /// resumes where it was, replay joining live delivery as for any reconnect. For moving
+    /// clients to a node just added behind a balancer, or to show what a dropped connection
+    /// does (the examples do it on `SIGHUP`, see `ssehub_server::Serve::reconnect_on_hangup`).
+    /// Returns how many streams it ended.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use futures_util::StreamExt;
+    /// use ssehub_hub::{Hub, Subscription};
+    ///
+    /// let hub = Hub::new();
+    /// let mut stream = hub.subscribe(Subscription::to("news"))?;
+    /// assert_eq!(hub.disconnect_all(), 1);
+    /// assert_eq!(stream.next().await, None);
+    /// assert!(!hub.is_closed());
+    /// # Ok(()) }
+    /// ```
+    pub fn disconnect_all(&self) -> usize {
+        let st = self.inner.state.lock();
+        for (_, sub) in st.subs.iter() {
+            sub.queue.lock().close(CloseReason::Shutdown);
+        }
+        st.subs.len()
     }
 
     /// Whether [`Hub::close`] was called.

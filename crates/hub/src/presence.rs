@@ -28,6 +28,16 @@ pub enum PresenceKind {
     Leave,
 }
 
+impl PresenceKind {
+    /// `"join"` or `"leave"`: e.g. the event type of an announcement.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PresenceKind::Join => "join",
+            PresenceKind::Leave => "leave",
+        }
+    }
+}
+
 /// A presence hook. It runs on the task that subscribed or dropped the stream, outside every hub
 /// lock, so it may call back into the hub (e.g. publish a `join` event); it should be quick.
-pub type PresenceHook = Arc<dyn Fn(&PresenceEvent) + Send + Sync>;
+pub(crate) type PresenceHook = Arc<dyn Fn(&PresenceEvent) + Send + Sync>;

@@ -98,6 +98,13 @@ impl SubscriberStream {
         self.hub.last_event_id()
     }
 
+    /// Live with nothing queued: whatever replay or retained state it asked for has been
+    /// yielded (a stream reading the log or catching up is not settled).
+    pub(crate) fn settled(&self) -> bool {
+        let q = self.queue.lock();
+        q.mode == Mode::Live && q.is_empty()
+    }
+
     /// For the task that writes this stream to a socket: batch more per write under load.
     ///
     /// Without it, a busy subscriber can cost one write per update. When a publish wakes

@@ -58,7 +58,12 @@ impl Hub {
             payload,
             retained,
             expires_at,
+            invalid,
         } = subscription;
+        if let Some(e) = invalid {
+            return Err(SubscribeError::InvalidTopic(e));
+        }
+        let preamble = preamble.or_else(|| self.inner.preamble.clone());
         if selectors.is_empty() {
             return Err(SubscribeError::NoTopic);
         }

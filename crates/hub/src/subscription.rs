@@ -8,6 +8,25 @@ use ssehub_selector::{Selector, SelectorError};
 
 /// A subscription request: topic selectors, where to resume, and what it may see privately.
 ///
+/// The builder never fails: [`Subscription::to`] and [`Subscription::exact`] take any text as
+/// an exact topic, and a topic that cannot be one (empty, over the length limit) is reported
+/// by [`crate::Hub::subscribe`] as [`crate::SubscribeError::InvalidTopic`], the one place that
+/// returns a `Result` anyway.
+///
+/// ```
+/// use std::time::Duration;
+/// use ssehub_hub::Subscription;
+///
+/// let sub = Subscription::to("room")
+///     .exact("clients/42")
+///     .retry(Duration::from_secs(3))
+///     .resume(Some("earliest".to_owned()));
+/// assert_eq!(sub.selectors().len(), 2);
+/// ```
+///
+/// [`Subscription::topic`] parses selectors (`*`, RFC 6570 URI templates) and reports a bad
+/// one at once:
+///
 /// ```
 /// use ssehub_hub::Subscription;
 ///
@@ -25,12 +44,48 @@ pub struct Subscription {
     pub(crate) payload: Option<serde_json::Value>,
     pub(crate) retained: bool,
     pub(crate) expires_at: Option<SystemTime>,
+    /// The first invalid topic given to an infallible builder method, reported by subscribe.
+    pub(crate) invalid: Option<SelectorError>,
 }
 
 impl Subscription {
     /// An empty subscription; add at least one selector.
     pub fn new() -> Self {
         Subscription::default()
+    }
+
+    /// A subscription to one exact topic (byte for byte; `*` is every topic).
+    pub fn to(topic: &str) -> Self {
+        Subscription::new().exact(topic)
+    }
+
+    /// Adds an exact topic (byte for byte, never a template; `*` is every topic). Infallible:
+    /// an invalid topic is reported by [`crate::Hub::subscribe`].
+    pub fn exact(mut self, topic: &str) -> Self {
+        match Selector::exact_topic(topic) {
+            Ok(selector) => self.selectors.push(selector),
+            Err(e) => {
+                self.invalid.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    /// Sends `retry: MS` first, as a line that ends no frame: the reconnection advice, and
+    /// the first bytes that make the response head leave at once (clients fire `open`,
+    /// proxies stop waiting). Sets the [`Subscription::preamble`].
+    pub fn retry(self, retry: std::time::Duration) -> Self {
+        self.preamble(ssehub_codec::retry_line(retry))
+    }
+
+    /// Resumes after `id` when there is one: [`Subscription::last_event_id`] for an
+    /// `Option` (e.g. `ssehub_server::LastEventId`, the extractor). `None` and the empty
+    /// string (a browser's "no id yet") start live.
+    pub fn resume(self, id: impl Into<Option<String>>) -> Self {
+        match id.into() {
+            Some(id) if !id.is_empty() => self.last_event_id(id),
+            _ => self,
+        }
     }
 
     /// Adds a topic selector parsed from text: an exact topic, `*`, or a URI template.

@@ -45,6 +45,29 @@ impl Update {
         }
     }
 
+    /// An update of `value` as JSON for one topic: typed updates with serde.
+    ///
+    /// ```
+    /// use ssehub_hub::Update;
+    ///
+    /// #[derive(serde::Serialize)]
+    /// struct Chat<'a> { from: &'a str, text: &'a str }
+    ///
+    /// let update = Update::json("room", &Chat { from: "ann", text: "hi" })?.event_type("chat");
+    /// assert_eq!(update.data_str(), r#"{"from":"ann","text":"hi"}"#);
+    /// # Ok::<(), ssehub_hub::PublishError>(())
+    /// ```
+    ///
+    /// A value serde cannot encode as JSON (a map with non-string keys) is
+    /// [`PublishError::Encode`].
+    pub fn json<T: serde::Serialize + ?Sized>(
+        topic: impl Into<String>,
+        value: &T,
+    ) -> Result<Self, PublishError> {
+        let data = serde_json::to_string(value).map_err(|e| PublishError::Encode(e.to_string()))?;
+        Ok(Update::new(topic, data))
+    }
+
     /// An update with no topic yet (add them with [`Update::topic`]); publishing it as is fails.
     pub fn empty() -> Self {
         Update::default()

@@ -3,6 +3,8 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use ssehub_hub::{PublishError, StateError, SubscribeError};
+
 use crate::metrics::Cause;
 
 /// An HTTP error answer: status plus a one-line `text/plain` reason.
@@ -92,6 +94,55 @@ impl ApiError {
     /// The reason.
     pub fn reason(&self) -> &str {
         &self.reason
+    }
+}
+
+/// A refused subscription as an answer: `503` (with `Retry-After: 1`) when the hub is full,
+/// closing or cannot read its storage, since trying again later may work; `400` for what is
+/// wrong with the request itself (no topic, too many, an invalid one). So a handler can
+/// `hub.subscribe(sub)?`.
+impl From<SubscribeError> for ApiError {
+    fn from(e: SubscribeError) -> Self {
+        match e {
+            SubscribeError::TooManySubscribers { .. }
+            | SubscribeError::Closed
+            | SubscribeError::Unavailable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).with_retry_after(1)
+            }
+            _ => ApiError::bad_request(e.to_string()),
+        }
+    }
+}
+
+/// A refused publish as an answer: `503` (with `Retry-After: 1`) when the hub is closing or
+/// its storage cannot take the update, `409` for an id already in use, `413` for too many
+/// topics, `500` for what only the code can cause (data serde cannot encode, `publish_now` on
+/// a durable hub), `400` for the rest (the update's own fields). So a handler can
+/// `hub.publish(update).await?`.
+impl From<PublishError> for ApiError {
+    fn from(e: PublishError) -> Self {
+        let status = match e {
+            PublishError::Closed | PublishError::Unavailable(_) => {
+                return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                    .with_retry_after(1);
+            }
+            PublishError::DuplicateId => StatusCode::CONFLICT,
+            PublishError::TooManyTopics { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            PublishError::Encode(_) | PublishError::NeedsAwait => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+/// A [`ssehub_hub::LiveState`] error as an answer: the subscription's refusal as
+/// [`From<SubscribeError>`] says, `500` for a state that cannot be read or encoded.
+impl From<StateError> for ApiError {
+    fn from(e: StateError) -> Self {
+        match e {
+            StateError::Subscribe(e) => e.into(),
+            e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
     }
 }
 

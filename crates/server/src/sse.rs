@@ -1,16 +1,13 @@
 //! Turning a [`SubscriberStream`] into an HTTP response with the headers SSE needs.
 //!
-//! Use it in your own axum handlers:
+//! Use it in your own axum handlers (or [`events`] for a route per subscription):
 //!
 //! ```
 //! use axum::{Router, extract::State, routing::get};
-//! use ssehub_hub::{Hub, Subscription};
-//! use ssehub_server::{ApiError, Sse};
+//! use ssehub_server::{ApiError, Hub, Sse, Subscription};
 //!
 //! async fn events(State(hub): State<Hub>) -> Result<Sse, ApiError> {
-//!     let sub = Subscription::new().topic("counter").map_err(|e| ApiError::bad_request(e.to_string()))?;
-//!     let stream = hub.subscribe(sub).map_err(|e| ApiError::bad_request(e.to_string()))?;
-//!     Ok(Sse::new(stream))
+//!     Ok(Sse::new(hub.subscribe(Subscription::to("counter"))?))
 //! }
 //!
 //! # fn app(hub: Hub) -> Router {
@@ -23,8 +20,11 @@ use std::convert::Infallible;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
 use futures_util::StreamExt;
-use ssehub_hub::SubscriberStream;
+use ssehub_hub::{Hub, SubscriberStream, Subscription};
+
+use crate::{ApiError, LastEventId};
 
 /// An SSE response: `Content-Type: text/event-stream`, `Cache-Control: no-cache`,
 /// `X-Accel-Buffering: no` (so nginx does not buffer), no `Content-Length`, body streamed from
@@ -44,6 +44,37 @@ impl Sse {
             stream: stream.coalescing(),
         }
     }
+}
+
+impl From<SubscriberStream> for Sse {
+    fn from(stream: SubscriberStream) -> Self {
+        Sse::new(stream)
+    }
+}
+
+/// A `GET` route that streams `subscription` to every request: each one subscribes with it,
+/// resumed after the request's [`LastEventId`] (a reconnecting browser gets what it missed),
+/// and is answered [`Sse`], or the refusal as [`ApiError`]. For the common case of a route per
+/// topic; write your own handler when the subscription depends on the request.
+///
+/// ```
+/// use std::time::Duration;
+/// use axum::Router;
+/// use ssehub_hub::{Hub, Subscription};
+///
+/// let hub = Hub::new();
+/// let sub = Subscription::to("news").retry(Duration::from_secs(3));
+/// let app: Router = Router::new().route("/events", ssehub_server::events(&hub, sub));
+/// ```
+pub fn events<S>(hub: &Hub, subscription: Subscription) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let hub = hub.clone();
+    get(move |last: LastEventId| async move {
+        let sub = subscription.resume(last);
+        hub.subscribe(sub).map(Sse::new).map_err(ApiError::from)
+    })
 }
 
 static X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");

@@ -5,75 +5,52 @@
 //! for every subscriber, instead of one loop per connection as in the tutorial, so all tabs show
 //! the same number and an idle server costs one tick per second whatever the number of tabs.
 //!
-//! RAM-only, with no history at all: the count is a clock, not state worth keeping. A browser
-//! that reconnects wants the current value, not the ticks it missed, and a restart starts
-//! again from 1 as the tutorial does; writing one update per second to disk would buy nothing.
-//! (`voting` and `nests` show state that survives a restart.)
+//! RAM-only, with no history at all (`history_size(0)`): the count is a clock, not state worth
+//! keeping. A browser that reconnects wants the current value, not the ticks it missed (its
+//! `Last-Event-ID` is unknown to a hub that keeps nothing, so it gets the hub's
+//! `ssehub.history-gap` notice, which the page ignores, then the next tick), and a restart
+//! starts again from 1 as the tutorial does. (`voting` and `nests` show state that survives a
+//! restart.)
+//!
+//! `SIGHUP` ends every stream while the process lives on (the browser tests use it to watch the
+//! `retry: 10000` advice at work); `SIGTERM` / Ctrl-C drain and stop.
 //!
 //! Run: `cargo run -p ssehub-examples --bin counter -- --addr 127.0.0.1:3002`
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
-use axum::Router;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use ssehub_examples::{Args, common_routes, html, serve, subscribe_error};
-use ssehub_hub::{Hub, Subscription, Update};
-use ssehub_server::{ApiError, Sse, preamble};
+use axum::{Router, http::header::CONTENT_TYPE, response::Html, routing::get};
+use clap::Parser;
+use ssehub_server::{Hub, Subscription, Update, bind, events, serve};
 
-const TOPIC: &str = "counter";
+const CSS: &str = include_str!("../../../web/style.css");
 
-/// The reconnection time the tutorial advises in the first bytes of every stream. Sent as the
-/// library's preamble, `retry: 10000\n` with no blank line after it (a blank line would make it
-/// an empty message in some clients), it also flushes the response head at once, so the
-/// browser fires `open` immediately.
-const RETRY: Duration = Duration::from_secs(10);
+#[derive(Parser)]
+struct Args {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:3002")]
+    addr: SocketAddr,
+}
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let addr = Args::parse_with_default(SocketAddr::from(([127, 0, 0, 1], 3002)));
-    // No history: a counter shows the current value, so a reconnecting browser gains nothing
-    // from a burst of the counts it missed.
+async fn main() -> std::io::Result<()> {
     let hub = Hub::builder().history_size(0).build();
-    tokio::spawn(tick(hub.clone()));
-    let router = Router::new()
-        .route("/", get(|| async { html(include_str!("index.html")) }))
-        .route("/events", get(events))
-        .merge(common_routes())
-        .with_state(hub.clone());
-    serve(router, hub, addr, |url| {
-        format!("counter: open {url}/ (stream at {url}/events)")
-    })
-    .await
+    tokio::spawn(count(hub.clone()));
+    let counter = Subscription::to("counter").retry(Duration::from_secs(10));
+    let app = Router::new()
+        .route("/", get(Html(include_str!("index.html"))))
+        .route("/style.css", get(([(CONTENT_TYPE, "text/css")], CSS)))
+        .route("/healthz", get("ok"))
+        .route("/events", events(&hub, counter));
+    let listener = bind(Args::parse().addr)?;
+    println!("counter: open http://{}/", listener.local_addr()?);
+    serve(listener, app, hub).reconnect_on_hangup().await
 }
 
-/// Publishes 1, 2, 3... once a second until the hub closes.
-async fn tick(hub: Hub) {
-    let mut every = tokio::time::interval(Duration::from_secs(1));
-    // After a stall (a suspended laptop), carry on at one per second instead of bursting.
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    every.tick().await;
-    let mut count: u64 = 0;
-    loop {
-        every.tick().await;
-        count += 1;
-        if hub
-            .publish(Update::new(TOPIC, count.to_string()))
-            .await
-            .is_err()
-        {
-            return; // closed: the server is stopping
-        }
+/// Publishes 1, 2, 3... once a second.
+async fn count(hub: Hub) {
+    for n in 1u64.. {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let _ = hub.publish(Update::new("counter", n.to_string())).await;
     }
-}
-
-/// `GET /events`: `retry: 10000`, then the count each second.
-async fn events(State(hub): State<Hub>) -> Result<Response, ApiError> {
-    let sub = Subscription::new()
-        .topic(TOPIC)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?
-        .preamble(preamble(RETRY));
-    Ok(Sse::new(hub.subscribe(sub).map_err(subscribe_error)?).into_response())
 }
