@@ -12,7 +12,7 @@
 //! exchange X25519MLKEM768 preferred: browsers offer it first (Chromium and Firefox by
 //! default), and ring's provider, used before, lacks it.
 //!
-//! Sessions run on rustls' unbuffered API ([`wire`]), whose buffers this crate owns: an idle
+//! Sessions run on rustls' unbuffered API (`wire.rs`), whose buffers this crate owns: an idle
 //! session holds none (tokio-rustls' buffered session kept a 4 KiB record buffer for life).
 //! After the handshake, HTTP/1.1 connections go to the connection layer (the `conn` module) as
 //! plain ones do, so TLS subscribers take the compact path too (the session in place of the
