@@ -35,6 +35,47 @@ pub struct SubscriberInfo {
     pub payload: Option<Value>,
 }
 
+impl SubscriberInfo {
+    /// The JSON a backend shared by several nodes stores for the subscriber (the other nodes
+    /// read it back with [`SubscriberInfo::from_json`]).
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "subscriber": self.subscriber,
+            "topics": self.topics,
+            "match_types": self.match_types,
+            "payload": self.payload,
+        })
+    }
+
+    /// Reads what [`SubscriberInfo::to_json`] wrote; `None` for anything else. A matcher type
+    /// this version does not know reads as `exact`, and missing ones (a node of an earlier
+    /// version) as none.
+    pub fn from_json(raw: &[u8]) -> Option<SubscriberInfo> {
+        let v: Value = serde_json::from_slice(raw).ok()?;
+        Some(SubscriberInfo {
+            subscriber: v.get("subscriber")?.as_str()?.to_owned(),
+            topics: v
+                .get("topics")?
+                .as_array()?
+                .iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect(),
+            match_types: match v.get("match_types").and_then(|m| m.as_array()) {
+                Some(types) => types
+                    .iter()
+                    .map(|t| match t.as_str() {
+                        Some("urlpattern") => "urlpattern",
+                        Some("uri_template") => "uri_template",
+                        _ => "exact",
+                    })
+                    .collect(),
+                None => Vec::new(),
+            },
+            payload: v.get("payload").filter(|p| !p.is_null()).cloned(),
+        })
+    }
+}
+
 /// A subscriber joined (`active`) or left.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubscriptionChange {

@@ -232,7 +232,8 @@ impl Cluster for PostgresStorage {
         all: &[SubscriberInfo],
     ) -> StorageFuture<'static, Result<(), String>> {
         let node = self.node.clone();
-        let all = serde_json::Value::Array(all.iter().map(encode_info).collect()).to_string();
+        let all =
+            serde_json::Value::Array(all.iter().map(SubscriberInfo::to_json).collect()).to_string();
         Box::pin(async move { node.db.rewrite_subscriptions(&node.name, all).await })
     }
 
@@ -247,7 +248,9 @@ impl Cluster for PostgresStorage {
             let (last, raw) = node.db.subscriptions(&node.name).await?;
             Ok((
                 (last > 0).then(|| event_id(node.db.epoch, last)),
-                raw.iter().filter_map(|v| decode_info(v)).collect(),
+                raw.iter()
+                    .filter_map(|v| SubscriberInfo::from_json(v.as_bytes()))
+                    .collect(),
             ))
         })
     }
@@ -258,46 +261,11 @@ fn subs_change(change: &SubscriptionChange) -> SubsChange {
     if change.active {
         SubsChange::Set(
             change.info.subscriber.clone(),
-            encode_info(&change.info).to_string(),
+            change.info.to_json().to_string(),
         )
     } else {
         SubsChange::Del(change.info.subscriber.clone())
     }
-}
-
-/// A subscriber as stored in `subscribers.info`.
-fn encode_info(i: &SubscriberInfo) -> serde_json::Value {
-    serde_json::json!({
-        "subscriber": i.subscriber,
-        "topics": i.topics,
-        "match_types": i.match_types,
-        "payload": i.payload,
-    })
-}
-
-fn decode_info(raw: &str) -> Option<SubscriberInfo> {
-    let v: serde_json::Value = serde_json::from_str(raw).ok()?;
-    Some(SubscriberInfo {
-        subscriber: v.get("subscriber")?.as_str()?.to_owned(),
-        topics: v
-            .get("topics")?
-            .as_array()?
-            .iter()
-            .filter_map(|t| t.as_str().map(str::to_owned))
-            .collect(),
-        match_types: match v.get("match_types").and_then(|m| m.as_array()) {
-            Some(types) => types
-                .iter()
-                .map(|t| match t.as_str() {
-                    Some("urlpattern") => "urlpattern",
-                    Some("uri_template") => "uri_template",
-                    _ => "exact",
-                })
-                .collect(),
-            None => Vec::new(),
-        },
-        payload: v.get("payload").filter(|p| !p.is_null()).cloned(),
-    })
 }
 
 #[cfg(test)]
@@ -322,8 +290,8 @@ mod tests {
             match_types: vec!["exact", "urlpattern"],
             payload: Some(serde_json::json!({"user": 1})),
         };
-        let back = decode_info(&encode_info(&info).to_string()).unwrap();
+        let back = SubscriberInfo::from_json(info.to_json().to_string().as_bytes()).unwrap();
         assert_eq!(back, info);
-        assert!(decode_info("not json").is_none());
+        assert!(SubscriberInfo::from_json(b"not json").is_none());
     }
 }

@@ -146,7 +146,7 @@ impl Cluster for RedisStorage {
         let shared = self.shared.clone();
         let all: Vec<(String, String)> = all
             .iter()
-            .map(|i| (i.subscriber.clone(), encode_info(i)))
+            .map(|i| (i.subscriber.clone(), i.to_json().to_string()))
             .collect();
         Box::pin(async move { shared.rewrite_subscriptions(&all).await })
     }
@@ -157,7 +157,9 @@ impl Cluster for RedisStorage {
             let (last, raw) = shared.list_subscriptions().await?;
             Ok((
                 last.map(Sid::event_id),
-                raw.iter().filter_map(|v| decode_info(v)).collect(),
+                raw.iter()
+                    .filter_map(|v| SubscriberInfo::from_json(v))
+                    .collect(),
             ))
         })
     }
@@ -166,44 +168,11 @@ impl Cluster for RedisStorage {
 /// The change to this node's subscriber hash that a join or leave makes.
 fn subs_change(change: &SubscriptionChange) -> SubsChange {
     if change.active {
-        SubsChange::Set(change.info.subscriber.clone(), encode_info(&change.info))
+        SubsChange::Set(
+            change.info.subscriber.clone(),
+            change.info.to_json().to_string(),
+        )
     } else {
         SubsChange::Del(change.info.subscriber.clone())
     }
-}
-
-/// A subscriber as stored in Redis.
-fn encode_info(i: &SubscriberInfo) -> String {
-    serde_json::json!({
-        "subscriber": i.subscriber,
-        "topics": i.topics,
-        "match_types": i.match_types,
-        "payload": i.payload,
-    })
-    .to_string()
-}
-
-fn decode_info(raw: &[u8]) -> Option<SubscriberInfo> {
-    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
-    Some(SubscriberInfo {
-        subscriber: v.get("subscriber")?.as_str()?.to_owned(),
-        topics: v
-            .get("topics")?
-            .as_array()?
-            .iter()
-            .filter_map(|t| t.as_str().map(str::to_owned))
-            .collect(),
-        match_types: match v.get("match_types").and_then(|m| m.as_array()) {
-            Some(types) => types
-                .iter()
-                .map(|t| match t.as_str() {
-                    Some("urlpattern") => "urlpattern",
-                    Some("uri_template") => "uri_template",
-                    _ => "exact",
-                })
-                .collect(),
-            None => Vec::new(),
-        },
-        payload: v.get("payload").filter(|p| !p.is_null()).cloned(),
-    })
 }
