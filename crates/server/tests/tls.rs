@@ -576,6 +576,51 @@ async fn tls_http1_subscribers_are_drained_and_leaving_unsubscribes() {
 /// handshake) on each: the sessions run on rustls' unbuffered API (src/tls/wire.rs), which
 /// must carry the session tickets and the client's close_notify as the buffered one did.
 #[tokio::test]
+async fn more_clients_than_a_session_cache_holds_all_resume() {
+    // 300 clients, each with its own session store, then each again: with stateless tickets all
+    // resume. With rustls' default stateful cache (256 entries, two tickets per session) none
+    // of the 300 did when this test was written.
+    use rustls::HandshakeKind;
+    let cert = cert();
+    let hub = start_tls(&cert, |_| {}).await;
+    let mut roots = RootCertStore::empty();
+    roots.add(cert.der.clone()).unwrap();
+    let connectors: Vec<_> = (0..300)
+        .map(|_| {
+            let provider = rustls::crypto::aws_lc_rs::default_provider();
+            let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            tokio_rustls::TlsConnector::from(Arc::new(config))
+        })
+        .collect();
+    let mut resumed = 0;
+    for round in 0..2 {
+        for connector in &connectors {
+            let tcp = TcpStream::connect(hub.addr).await.unwrap();
+            let name = ServerName::try_from("127.0.0.1").unwrap();
+            let mut tls = connector.connect(name, tcp).await.unwrap();
+            // TLS 1.3 tickets arrive after the handshake: read the answer so the client has them.
+            tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = Vec::new();
+            tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer))
+                .await
+                .expect("answered within 5 s")
+                .unwrap();
+            if round == 1 && tls.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed) {
+                resumed += 1;
+            }
+        }
+    }
+    assert_eq!(resumed, 300, "every client resumed its session");
+}
+
+#[tokio::test]
 async fn tls12_and_tls13_serve_and_resume_sessions() {
     use rustls::HandshakeKind;
     let cert = cert();
