@@ -139,7 +139,7 @@ pub use storage::{MemoryBackend, StorageError};
 pub use stream::SubscriberStream;
 pub use subscription::Subscription;
 pub use subscriptions::{
-    SubscriberInfo, SubscriptionAnnouncer, SubscriptionChange, SubscriptionsSnapshot,
+    StoredChange, SubscriberInfo, SubscriptionAnnouncer, SubscriptionChange, SubscriptionsSnapshot,
 };
 pub use update::{MAX_TOPICS_PER_UPDATE, Update};
 pub use uuid::Uuid;

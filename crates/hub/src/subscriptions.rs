@@ -85,6 +85,28 @@ pub struct SubscriptionChange {
     pub info: SubscriberInfo,
 }
 
+/// A [`SubscriptionChange`] as a backend shared by several nodes records it in this node's list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredChange {
+    /// Set the subscriber (its id) to this JSON ([`SubscriberInfo::to_json`]).
+    Set(String, String),
+    /// Remove the subscriber (its id).
+    Del(String),
+}
+
+impl SubscriptionChange {
+    /// What the change does to this node's stored list: a join sets the subscriber's entry, a
+    /// leave removes it.
+    pub fn stored(&self) -> StoredChange {
+        let id = self.info.subscriber.clone();
+        if self.active {
+            StoredChange::Set(id, self.info.to_json().to_string())
+        } else {
+            StoredChange::Del(id)
+        }
+    }
+}
+
 /// What [`crate::Hub::subscriptions`] answers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubscriptionsSnapshot {

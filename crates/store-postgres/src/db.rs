@@ -14,15 +14,7 @@ use crate::row::{Entry, UPDATE_COLUMNS, decode};
 use crate::schema::{self, Names};
 use crate::{PAGE, PRESENCE_TTL, PostgresOptions, PostgresStorageError, SEQUENCE_BATCH, reason};
 
-/// A change to this node's subscriber list, made by the statement that inserts its
-/// announcement (or alone).
-#[derive(Debug, Clone)]
-pub(crate) enum SubsChange {
-    /// Subscriber id and its JSON.
-    Set(String, String),
-    /// Subscriber id.
-    Del(String),
-}
+pub(crate) use ssehub_hub::StoredChange as SubsChange;
 
 /// The statements, with the schema filled in once.
 struct Sql {

@@ -13,7 +13,7 @@ use ssehub_hub::{PublishError, SubscriberInfo, SubscriptionChange, Update};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::db::{Db, SubsChange};
+use crate::db::Db;
 use crate::read::{first_step, read_loop};
 use crate::waiters::{Wait, Waiters};
 use crate::{PAGE, event_id, listen, sequencer};
@@ -205,7 +205,7 @@ impl Cluster for PostgresStorage {
         if update.id_str().is_some_and(hub_shaped) {
             return Append::Done(Err(PublishError::ReservedId));
         }
-        let subs = change.map(subs_change);
+        let subs = change.map(SubscriptionChange::stored);
         Append::Pending(Box::pin(async move {
             let node = &self.node;
             let row = node.db.insert(&update, &node.name, subs.as_ref()).await?;
@@ -223,7 +223,7 @@ impl Cluster for PostgresStorage {
         change: &SubscriptionChange,
     ) -> StorageFuture<'static, Result<(), String>> {
         let node = self.node.clone();
-        let change = subs_change(change);
+        let change = change.stored();
         Box::pin(async move { node.db.record_change(&node.name, &change).await })
     }
 
@@ -253,18 +253,6 @@ impl Cluster for PostgresStorage {
                     .collect(),
             ))
         })
-    }
-}
-
-/// The change to this node's subscriber list that a join or leave makes.
-fn subs_change(change: &SubscriptionChange) -> SubsChange {
-    if change.active {
-        SubsChange::Set(
-            change.info.subscriber.clone(),
-            change.info.to_json().to_string(),
-        )
-    } else {
-        SubsChange::Del(change.info.subscriber.clone())
     }
 }
 

@@ -39,14 +39,7 @@ pub(crate) struct Shared {
     pub(crate) node: String,
 }
 
-/// A change to this node's subscriber hash, made by the script that publishes its announcement.
-#[derive(Debug, Clone)]
-pub(crate) enum SubsChange {
-    /// Field (subscriber id) and value (its JSON).
-    Set(String, String),
-    /// Field.
-    Del(String),
-}
+pub(crate) use ssehub_hub::StoredChange as SubsChange;
 
 type SnapshotReply = (
     String,

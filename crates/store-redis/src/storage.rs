@@ -113,7 +113,7 @@ impl Cluster for RedisStorage {
             // It would read as a stream position on replay.
             return Append::Done(Err(PublishError::ReservedId));
         }
-        let subs = change.map(subs_change);
+        let subs = change.map(SubscriptionChange::stored);
         Append::Pending(Box::pin(async move {
             let sid = self.shared.publish(&update, subs.as_ref()).await?;
             Ok(match update.id_str() {
@@ -128,7 +128,7 @@ impl Cluster for RedisStorage {
         change: &SubscriptionChange,
     ) -> StorageFuture<'static, Result<(), String>> {
         let shared = self.shared.clone();
-        let change = subs_change(change);
+        let change = change.stored();
         Box::pin(async move {
             match change {
                 SubsChange::Set(field, value) => {
@@ -162,17 +162,5 @@ impl Cluster for RedisStorage {
                     .collect(),
             ))
         })
-    }
-}
-
-/// The change to this node's subscriber hash that a join or leave makes.
-fn subs_change(change: &SubscriptionChange) -> SubsChange {
-    if change.active {
-        SubsChange::Set(
-            change.info.subscriber.clone(),
-            change.info.to_json().to_string(),
-        )
-    } else {
-        SubsChange::Del(change.info.subscriber.clone())
     }
 }
