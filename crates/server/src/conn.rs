@@ -79,6 +79,11 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// The app serving everything but the compact paths.
+    pub(crate) fn router(&self) -> &Router {
+        &self.router
+    }
+
     pub(crate) fn new(state: MercureState, router: Router, shutdown: CancellationToken) -> Self {
         let config = &state.config;
         let mut hyper = auto::Builder::new(TokioExecutor::new());
@@ -327,15 +332,7 @@ fn open(
     headers: HeaderMap,
     peer: SocketAddr,
 ) -> Option<(Subscribed, Vec<u8>)> {
-    let stream = mercure::open_subscription(&shared.state, uri, &headers, Some(peer)).ok()?;
-    let mut fields = HeaderMap::with_capacity(8);
-    let legacy = shared.state.config.legacy_protocol();
-    mercure::insert_subscribe_headers(&stream, &mut fields, legacy);
-    if let Some(cors) = &shared.cors {
-        // Ready at once for the origin rules we configure; dropping the stream otherwise is
-        // only a defensive path.
-        fields = cors_headers(cors, headers, fields)?;
-    }
+    let (stream, fields) = subscribe(shared, uri, headers, peer)?;
     let mut head = Vec::with_capacity(256);
     head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
     for (name, value) in &fields {
@@ -348,6 +345,28 @@ fn open(
     head.extend_from_slice(http_date().as_bytes());
     head.extend_from_slice(b"\r\n\r\n");
     Some((stream, head))
+}
+
+/// Subscribes as the axum handler would: the stream and the response's fields (the router's,
+/// CORS included, in the router's order), or `None` when the handler refuses the request (the
+/// caller then lets the router answer, so refusals are worded in one place). Shared with the
+/// HTTP/2 connection ([`crate::h2`]).
+pub(crate) fn subscribe(
+    shared: &Shared,
+    uri: &Uri,
+    headers: HeaderMap,
+    peer: SocketAddr,
+) -> Option<(Subscribed, HeaderMap)> {
+    let stream = mercure::open_subscription(&shared.state, uri, &headers, Some(peer)).ok()?;
+    let mut fields = HeaderMap::with_capacity(8);
+    let legacy = shared.state.config.legacy_protocol();
+    mercure::insert_subscribe_headers(&stream, &mut fields, legacy);
+    if let Some(cors) = &shared.cors {
+        // Ready at once for the origin rules we configure; dropping the stream otherwise is
+        // only a defensive path.
+        fields = cors_headers(cors, headers, fields)?;
+    }
+    Some((stream, fields))
 }
 
 /// The response headers after the router's CORS layer: the layer itself computes them, so

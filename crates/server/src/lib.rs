@@ -48,6 +48,7 @@ mod console;
 mod error;
 mod extract;
 mod fds;
+mod h2;
 // Public for the fuzz targets (fuzz/, a workspace of its own) only: not API (docs/semver.md).
 #[doc(hidden)]
 pub mod form;

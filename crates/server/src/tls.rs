@@ -17,7 +17,8 @@
 //! After the handshake, HTTP/1.1 connections go to the connection layer (the `conn` module) as
 //! plain ones do, so TLS subscribers take the compact path too (the session in place of the
 //! socket): hyper's HTTP/1 connection was ~30 KiB of the ~42 KiB an idle TLS subscriber cost
-//! (docs/tls-memory.md). HTTP/2 connections (ALPN `h2`) go to hyper, over the same session.
+//! (docs/tls-memory.md). HTTP/2 connections (ALPN `h2`) are served by [`crate::h2`] over the
+//! same session (by hyper when `fast_subscribe` is off).
 
 use std::io;
 use std::net::SocketAddr;
@@ -43,7 +44,8 @@ pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
 /// The first byte of a TLS handshake record (a ClientHello starts with it).
 const HANDSHAKE_RECORD: u8 = 0x16;
 
-/// Bytes read after an HTTP/2 handshake to see that the client speaks (handed on to hyper).
+/// Bytes read after an HTTP/2 handshake to see that the client speaks (handed on to the
+/// HTTP/2 connection).
 const FIRST_READ: usize = 1024;
 
 /// Why a certificate or key could not be used.
@@ -188,6 +190,10 @@ pub(crate) async fn serve_connection(
     match Box::pin(open(tcp, config, &shared)).await {
         None => {}
         Some(Opened::Http1(tls)) => conn::serve_connection(*tls, peer, shared).await,
+        Some(Opened::Http2(tls, read)) if shared.state.config.fast_subscribe => {
+            // Boxed: only the session stays inline in this future's other states.
+            Box::pin(crate::h2::serve(*tls, read, peer, shared)).await;
+        }
         Some(Opened::Http2(tls, read)) => {
             Box::pin(conn::serve_hyper(
                 Rewind::new(read, tls),

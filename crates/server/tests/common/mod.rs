@@ -186,7 +186,7 @@ impl Events {
                 }
                 match self.stream.next().await {
                     Some(Ok(b)) => self.parser.feed(&b),
-                    Some(Err(e)) => panic!("stream error: {e}"),
+                    Some(Err(e)) => panic!("stream error: {e} ({e:?})"),
                     None => return None,
                 }
             }
