@@ -26,5 +26,7 @@ mod body;
 mod connection;
 mod fields;
 mod frame;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod harness;
 
 pub(crate) use connection::serve;

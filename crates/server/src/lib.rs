@@ -49,6 +49,10 @@ mod error;
 mod extract;
 mod fds;
 mod h2;
+/// The HTTP/2 connection driven by bytes, for the fuzz targets (not a public API).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use h2::harness as h2_harness;
 // Public for the fuzz targets (fuzz/, a workspace of its own) only: not API (docs/semver.md).
 #[doc(hidden)]
 pub mod form;

@@ -56,18 +56,26 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves an HTTP/2 connection until it closes; `read` is what was read after the handshake.
 pub(crate) async fn serve<W: Wire>(io: W, read: Vec<u8>, peer: SocketAddr, shared: Arc<Shared>) {
-    let mut conn = Connection::new(io, read, peer, shared);
-    std::future::poll_fn(|cx| conn.poll_run(cx)).await;
-    let Connection { io, closing, .. } = conn;
-    match closing {
-        // Ended by the client, or by a write error: nothing more to say.
-        None | Some(Closing::Abrupt) => {}
-        // After a GOAWAY: close_notify, then read what is still in flight, so the client sees
-        // the GOAWAY rather than a reset.
-        Some(Closing::Goaway) => {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn::linger(io)).await;
-        }
+    let (io, goaway) = drive(io, read, peer, shared).await;
+    // After a GOAWAY: close_notify, then read what is still in flight, so the client sees the
+    // GOAWAY rather than a reset. Ended by the client, or by a write error: nothing to say.
+    if goaway {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn::linger(io)).await;
     }
+}
+
+/// Runs the connection until it ends; the wire back, and whether a GOAWAY ended it.
+pub(super) async fn drive<W: Wire>(
+    io: W,
+    read: Vec<u8>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> (W, bool) {
+    let mut conn = Connection::new(io, read, peer, shared);
+    // What was read with the handshake.
+    conn.process();
+    std::future::poll_fn(|cx| conn.poll_run(cx)).await;
+    (conn.io, conn.closing == Some(Closing::Goaway))
 }
 
 /// A connection error: GOAWAY with this code and text, then close.
@@ -319,20 +327,19 @@ impl<W: Wire> Connection<W> {
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         // Bounded, so one busy connection yields to the others.
         for _ in 0..32 {
+            if self.closing.is_some() {
+                // Only what is queued (a GOAWAY last) still goes out.
+                return match self.poll_write(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(_) => Poll::Ready(()),
+                };
+            }
+            if matches!(self.poll_write(cx), Poll::Ready(Err(()))) {
+                self.closing = Some(Closing::Abrupt);
+                return Poll::Ready(());
+            }
             let mut progress = false;
-            if !self.rbuf.is_empty() && self.closing.is_none() {
-                // Bytes read with the handshake (and any left from a pause).
-                self.process();
-            }
-            match self.poll_write(cx) {
-                Poll::Ready(Err(())) => {
-                    self.closing = Some(Closing::Abrupt);
-                    return Poll::Ready(());
-                }
-                Poll::Ready(Ok(())) if self.closing.is_some() => return Poll::Ready(()),
-                _ => {}
-            }
-            if self.closing.is_none() && self.out.queued() < READ_PAUSE {
+            if self.out.queued() < READ_PAUSE {
                 match self.io.poll_watch(cx, &mut self.rbuf, READ_LIMIT) {
                     Poll::Ready(true) => {
                         progress = true;
@@ -350,32 +357,29 @@ impl<W: Wire> Connection<W> {
                 progress |= self.poll_streams(cx);
                 progress |= self.poll_lifecycle(cx);
             }
-            if self.out.queued() > WRITE_LIMIT && self.closing.is_none() {
+            if self.closing.is_none() && self.out.queued() > WRITE_LIMIT {
                 self.goaway(Reason::ENHANCE_YOUR_CALM, "too many frames left unread");
-                progress = true;
             }
-            if !progress && (self.out.queued() == 0 || self.closing.is_none()) {
-                // Everything that can move is waiting on a registered waker: the socket (read
-                // or write), a stream, a window, a timer.
-                if self.out.queued() == 0 || self.poll_write_pending(cx) {
-                    return Poll::Pending;
+            if progress || self.closing.is_some() {
+                continue;
+            }
+            // Nothing moved. With nothing queued, every source of work has a waker registered
+            // this round: the socket, each stream with room to send, the timers (a stream
+            // without room waits for a WINDOW_UPDATE, which comes through the socket).
+            if self.out.queued() == 0 {
+                return Poll::Pending;
+            }
+            match self.poll_write(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(())) => {
+                    self.closing = Some(Closing::Abrupt);
+                    return Poll::Ready(());
                 }
             }
         }
         cx.waker().wake_by_ref();
         Poll::Pending
-    }
-
-    /// Whether the queued output is stuck behind the socket (its waker registered).
-    fn poll_write_pending(&mut self, cx: &mut Context<'_>) -> bool {
-        match self.poll_write(cx) {
-            Poll::Pending => true,
-            Poll::Ready(Ok(())) => self.out.queued() == 0,
-            Poll::Ready(Err(())) => {
-                self.closing = Some(Closing::Abrupt);
-                false
-            }
-        }
     }
 
     /// Hands the queued output to the session; frees the buffer once all is taken.
