@@ -602,7 +602,7 @@ impl<W: Wire> Connection<W> {
         let data = &payload[start..end];
         let Some(at) = self.position(h.stream) else {
             frame::put_rst_stream(&mut self.out.buf, h.stream, Reason::STREAM_CLOSED);
-            self.credit_connection(len);
+            self.credit_connection();
             return Ok(());
         };
         let stream = &mut self.streams[at];
@@ -612,14 +612,14 @@ impl<W: Wire> Connection<W> {
                 // DATA after END_STREAM: the stream is half-closed (remote).
                 let id = stream.id;
                 self.stream_error(id, Reason::STREAM_CLOSED);
-                self.credit_connection(len);
+                self.credit_connection();
                 return Ok(());
             }
         };
         if len > stream.recv_window {
             let id = stream.id;
             self.stream_error(id, Reason::FLOW_CONTROL_ERROR);
-            self.credit_connection(len);
+            self.credit_connection();
             return Ok(());
         }
         stream.recv_window -= len;
@@ -631,7 +631,7 @@ impl<W: Wire> Connection<W> {
         if length_wrong {
             let id = stream.id;
             self.stream_error(id, Reason::PROTOCOL_ERROR);
-            self.credit_connection(len);
+            self.credit_connection();
             return Ok(());
         }
         match &routed.body {
@@ -653,14 +653,12 @@ impl<W: Wire> Connection<W> {
         credit_stream(stream, &mut self.out);
         // The connection window is credited on receipt: each stream's window bounds what its
         // handler may leave unread.
-        self.credit_connection(len);
+        self.credit_connection();
         Ok(())
     }
 
-    /// Gives the client back connection window, in one update once half of it is used
-    /// (`received`: what the frame just took of it).
-    fn credit_connection(&mut self, received: i64) {
-        debug_assert!(received <= DEFAULT_WINDOW);
+    /// Gives the client back connection window, in one update once half of it is used.
+    fn credit_connection(&mut self) {
         if self.recv_window < DEFAULT_WINDOW / 2 {
             let increment = DEFAULT_WINDOW - self.recv_window;
             self.recv_window = DEFAULT_WINDOW;
