@@ -2,6 +2,14 @@
 //! box: raw frames written and read by `common::h2`, no HTTP/2 client library. Each test
 //! names the behaviour and the RFC section it checks; where the RFC leaves a choice (a
 //! stream error or a connection error, a `400` or a reset), every legal choice is accepted.
+//!
+//! Written for the hub's own HTTP/2 layer. On the hyper (h2 crate) layer it replaces, 14
+//! fail, on purpose: h2 answers malformed PING, SETTINGS, RST_STREAM, WINDOW_UPDATE and
+//! PRIORITY frames, INITIAL_WINDOW_SIZE over 2^31-1 and HPACK decoding errors with
+//! PROTOCOL_ERROR (the RFC requires FRAME_SIZE_ERROR, FLOW_CONTROL_ERROR, COMPRESSION_ERROR),
+//! DATA on a half-closed stream with GOAWAY PROTOCOL_ERROR (STREAM_CLOSED), an uppercase
+//! field name with a connection error (a stream error); and hyper-util's `auto` builder
+//! serves HTTP/1.1 on a connection that negotiated ALPN `h2` (an invalid preface).
 
 mod common;
 
@@ -395,6 +403,28 @@ async fn subscribe_and_publish_in_three_data_frames_on_one_connection() {
 #[tokio::test]
 async fn subscribe_and_publish_in_one_byte_data_frames_on_one_connection() {
     subscribe_then_publish_on_one_connection(1).await;
+}
+
+/// §5: streams are independent: subscribes on two topics on one connection each get their
+/// own updates, interleaved with a request on a third stream.
+#[tokio::test]
+async fn subscribe_streams_on_one_connection_get_their_own_events() {
+    let (hub, cert) = hub().await;
+    let mut conn = H2Conn::open(&hub, &cert).await;
+    subscribe(&mut conn, 1, "/.well-known/mercure?topic=a").await;
+    subscribe(&mut conn, 3, "/.well-known/mercure?topic=b").await;
+    subscribers(&hub, 2).await;
+    let publisher = client(&cert, false);
+    let url = https(&hub, "/.well-known/mercure");
+    publish_to(&publisher, url.clone(), "b", "for b").await;
+    healthz(&mut conn, 5).await;
+    publish_to(&publisher, url, "a", "for a").await;
+    let mut a = Vec::new();
+    conn.read_body_until(1, &mut a, b"data: for a\n").await;
+    let mut b = Vec::new();
+    conn.read_body_until(3, &mut b, b"data: for b\n").await;
+    assert!(common::find(&a, b"for b").is_none());
+    assert!(common::find(&b, b"for a").is_none());
 }
 
 // --- 7. Malformed requests (§8.1.1, §8.2, §8.3) ----------------------------------------------
@@ -1056,6 +1086,114 @@ async fn an_undecodable_header_block_is_compression_error() {
     let mut conn = H2Conn::open(&hub, &cert).await;
     conn.send_headers(1, &[0x80], true).await;
     conn.expect_goaway(&[COMPRESSION_ERROR]).await;
+}
+
+/// RFC 7541: the HPACK state lasts the connection. Literals with incremental indexing
+/// (§6.2.1) fill the dynamic table and later requests refer to it (§2.3.3); Huffman-coded
+/// strings (§5.2) decode; a dynamic table size update at the start of a block (§4.2, §6.3)
+/// empties it.
+#[tokio::test]
+async fn hpack_dynamic_table_huffman_and_size_updates_are_decoded() {
+    let (hub, cert) = hub().await;
+    let mut conn = H2Conn::open(&hub, &cert).await;
+    // :method GET (static 2), :scheme https (7), :path (name 4) "/healthz" Huffman-coded and
+    // indexed, :authority (name 1) "127.0.0.1" indexed.
+    let indexing = |prefix: &[u8]| {
+        let mut block = prefix.to_vec();
+        block.extend_from_slice(&[0x82, 0x87, 0x44]);
+        hpack_huffman(&mut block, "/healthz");
+        block.push(0x41);
+        hpack_int(&mut block, 0x00, 7, 9);
+        block.extend_from_slice(b"127.0.0.1");
+        block
+    };
+    let decoded = loona_hpack::Decoder::new().decode(&indexing(&[])).unwrap();
+    assert_eq!(decoded[2], (b":path".to_vec(), b"/healthz".to_vec()));
+    conn.send_headers(1, &indexing(&[]), true).await;
+    assert_eq!(conn.response(1).await.body, b"ok\n");
+    // The table now holds :authority (62) and, before it, :path (63).
+    conn.send_headers(3, &[0x82, 0x87, 0xbf, 0xbe], true).await;
+    assert_eq!(conn.response(3).await.body, b"ok\n");
+    // A size update to 0 (the table emptied) then back to 4,096, and the same again.
+    conn.send_headers(5, &indexing(&[0x20, 0x3f, 0xe1, 0x1f]), true)
+        .await;
+    assert_eq!(conn.response(5).await.body, b"ok\n");
+    conn.send_headers(7, &[0x82, 0x87, 0xbf, 0xbe], true).await;
+    assert_eq!(conn.response(7).await.body, b"ok\n");
+    // A Huffman-coded value of a regular field, a name literal Huffman-coded too.
+    let mut block = request_block("GET", "/healthz", &[]);
+    block.push(0x00);
+    hpack_huffman(&mut block, "x-hi");
+    hpack_huffman(&mut block, "cache");
+    // The encoding here is checked by an independent decoder first.
+    let decoded = loona_hpack::Decoder::new().decode(&block).unwrap();
+    assert_eq!(
+        decoded.last().unwrap(),
+        &(b"x-hi".to_vec(), b"cache".to_vec())
+    );
+    conn.send_headers(9, &block, true).await;
+    assert_eq!(conn.response(9).await.body, b"ok\n");
+}
+
+/// RFC 7541 §4.2: a dynamic table size update belongs at the beginning of a block; one at
+/// its end is a decoding error, COMPRESSION_ERROR (RFC 9113 §4.3; h2spec hpack/4.2/1).
+#[tokio::test]
+async fn a_table_size_update_at_the_end_of_a_block_is_compression_error() {
+    let (hub, cert) = hub().await;
+    let mut conn = H2Conn::open(&hub, &cert).await;
+    let mut block = request_block("GET", "/healthz", &[]);
+    block.push(0x20);
+    conn.send_headers(1, &block, true).await;
+    conn.expect_goaway(&[COMPRESSION_ERROR]).await;
+}
+
+/// RFC 7541 §6.3: a dynamic table size update above SETTINGS_HEADER_TABLE_SIZE (the
+/// server's, 4,096 unless it said otherwise) is a decoding error, COMPRESSION_ERROR.
+#[tokio::test]
+async fn a_table_size_update_over_the_settings_limit_is_compression_error() {
+    let (hub, cert) = hub().await;
+    let mut conn = H2Conn::open(&hub, &cert).await;
+    let limit = conn.server_setting(HEADER_TABLE_SIZE).unwrap_or(4_096) as usize;
+    let mut block = Vec::new();
+    hpack_int(&mut block, 0x20, 5, limit + 1);
+    block.extend_from_slice(&request_block("GET", "/healthz", &[]));
+    conn.send_headers(1, &block, true).await;
+    conn.expect_goaway(&[COMPRESSION_ERROR]).await;
+}
+
+/// §10.5.1: a field block over the server's SETTINGS_MAX_HEADER_LIST_SIZE (or 64 KiB if it
+/// sets none; the hub's head limit is 64 KiB) may be refused with a 431 or a stream error;
+/// the HPACK context survives (the block is read whole), so the connection serves on. A
+/// GOAWAY is accepted too (the RFC allows ending the connection), then a new connection must
+/// be served.
+#[tokio::test]
+async fn a_field_block_over_the_header_list_limit_is_refused() {
+    let (hub, cert) = hub().await;
+    let mut conn = H2Conn::open(&hub, &cert).await;
+    let limit = conn.server_setting(MAX_HEADER_LIST_SIZE).unwrap_or(65_536) as usize;
+    let big = "b".repeat(limit + 1024);
+    let block = request_block("GET", "/healthz", &[("x-big", &big)]);
+    let mut frames = block.chunks(16_384);
+    conn.queue_frame(HEADERS, END_STREAM, 1, frames.next().unwrap());
+    let rest: Vec<&[u8]> = frames.collect();
+    for (i, part) in rest.iter().enumerate() {
+        let flags = if i + 1 == rest.len() { END_HEADERS } else { 0 };
+        conn.queue_frame(CONTINUATION, flags, 1, part);
+    }
+    conn.flush().await;
+    let refusal = conn.expect_refusal(1).await;
+    eprintln!("field block over the limit: {refusal:?}");
+    match refusal {
+        Refusal::Status(431) | Refusal::Reset(_) => {
+            conn.ping_ok().await;
+            healthz(&mut conn, 3).await;
+        }
+        Refusal::GoAway(_) => {
+            conn.expect_closed().await;
+            fresh_connection_works(&hub, &cert).await;
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 // --- Frame sizes, padding, PRIORITY, RST_STREAM, content-length ------------------------------

@@ -236,6 +236,47 @@ pub fn hpack_encode(headers: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
+/// The Huffman code (RFC 7541 Appendix B) of the few characters [`hpack_huffman`] knows.
+fn huffman_code(c: u8) -> (u32, u32) {
+    match c {
+        b'/' => (0x18, 6),
+        b'a' => (0x3, 5),
+        b'e' => (0x5, 5),
+        b'h' => (0x27, 6),
+        b'l' => (0x28, 6),
+        b't' => (0x9, 5),
+        b'z' => (0x7b, 7),
+        b'x' => (0x79, 7),
+        b'-' => (0x16, 6),
+        b'i' => (0x6, 5),
+        b'c' => (0x4, 5),
+        _ => panic!("no Huffman code here for {:?}", c as char),
+    }
+}
+
+/// A Huffman-coded HPACK string (RFC 7541 §5.2) of `s`, which may only use the characters
+/// of `/healthz`, `x`, `i`, `c` and `-`.
+pub fn hpack_huffman(out: &mut Vec<u8>, s: &str) {
+    let mut bits: u64 = 0;
+    let mut n = 0u32;
+    let mut coded = Vec::new();
+    for c in s.bytes() {
+        let (code, len) = huffman_code(c);
+        bits = (bits << len) | u64::from(code);
+        n += len;
+        while n >= 8 {
+            coded.push((bits >> (n - 8)) as u8);
+            n -= 8;
+        }
+    }
+    if n > 0 {
+        // Padded with the most significant bits of EOS (all ones).
+        coded.push(((bits << (8 - n)) as u8) | (0xff >> n));
+    }
+    hpack_int(out, 0x80, 7, coded.len());
+    out.extend_from_slice(&coded);
+}
+
 /// A request's header block: `:method`, `:scheme https`, `:path`, `:authority`, then `extra`.
 pub fn request_block(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
     let mut headers = vec![
