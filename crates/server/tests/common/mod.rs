@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod h2;
 pub mod tls;
 
 pub const SECRET: &str = "test-secret-test-secret-test-secret";
