@@ -1089,39 +1089,54 @@ async fn an_undecodable_header_block_is_compression_error() {
 }
 
 /// RFC 7541: the HPACK state lasts the connection. Literals with incremental indexing
-/// (§6.2.1) fill the dynamic table and later requests refer to it (§2.3.3); Huffman-coded
-/// strings (§5.2) decode; a dynamic table size update at the start of a block (§4.2, §6.3)
-/// empties it.
+/// (§6.2.1) fill the dynamic table and later requests refer to it (§2.3.3), as a browser's
+/// first requests do before it has the server's SETTINGS; Huffman-coded strings (§5.2) decode.
+/// A server that advertises a smaller SETTINGS_HEADER_TABLE_SIZE gets, once its SETTINGS are
+/// acknowledged, blocks that start with a size update (§4.2) and never refer to the old
+/// entries; one that does refer to them is a COMPRESSION_ERROR.
 #[tokio::test]
 async fn hpack_dynamic_table_huffman_and_size_updates_are_decoded() {
     let (hub, cert) = hub().await;
-    let mut conn = H2Conn::open(&hub, &cert).await;
+    let mut conn = H2Conn::connect(&hub, &cert).await;
     // :method GET (static 2), :scheme https (7), :path (name 4) "/healthz" Huffman-coded and
     // indexed, :authority (name 1) "127.0.0.1" indexed.
-    let indexing = |prefix: &[u8]| {
-        let mut block = prefix.to_vec();
-        block.extend_from_slice(&[0x82, 0x87, 0x44]);
-        hpack_huffman(&mut block, "/healthz");
-        block.push(0x41);
-        hpack_int(&mut block, 0x00, 7, 9);
-        block.extend_from_slice(b"127.0.0.1");
-        block
-    };
-    let decoded = loona_hpack::Decoder::new().decode(&indexing(&[])).unwrap();
+    let mut indexing = vec![0x82, 0x87, 0x44];
+    hpack_huffman(&mut indexing, "/healthz");
+    indexing.push(0x41);
+    hpack_int(&mut indexing, 0x00, 7, 9);
+    indexing.extend_from_slice(b"127.0.0.1");
+    let decoded = loona_hpack::Decoder::new().decode(&indexing).unwrap();
     assert_eq!(decoded[2], (b":path".to_vec(), b"/healthz".to_vec()));
-    conn.send_headers(1, &indexing(&[]), true).await;
-    assert_eq!(conn.response(1).await.body, b"ok\n");
+    // Before reading anything: the default table (4,096) holds for these.
+    conn.queue(PREFACE);
+    conn.queue_frame(SETTINGS, 0, 0, &[]);
+    conn.queue_frame(HEADERS, END_HEADERS | END_STREAM, 1, &indexing);
     // The table now holds :authority (62) and, before it, :path (63).
-    conn.send_headers(3, &[0x82, 0x87, 0xbf, 0xbe], true).await;
+    conn.queue_frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        3,
+        &[0x82, 0x87, 0xbf, 0xbe],
+    );
+    conn.flush().await;
+    let first = conn.read_frame().await.expect("the server's SETTINGS");
+    assert_eq!((first.kind, first.flags & ACK), (SETTINGS, 0));
+    let table_size = first
+        .payload
+        .chunks(6)
+        .filter(|c| u16::from_be_bytes([c[0], c[1]]) == HEADER_TABLE_SIZE)
+        .map(|c| u32::from_be_bytes([c[2], c[3], c[4], c[5]]))
+        .next_back()
+        .unwrap_or(4_096);
+    assert_eq!(conn.response(1).await.body, b"ok\n");
     assert_eq!(conn.response(3).await.body, b"ok\n");
-    // A size update to 0 (the table emptied) then back to 4,096, and the same again.
-    conn.send_headers(5, &indexing(&[0x20, 0x3f, 0xe1, 0x1f]), true)
-        .await;
-    assert_eq!(conn.response(5).await.body, b"ok\n");
-    conn.send_headers(7, &[0x82, 0x87, 0xbf, 0xbe], true).await;
-    assert_eq!(conn.response(7).await.body, b"ok\n");
-    // A Huffman-coded value of a regular field, a name literal Huffman-coded too.
-    let mut block = request_block("GET", "/healthz", &[]);
+    conn.send_frame(SETTINGS, ACK, 0, &[]).await;
+
+    // A Huffman-coded value of a regular field, a name literal Huffman-coded too, after a size
+    // update to the server's limit (what an encoder that applied the SETTINGS sends first).
+    let mut block = Vec::new();
+    hpack_int(&mut block, 0x20, 5, table_size as usize);
+    block.extend(request_block("GET", "/healthz", &[]));
     block.push(0x00);
     hpack_huffman(&mut block, "x-hi");
     hpack_huffman(&mut block, "cache");
@@ -1131,8 +1146,22 @@ async fn hpack_dynamic_table_huffman_and_size_updates_are_decoded() {
         decoded.last().unwrap(),
         &(b"x-hi".to_vec(), b"cache".to_vec())
     );
-    conn.send_headers(9, &block, true).await;
-    assert_eq!(conn.response(9).await.body, b"ok\n");
+    conn.send_headers(5, &block, true).await;
+    assert_eq!(conn.response(5).await.body, b"ok\n");
+    if table_size >= 100 {
+        // The entries are still there: a size update to 0 empties the table, one back to
+        // 4,096 allows indexing again.
+        let mut again = vec![0x20, 0x3f, 0xe1, 0x1f];
+        again.extend_from_slice(&indexing);
+        conn.send_headers(7, &again, true).await;
+        assert_eq!(conn.response(7).await.body, b"ok\n");
+        conn.send_headers(9, &[0x82, 0x87, 0xbf, 0xbe], true).await;
+        assert_eq!(conn.response(9).await.body, b"ok\n");
+    } else {
+        // The table is gone with the SETTINGS: entry 62 no longer exists.
+        conn.send_headers(7, &[0x82, 0x87, 0xbf, 0xbe], true).await;
+        conn.expect_goaway(&[COMPRESSION_ERROR]).await;
+    }
 }
 
 /// RFC 7541 §4.2: a dynamic table size update belongs at the beginning of a block; one at
