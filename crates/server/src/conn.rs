@@ -332,7 +332,7 @@ fn open(
     headers: HeaderMap,
     peer: SocketAddr,
 ) -> Option<(Subscribed, Vec<u8>)> {
-    let (stream, fields) = subscribe(shared, uri, headers, peer)?;
+    let (stream, fields) = subscribe(shared, uri, &headers, peer)?;
     let mut head = Vec::with_capacity(256);
     head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
     for (name, value) in &fields {
@@ -354,17 +354,17 @@ fn open(
 pub(crate) fn subscribe(
     shared: &Shared,
     uri: &Uri,
-    headers: HeaderMap,
+    headers: &HeaderMap,
     peer: SocketAddr,
 ) -> Option<(Subscribed, HeaderMap)> {
-    let stream = mercure::open_subscription(&shared.state, uri, &headers, Some(peer)).ok()?;
+    let stream = mercure::open_subscription(&shared.state, uri, headers, Some(peer)).ok()?;
     let mut fields = HeaderMap::with_capacity(8);
     let legacy = shared.state.config.legacy_protocol();
     mercure::insert_subscribe_headers(&stream, &mut fields, legacy);
     if let Some(cors) = &shared.cors {
         // Ready at once for the origin rules we configure; dropping the stream otherwise is
         // only a defensive path.
-        fields = cors_headers(cors, headers, fields)?;
+        fields = cors_headers(cors, headers.clone(), fields)?;
     }
     Some((stream, fields))
 }

@@ -191,8 +191,10 @@ pub(crate) async fn serve_connection(
         None => {}
         Some(Opened::Http1(tls)) => conn::serve_connection(*tls, peer, shared).await,
         Some(Opened::Http2(tls, read)) if shared.state.config.fast_subscribe => {
-            // Boxed: only the session stays inline in this future's other states.
-            Box::pin(crate::h2::serve(*tls, read, peer, shared)).await;
+            // Inline, not boxed: the HTTP/2 connection is about as large as the HTTP/1.1
+            // pump this future holds anyway (a unit test bounds both), and a second
+            // allocation per connection would cost more than it saves.
+            crate::h2::serve(*tls, read, peer, shared).await;
         }
         Some(Opened::Http2(tls, read)) => {
             Box::pin(conn::serve_hyper(

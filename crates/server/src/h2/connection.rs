@@ -55,27 +55,40 @@ const MAX_EMPTY_FRAMES: u32 = 1_000;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves an HTTP/2 connection until it closes; `read` is what was read after the handshake.
-pub(crate) async fn serve<W: Wire>(io: W, read: Vec<u8>, peer: SocketAddr, shared: Arc<Shared>) {
-    let (io, goaway) = drive(io, read, peer, shared).await;
-    // After a GOAWAY: close_notify, then read what is still in flight, so the client sees the
-    // GOAWAY rather than a reset. Ended by the client, or by a write error: nothing to say.
-    if goaway {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn::linger(io)).await;
-    }
-}
-
-/// Runs the connection until it ends; the wire back, and whether a GOAWAY ended it.
-pub(super) async fn drive<W: Wire>(
+///
+/// Meant to be awaited inline in the connection's task (not boxed): the connection state is
+/// about the size of the HTTP/1.1 path's, which the task is sized for anyway. Not an `async
+/// fn`, which would keep its arguments (the session among them) beside the connection made
+/// from them; the close, with its drain buffer and timer, is boxed only when it runs.
+pub(crate) fn serve<W: Wire>(
     io: W,
     read: Vec<u8>,
     peer: SocketAddr,
     shared: Arc<Shared>,
-) -> (W, bool) {
+) -> impl Future<Output = ()> + Send {
     let mut conn = Connection::new(io, read, peer, shared);
     // What was read with the handshake.
     conn.process();
+    async move {
+        std::future::poll_fn(|cx| conn.poll_run(cx)).await;
+        // After a GOAWAY: close_notify, then read what is still in flight, so the client sees
+        // the GOAWAY rather than a reset. Ended by the client, or by a write error: nothing
+        // more to say.
+        if conn.closing == Some(Closing::Goaway) {
+            let close = tokio::time::timeout(CLOSE_TIMEOUT, conn::linger(conn.io));
+            let _ = Box::pin(close).await;
+        }
+    }
+}
+
+/// Runs a connection until it ends, and gives the wire back (the byte-driven harness reads
+/// what was written from it).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(super) async fn drive<W: Wire>(io: W, peer: SocketAddr, shared: Arc<Shared>) -> W {
+    let mut conn = Connection::new(io, Vec::new(), peer, shared);
+    conn.process();
     std::future::poll_fn(|cx| conn.poll_run(cx)).await;
-    (conn.io, conn.closing == Some(Closing::Goaway))
+    conn.io
 }
 
 /// A connection error: GOAWAY with this code and text, then close.
@@ -563,6 +576,15 @@ impl<W: Wire> Connection<W> {
         }
     }
 
+    /// Adds a stream: room for exactly one at first (most connections hold one subscribe for
+    /// their life), the usual doubling after.
+    fn push(&mut self, stream: Stream) {
+        if self.streams.capacity() == 0 {
+            self.streams.reserve_exact(1);
+        }
+        self.streams.push(stream);
+    }
+
     fn position(&self, id: u32) -> Option<usize> {
         self.streams.iter().position(|s| s.id == id)
     }
@@ -854,7 +876,7 @@ impl<W: Wire> Connection<W> {
             && !head.headers.contains_key(header::EXPECT);
         if plain_subscribe {
             if let Some((stream, fields)) =
-                conn::subscribe(&self.shared, &head.uri, head.headers.clone(), self.peer)
+                conn::subscribe(&self.shared, &head.uri, &head.headers, self.peer)
             {
                 let mut fields = fields;
                 self.out.head(id, StatusCode::OK, &mut fields, false);
@@ -863,7 +885,7 @@ impl<W: Wire> Connection<W> {
                     pending: Bytes::new(),
                 });
                 opened.answered = true;
-                self.streams.push(opened);
+                self.push(opened);
                 return;
             }
         }
@@ -888,7 +910,7 @@ impl<W: Wire> Connection<W> {
                 Err(never) => match never {},
             }
         });
-        self.streams.push(base(Kind::Routed(Box::new(Routed {
+        self.push(base(Kind::Routed(Box::new(Routed {
             phase: Phase::Waiting(waiting),
             body: pipe,
             expected,
@@ -1148,5 +1170,18 @@ fn poll_stream(stream: &mut Stream, out: &mut Out, cx: &mut Context<'_>) -> Poll
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Each stream is an entry of the connection's list: the hub's stream inline (as the
+    /// HTTP/1.1 pump holds it) and a few counters, a router's request boxed.
+    #[test]
+    fn a_stream_entry_stays_small() {
+        let stream = std::mem::size_of::<super::Stream>();
+        let subscribed = std::mem::size_of::<crate::mercure::Subscribed>();
+        eprintln!("stream entry: {stream} bytes, of which the hub's stream {subscribed}");
+        assert!(stream <= subscribed + 80, "{stream} bytes");
     }
 }

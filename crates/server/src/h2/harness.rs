@@ -122,7 +122,7 @@ pub fn run(input: &[u8]) -> Vec<u8> {
             at: 0,
             output: Arc::clone(&output),
         };
-        let drive = super::connection::drive(wire, Vec::new(), peer(), shared);
+        let drive = super::connection::drive(wire, peer(), shared);
         let _ = tokio::time::timeout(Duration::from_secs(60), drive).await;
         let output = std::mem::take(&mut *output.lock());
         check_frames(&output);
