@@ -13,8 +13,8 @@
 //! (publishes, preflights, `/healthz`, the console, h2 prior knowledge, refused subscribes,
 //! pipelining, `Expect`, `Upgrade`, HTTP/1.0...) goes to hyper serving the router as before,
 //! with the bytes already read replayed first ([`Rewind`]). Over TLS ([`crate::tls`]),
-//! HTTP/1.1 sessions come here as a [`Wire`] too; HTTP/2 ones are hyper's, through
-//! [`serve_hyper`].
+//! HTTP/1.1 sessions come here as a [`Wire`] too; HTTP/2 ones go to the HTTP/2 layer
+//! ([`crate::h2`]), or to hyper through [`serve_hyper`] when the fast path is off.
 //!
 //! The per-connection future is kept small on purpose: hyper's connection future and anything
 //! with a sizable buffer are boxed on the paths that need them, so a waiting subscriber does not

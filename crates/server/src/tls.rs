@@ -17,8 +17,8 @@
 //! After the handshake, HTTP/1.1 connections go to the connection layer (the `conn` module) as
 //! plain ones do, so TLS subscribers take the compact path too (the session in place of the
 //! socket): hyper's HTTP/1 connection was ~30 KiB of the ~42 KiB an idle TLS subscriber cost
-//! (docs/tls-memory.md). HTTP/2 connections (ALPN `h2`) are served by [`crate::h2`] over the
-//! same session (by hyper when `fast_subscribe` is off).
+//! (docs/tls-memory.md). HTTP/2 connections (ALPN `h2`) are served by our own HTTP/2 layer
+//! (`h2.rs`) over the same session, or by hyper when `fast_subscribe` is off.
 
 use std::io;
 use std::net::SocketAddr;
