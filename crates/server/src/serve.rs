@@ -222,7 +222,7 @@ impl MercureServer {
         Ok(())
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn state(&self) -> &MercureState {
         &self.state
     }

@@ -179,10 +179,11 @@ impl Out {
         let length = response.body().size_hint().exact();
         let status = response.status();
         let fields = response.headers_mut();
-        if let Some(n) = length.filter(|_| !fields.contains_key(header::CONTENT_LENGTH)) {
-            if status != StatusCode::NO_CONTENT && !status.is_informational() {
-                fields.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-            }
+        if let Some(n) = length.filter(|_| !fields.contains_key(header::CONTENT_LENGTH))
+            && status != StatusCode::NO_CONTENT
+            && !status.is_informational()
+        {
+            fields.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
         }
         self.head(id, status, fields, end_stream);
     }
@@ -225,12 +226,27 @@ struct Stream {
     kind: Kind,
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "subscribes are most streams; boxing the hub's stream would add an allocation to each"
+)]
 enum Kind {
     /// A subscribe on the compact path: the hub's stream, and the rest of a frame the windows
     /// did not let out yet.
     Subscribe { stream: Subscribed, pending: Bytes },
     /// A request the router answers.
     Routed(Box<Routed>),
+}
+
+impl Stream {
+    /// Tells a handler reading this stream's request body that the body will not end.
+    fn abort_body(&self) {
+        if let Kind::Routed(routed) = &self.kind
+            && let Some(pipe) = &routed.body
+        {
+            pipe.end(Err(()));
+        }
+    }
 }
 
 struct Routed {
@@ -449,11 +465,7 @@ impl<W: Wire> Connection<W> {
         self.closing = Some(Closing::Goaway);
         // Streams end with the connection: request bodies see the reset.
         for stream in self.streams.drain(..) {
-            if let Kind::Routed(routed) = &stream.kind {
-                if let Some(pipe) = &routed.body {
-                    pipe.end(Err(()));
-                }
-            }
+            stream.abort_body();
         }
     }
 
@@ -692,11 +704,7 @@ impl<W: Wire> Connection<W> {
     fn stream_error(&mut self, id: u32, reason: Reason) {
         frame::put_rst_stream(&mut self.out.buf, id, reason);
         if let Some(stream) = self.remove(id) {
-            if let Kind::Routed(routed) = stream.kind {
-                if let Some(pipe) = routed.body {
-                    pipe.end(Err(()));
-                }
-            }
+            stream.abort_body();
         }
     }
 
@@ -766,7 +774,7 @@ impl<W: Wire> Connection<W> {
 
     /// A complete header block: a new request, or a request's trailers.
     fn on_block(&mut self, id: u32, end_stream: bool, block: &[u8]) -> Result<(), ConnError> {
-        if id % 2 == 0 {
+        if id.is_multiple_of(2) {
             return Err(ConnError(
                 Reason::PROTOCOL_ERROR,
                 "an even stream id from a client",
@@ -874,20 +882,19 @@ impl<W: Wire> Connection<W> {
             && head.uri.path() == MERCURE_PATH
             && head.content_length.is_none()
             && !head.headers.contains_key(header::EXPECT);
-        if plain_subscribe {
-            if let Some((stream, fields)) =
+        if plain_subscribe
+            && let Some((stream, fields)) =
                 conn::subscribe(&self.shared, &head.uri, &head.headers, self.peer)
-            {
-                let mut fields = fields;
-                self.out.head(id, StatusCode::OK, &mut fields, false);
-                let mut opened = base(Kind::Subscribe {
-                    stream,
-                    pending: Bytes::new(),
-                });
-                opened.answered = true;
-                self.push(opened);
-                return;
-            }
+        {
+            let mut fields = fields;
+            self.out.head(id, StatusCode::OK, &mut fields, false);
+            let mut opened = base(Kind::Subscribe {
+                stream,
+                pending: Bytes::new(),
+            });
+            opened.answered = true;
+            self.push(opened);
+            return;
         }
         let is_head = head.method == Method::HEAD;
         let expected = head.content_length;
@@ -940,11 +947,7 @@ impl<W: Wire> Connection<W> {
                     ));
                 }
             }
-            if let Kind::Routed(routed) = stream.kind {
-                if let Some(pipe) = routed.body {
-                    pipe.end(Err(()));
-                }
-            }
+            stream.abort_body();
         }
         Ok(())
     }
@@ -1074,10 +1077,10 @@ const READ_LIMIT: usize = HEADER_LEN + DEFAULT_MAX_FRAME + 2 * 16_384;
 
 /// Takes what the handler read of a request body since the last poll, and credits it.
 fn credit_read(stream: &mut Stream, out: &mut Out, cx: &mut Context<'_>) {
-    if let Kind::Routed(routed) = &stream.kind {
-        if let Some(pipe) = &routed.body {
-            stream.owed += pipe.take_consumed(cx) as i64;
-        }
+    if let Kind::Routed(routed) = &stream.kind
+        && let Some(pipe) = &routed.body
+    {
+        stream.owed += pipe.take_consumed(cx) as i64;
     }
     credit_stream(stream, out);
 }

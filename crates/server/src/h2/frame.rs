@@ -174,7 +174,7 @@ pub(crate) fn apply_settings(
     settings: &mut PeerSettings,
     payload: &[u8],
 ) -> Result<(), BadSettings> {
-    if payload.len() % 6 != 0 {
+    if !payload.len().is_multiple_of(6) {
         return Err(BadSettings(
             Reason::FRAME_SIZE_ERROR,
             "SETTINGS length is not a multiple of 6",
