@@ -386,7 +386,8 @@ fn cors_headers(cors: &CorsLayer, request: HeaderMap, response: HeaderMap) -> Op
     Some(out.into_parts().0.headers)
 }
 
-fn http_date() -> String {
+/// The `date` field's value now (the HTTP/2 layer stamps its responses with it too).
+pub(crate) fn http_date() -> String {
     httpdate::fmt_http_date(SystemTime::now())
 }
 

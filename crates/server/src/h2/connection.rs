@@ -191,17 +191,15 @@ impl Out {
     /// Queues a response head as it is, plus `date` if it has none.
     fn head(&mut self, id: u32, status: StatusCode, fields: &mut HeaderMap, end_stream: bool) {
         if !fields.contains_key(header::DATE) {
-            fields.insert(header::DATE, http_date());
+            // Formatted dates are ASCII: the fallback is never used.
+            let date = HeaderValue::try_from(conn::http_date())
+                .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"));
+            fields.insert(header::DATE, date);
         }
         let mut block = Vec::with_capacity(128);
         fields::encode_response(status, fields, &mut block);
         self.headers(id, &block, end_stream);
     }
-}
-
-fn http_date() -> HeaderValue {
-    HeaderValue::try_from(httpdate::fmt_http_date(std::time::SystemTime::now()))
-        .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
 }
 
 /// A header block waiting for its CONTINUATION frames.
@@ -848,13 +846,13 @@ impl<W: Wire> Connection<W> {
 
     /// Answers a request with a one-line text reason, without the router.
     fn answer_now(&mut self, id: u32, status: StatusCode, reason: String) {
-        let mut response = Response::new(Body::from(reason.clone()));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
+        let mut fields = HeaderMap::with_capacity(3);
+        fields.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        self.out.response_head(id, &mut response, false);
+        fields.insert(header::CONTENT_LENGTH, HeaderValue::from(reason.len()));
+        self.out.head(id, status, &mut fields, false);
         let mut window = self.out.peer.initial_window;
         let mut body = Bytes::from(reason);
         // A short body: if the windows do not take it whole, what fits goes and the rest is

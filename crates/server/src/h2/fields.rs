@@ -131,12 +131,7 @@ impl Fields {
         }
         let name = HeaderName::from_bytes(&name).map_err(|_| "an invalid field name")?;
         let value = HeaderValue::from_bytes(&value).map_err(|_| "an invalid field value")?;
-        if name == header::CONNECTION
-            || name == header::TRANSFER_ENCODING
-            || name == header::UPGRADE
-            || name == "keep-alive"
-            || name == "proxy-connection"
-        {
+        if connection_specific(&name) {
             return Err("a connection-specific field");
         }
         if name == header::TE && value != "trailers" {
@@ -204,7 +199,7 @@ impl Fields {
     }
 }
 
-/// Whether a response field must not be sent over HTTP/2 (RFC 9113 §8.2.2).
+/// Whether a field is connection-specific, which HTTP/2 forbids both ways (RFC 9113 §8.2.2).
 fn connection_specific(name: &HeaderName) -> bool {
     name == header::CONNECTION
         || name == header::TRANSFER_ENCODING

@@ -85,7 +85,7 @@ impl Wire for Scripted {
     }
 
     fn peer_addr(&self) -> Option<SocketAddr> {
-        Some(SocketAddr::from(([127, 0, 0, 1], 40_000)))
+        Some(peer())
     }
 }
 
