@@ -5,6 +5,8 @@ Each group of workloads (idle, fan-out, ramp, latency) shows its newest run only
 --only tls-idle and the others are run one at a time), and names it.
 """
 
+import statistics
+
 from report import PEER_NAMES, fmt, fmt_ms, gen_pct, group, loss_cell, median_of, newest_run, pct, ratio, us_to_ms, window
 
 TLS_TITLE = "## TLS and HTTP/2 (issue 22)"
@@ -225,7 +227,34 @@ def latency_part(rows):
                 f"{pct(median_of(rs, 'server_cpu_pct'))} |"
             )
     out.append("")
+    pairs = latency_pairs(rows, "ssehub")
+    if len(pairs) > 1:
+        ratios = [t / pl for t, pl in pairs]
+        out.append(
+            f"Medians of {len(single(tls, 'ssehub'))} runs over TLS and "
+            f"{len(single(plain, 'ssehub'))} over plain HTTP, run in interleaved "
+            f"pairs (fresh hub for each). ssehub's TLS p99 / plain p99 per pair, in run order: "
+            + ", ".join(f"{r:.2f}x" for r in ratios)
+            + f" (median {statistics.median(ratios):.2f}x)."
+        )
+        out.append("")
     return out
+
+
+def latency_pairs(rows, peer):
+    """(TLS p99, plain p99) of each TLS run of `peer` followed by its plain run, in run order."""
+    pairs, tls = [], None
+    for r in rows:
+        if r.get("peer") != peer or r.get("failed"):
+            continue
+        if r.get("workload") == "tls-latency":
+            tls = r
+        elif r.get("workload") == "tls-latency-plain" and tls is not None:
+            t, pl = median_of([tls], "latency_us.p99"), median_of([r], "latency_us.p99")
+            if t is not None and pl:
+                pairs.append((t, pl))
+            tls = None
+    return pairs
 
 
 def tls_section(rows):

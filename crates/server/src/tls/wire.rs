@@ -216,8 +216,12 @@ impl TlsWire {
     /// Reads what the socket has (at least one byte, or the end) into `incoming` and
     /// processes it.
     fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut chunk = [0u8; READ_CHUNK];
-        let mut buf = ReadBuf::new(&mut chunk);
+        // A subscriber's task polls this at every delivery, and the client is almost always
+        // silent: readiness first, so the common answer costs no buffer at all, and the
+        // stack chunk is left uninitialised (zeroing 4 KiB per delivery showed in profiles).
+        ready!(self.tcp.poll_read_ready(cx))?;
+        let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut buf = ReadBuf::uninit(&mut chunk);
         ready!(Pin::new(&mut self.tcp).poll_read(cx, &mut buf))?;
         if buf.filled().is_empty() {
             // The end without a close_notify: the end of the stream all the same (HTTP/1.1
