@@ -344,6 +344,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SSEHUB_HEAD_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
     pub head_timeout: Duration,
 
+    /// How long a request body (a publish, a QUERY subscribe) may take to arrive in full once
+    /// its head is read; a body still incomplete then gets 408 (a client dribbling a body
+    /// would otherwise hold its request, on HTTP/2 up to 100 per connection, indefinitely).
+    #[arg(long, env = "SSEHUB_BODY_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = parse_positive_duration)]
+    pub body_timeout: Duration,
+
     /// On SIGTERM/Ctrl-C: stop accepting, then close the subscriber streams spread at random
     /// over this window, each with a jittered `retry:`, so clients reconnect (elsewhere)
     /// spread out instead of all at once; 0s closes them all at once.

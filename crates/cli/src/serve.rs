@@ -159,6 +159,7 @@ pub async fn run(args: ServeArgs, issuer_tables: Vec<IssuerTable>) -> anyhow::Re
     config.trusted_proxies = args.trusted_proxies.clone();
     config.max_head = args.max_head as usize;
     config.head_timeout = args.head_timeout;
+    config.body_timeout = args.body_timeout;
     config.drain_timeout = args.drain_timeout;
     config.retry = args.retry;
     config.publish_rate = args.publish_rate;

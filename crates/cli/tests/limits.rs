@@ -125,6 +125,8 @@ fn every_limit_flag_is_enforced_with_its_status_and_reason() {
             "16384",
             "--max-body",
             "1000",
+            "--body-timeout",
+            "500ms",
         ],
         // One through its variable, as every flag has one.
         &[("SSEHUB_PUBLISH_RATE", "2")],
@@ -185,6 +187,20 @@ fn every_limit_flag_is_enforced_with_its_status_and_reason() {
         (413, "request body larger than 1000 bytes\n")
     );
     assert!(started.elapsed() < Duration::from_secs(1));
+
+    // Body time: a body that stops arriving is answered once the body timeout is up.
+    let stalled = format!(
+        "POST /.well-known/mercure HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ntopic=a",
+        publisher("t5")
+    );
+    let started = Instant::now();
+    let (_, s) = send(&addr, stalled.as_bytes());
+    assert_eq!(
+        (s.status, s.body.as_str()),
+        (408, "request body not complete within 500ms\n")
+    );
+    assert!(started.elapsed() >= Duration::from_millis(400));
 
     // Head size, on a subscribe (the fast path) and on a publish (hyper).
     let big = format!("X-Big: {}\r\n", "b".repeat(20_000));

@@ -64,6 +64,11 @@ pub struct MercureConfig {
     /// connections are closed after it. Idle keep-alive connections close after it too, and so
     /// do HTTP/2 connections with no open request for that long.
     pub head_timeout: Duration,
+    /// How long a request body (a publish, a `QUERY` subscribe) may take to arrive in full,
+    /// counted from when the handler starts reading it; a body still incomplete then gets
+    /// `408`. Without it a client that declares a body and sends it a byte at a time holds its
+    /// request, and on HTTP/2 up to 100 of them per connection, for as long as it likes.
+    pub body_timeout: Duration,
     /// Largest request head (request line and headers), in bytes (`431` beyond). Subscribes
     /// are read by the connection layer with exactly this limit; requests handed to hyper get
     /// it as hyper's read-buffer limit, which cannot be under 8 KiB (so below that, hyper's
@@ -133,6 +138,7 @@ impl MercureConfig {
             shutdown_grace: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
             head_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
             max_head: 64 * 1024,
             fast_subscribe: true,
             tls: None,

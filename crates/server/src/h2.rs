@@ -28,5 +28,7 @@ mod fields;
 mod frame;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod harness;
+mod out;
+mod stream;
 
 pub(crate) use connection::serve;

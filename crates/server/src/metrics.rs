@@ -76,6 +76,8 @@ pub(crate) enum Limit {
     Body,
     /// 431: `--max-head` (subscribe heads read by the connection layer).
     Head,
+    /// 408: `--body-timeout`.
+    BodyTimeout,
 }
 
 /// What a refusal counts as, beyond its status.
@@ -106,12 +108,13 @@ impl AuthFailure {
 }
 
 impl Limit {
-    const ALL: [Limit; 5] = [
+    const ALL: [Limit; 6] = [
         Limit::SubscribersPerIp,
         Limit::Subscribers,
         Limit::PublishRate,
         Limit::Body,
         Limit::Head,
+        Limit::BodyTimeout,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -121,6 +124,7 @@ impl Limit {
             Limit::PublishRate => "publish_rate",
             Limit::Body => "body",
             Limit::Head => "head",
+            Limit::BodyTimeout => "body_timeout",
         }
     }
 }
@@ -137,7 +141,7 @@ impl Cause {
 }
 
 /// The statuses the Mercure endpoint answers with; anything else counts as `other`.
-const STATUSES: [u16; 10] = [200, 400, 401, 403, 409, 413, 415, 429, 431, 503];
+const STATUSES: [u16; 11] = [200, 400, 401, 403, 408, 409, 413, 415, 429, 431, 503];
 
 fn status_index(status: StatusCode) -> usize {
     STATUSES
@@ -155,7 +159,7 @@ pub(crate) struct ServerMetrics {
     subscribe_refusals: [AtomicU64; STATUSES.len() + 1],
     /// By endpoint (publish, subscribe, metrics) and reason.
     auth: [[AtomicU64; 4]; 3],
-    limits: [AtomicU64; 5],
+    limits: [AtomicU64; Limit::ALL.len()],
 }
 
 impl ServerMetrics {
@@ -382,7 +386,7 @@ pub(crate) fn render(hub: &Hub, server: &ServerMetrics, config: &MercureConfig) 
         out,
         "ssehub_limit_hits_total",
         "counter",
-        "Requests refused by a limit (429, 503, 413, 431), by limit (docs/limits.md).",
+        "Requests refused by a limit (429, 503, 413, 431, 408), by limit (docs/limits.md).",
     );
     for l in Limit::ALL {
         let n = server.limits[l as usize].load(Relaxed);

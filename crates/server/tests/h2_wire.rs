@@ -1406,3 +1406,35 @@ async fn a_content_length_mismatch_is_a_stream_error() {
     conn.ping_ok().await;
     healthz(&mut conn, 3).await;
 }
+
+/// A publish whose body stalls is answered 408 once the body timeout is up; its stream is then
+/// reset with NO_ERROR (the client may stop sending, RFC 9113 §8.1), and the connection goes
+/// on serving.
+#[tokio::test]
+async fn a_request_body_that_stalls_gets_408_and_the_connection_stays() {
+    let cert = cert();
+    let hub = start_tls(&cert, |c| c.body_timeout = Duration::from_millis(300)).await;
+    let mut conn = H2Conn::open(&hub, &cert).await;
+    let bearer = format!("Bearer {}", common::publisher());
+    let extra = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("authorization", bearer.as_str()),
+    ];
+    let started = Instant::now();
+    conn.request(1, "POST", "/.well-known/mercure", &extra, false)
+        .await;
+    conn.send_data(1, b"topic=x&da", false).await;
+    let response = conn.response(1).await;
+    assert_eq!(
+        (response.status, String::from_utf8_lossy(&response.body)),
+        (408, "request body not complete within 300ms\n".into())
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    let reset = conn.next_on(1).await.expect("the connection stays open");
+    assert_eq!((reset.kind, reset.error_code()), (RST_STREAM, 0));
+    healthz(&mut conn, 3).await;
+}

@@ -224,6 +224,41 @@ async fn a_declared_body_over_the_limit_gets_413_without_waiting_for_it() {
     assert!(started.elapsed() < Duration::from_secs(1));
 }
 
+/// A publish whose body stalls is answered 408 once the body timeout is up (the connection
+/// then closes: the rest of its body would be read as a request), and other publishers are
+/// served meanwhile.
+#[tokio::test]
+async fn a_request_body_that_stalls_gets_408_and_others_are_served() {
+    let hub = Hub::builder().heartbeat(None).build();
+    let server = start_with(hub, |c| c.body_timeout = Duration::from_millis(300)).await;
+    let head = format!(
+        "POST /.well-known/mercure HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ntopic=x&da",
+        publisher()
+    );
+    let started = Instant::now();
+    let mut sock = TcpStream::connect(server.addr).await.unwrap();
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let res = publish(&server, &[("topic", "x"), ("data", "meanwhile")]).await;
+    assert_eq!(res.status(), 200);
+    let answer = read_answer(&mut sock).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (408, "request body not complete within 300ms\n")
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    let mut rest = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(2), sock.read(&mut rest))
+        .await
+        .expect("the connection is closed after the answer")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&rest[..n]));
+}
+
 #[tokio::test]
 async fn request_heads_over_the_limit_get_431_on_both_paths() {
     let hub = Hub::builder().heartbeat(None).build();

@@ -1,4 +1,7 @@
-//! One HTTP/2 connection: reading frames, the streams and their flow control, writing frames.
+//! One HTTP/2 connection: reading and handling the client's frames, opening and closing its
+//! streams, the connection's lifecycle (idle timeout, GOAWAY, shutdown drain) and its abuse
+//! limits. What a stream sends is `stream.rs`; how frames are queued within the windows is
+//! `out.rs`.
 //!
 //! The connection is a hand-written future polled by its task: it reads what the client sent
 //! (the session keeps no buffer while the client is silent), answers control frames, polls each
@@ -14,10 +17,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
-use bytes::{Buf, Bytes};
-use futures_util::StreamExt;
-use http_body::Body as _;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Version, header};
+use bytes::Bytes;
 use tokio::time::Sleep;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tower::ServiceExt;
@@ -28,15 +29,14 @@ use super::frame::{
     self, DEFAULT_MAX_FRAME, DEFAULT_WINDOW, HEADER_LEN, Header, MAX_WINDOW, PREFACE, PeerSettings,
     Reason, flag, kind, setting,
 };
+use super::out::{Out, WRITE_HIGH};
+use super::stream::{Kind, Phase, Polled, Routed, Stream, credit_read, credit_stream, poll_stream};
 use crate::conn::{self, Shared, Wire};
-use crate::mercure::{MERCURE_PATH, Subscribed};
+use crate::mercure::MERCURE_PATH;
 
 /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS): the RFC's
 /// recommended floor, what browsers expect, and a bound on one connection's work.
 const MAX_STREAMS: usize = 100;
-
-/// Below this much queued output, streams are polled for more.
-const WRITE_HIGH: usize = 16 * 1024;
 
 /// Past this much queued output the client is not reading what it asks for (PINGs, SETTINGS
 /// sent without reading the answers): reading stops; past [`WRITE_LIMIT`] it is cut off.
@@ -104,173 +104,11 @@ enum Closing {
     Abrupt,
 }
 
-/// What is queued for the client, and the connection's send window.
-struct Out {
-    buf: Vec<u8>,
-    /// Bytes of `buf` the session already took.
-    written: usize,
-    /// The client's connection-level window for our DATA.
-    window: i64,
-    /// The client's SETTINGS.
-    peer: PeerSettings,
-}
-
-impl Out {
-    fn queued(&self) -> usize {
-        self.buf.len() - self.written
-    }
-
-    /// Room for DATA on a stream with `stream_window`: the windows and the frame size.
-    fn room(&self, stream_window: i64) -> usize {
-        let room = self.window.min(stream_window).max(0);
-        usize::try_from(room).unwrap_or(0).min(self.peer.max_frame)
-    }
-
-    /// Queues as much of `data` as the windows allow as DATA frames, `END_STREAM` on the last
-    /// one if `end` and all of it fits. Returns whether all of it (and the end) was queued.
-    fn data(&mut self, id: u32, window: &mut i64, data: &mut Bytes, end: bool) -> bool {
-        while !data.is_empty() {
-            let n = self.room(*window).min(data.len());
-            if n == 0 {
-                return false;
-            }
-            let last = n == data.len();
-            let flags = if last && end { flag::END_STREAM } else { 0 };
-            frame::put_header(&mut self.buf, n, kind::DATA, flags, id);
-            self.buf.extend_from_slice(&data[..n]);
-            data.advance(n);
-            *window -= n as i64;
-            self.window -= n as i64;
-            if last && end {
-                return true;
-            }
-        }
-        if end {
-            frame::put_header(&mut self.buf, 0, kind::DATA, flag::END_STREAM, id);
-        }
-        true
-    }
-
-    /// Queues a field block (HEADERS, then CONTINUATIONs if it exceeds a frame).
-    fn headers(&mut self, id: u32, block: &[u8], end_stream: bool) {
-        let max = self.peer.max_frame;
-        let mut chunks = block.chunks(max).peekable();
-        let first = chunks.next().unwrap_or_default();
-        let mut flags = if end_stream { flag::END_STREAM } else { 0 };
-        if chunks.peek().is_none() {
-            flags |= flag::END_HEADERS;
-        }
-        frame::put_header(&mut self.buf, first.len(), kind::HEADERS, flags, id);
-        self.buf.extend_from_slice(first);
-        while let Some(chunk) = chunks.next() {
-            let flags = if chunks.peek().is_none() {
-                flag::END_HEADERS
-            } else {
-                0
-            };
-            frame::put_header(&mut self.buf, chunk.len(), kind::CONTINUATION, flags, id);
-            self.buf.extend_from_slice(chunk);
-        }
-    }
-
-    /// Queues a response head: `:status`, the fields, `date` and (if the body's length is
-    /// known and no field gives it) `content-length`, as hyper adds them.
-    fn response_head(&mut self, id: u32, response: &mut Response<Body>, end_stream: bool) {
-        let length = response.body().size_hint().exact();
-        let status = response.status();
-        let fields = response.headers_mut();
-        if let Some(n) = length.filter(|_| !fields.contains_key(header::CONTENT_LENGTH))
-            && status != StatusCode::NO_CONTENT
-            && !status.is_informational()
-        {
-            fields.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-        }
-        self.head(id, status, fields, end_stream);
-    }
-
-    /// Queues a response head as it is, plus `date` if it has none.
-    fn head(&mut self, id: u32, status: StatusCode, fields: &mut HeaderMap, end_stream: bool) {
-        if !fields.contains_key(header::DATE) {
-            // Formatted dates are ASCII: the fallback is never used.
-            let date = HeaderValue::try_from(conn::http_date())
-                .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"));
-            fields.insert(header::DATE, date);
-        }
-        let mut block = Vec::with_capacity(128);
-        fields::encode_response(status, fields, &mut block);
-        self.headers(id, &block, end_stream);
-    }
-}
-
 /// A header block waiting for its CONTINUATION frames.
 struct Block {
     stream: u32,
     end_stream: bool,
     bytes: Vec<u8>,
-}
-
-struct Stream {
-    id: u32,
-    /// The client's window for our DATA on this stream.
-    send_window: i64,
-    /// Our window for the client's DATA on this stream, as the client sees it.
-    recv_window: i64,
-    /// Window to give back: body bytes the handler read, or that nobody will read.
-    owed: i64,
-    /// The client sent END_STREAM.
-    remote_closed: bool,
-    /// The response head went out (a reset after it is a client's ordinary cancel).
-    answered: bool,
-    kind: Kind,
-}
-
-#[expect(
-    clippy::large_enum_variant,
-    reason = "subscribes are most streams; boxing the hub's stream would add an allocation to each"
-)]
-enum Kind {
-    /// A subscribe on the compact path: the hub's stream, and the rest of a frame the windows
-    /// did not let out yet.
-    Subscribe { stream: Subscribed, pending: Bytes },
-    /// A request the router answers.
-    Routed(Box<Routed>),
-}
-
-impl Stream {
-    /// Tells a handler reading this stream's request body that the body will not end.
-    fn abort_body(&self) {
-        if let Kind::Routed(routed) = &self.kind
-            && let Some(pipe) = &routed.body
-        {
-            pipe.end(Err(()));
-        }
-    }
-}
-
-struct Routed {
-    phase: Phase,
-    /// The request body's pipe, while the client may still send it.
-    body: Option<Pipe>,
-    /// The request's `content-length`, and the body bytes received.
-    expected: Option<u64>,
-    received: u64,
-    /// A `HEAD` request: the response has no body.
-    head: bool,
-}
-
-enum Phase {
-    Waiting(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
-    Sending { body: Body, pending: Bytes },
-}
-
-/// What became of a stream when polled.
-enum Polled {
-    /// Waiting (for the hub, the router, or a window).
-    Open,
-    /// Our side ended (END_STREAM queued).
-    Finished,
-    /// Reset with this code (queued by the caller).
-    Reset(Reason),
 }
 
 pub(crate) struct Connection<W> {
@@ -1072,117 +910,3 @@ impl<W: Wire> Connection<W> {
 /// Most received bytes kept unprocessed: one frame of the largest size we accept, its header,
 /// and a TLS record's worth that came with it.
 const READ_LIMIT: usize = HEADER_LEN + DEFAULT_MAX_FRAME + 2 * 16_384;
-
-/// Takes what the handler read of a request body since the last poll, and credits it.
-fn credit_read(stream: &mut Stream, out: &mut Out, cx: &mut Context<'_>) {
-    if let Kind::Routed(routed) = &stream.kind
-        && let Some(pipe) = &routed.body
-    {
-        stream.owed += pipe.take_consumed(cx) as i64;
-    }
-    credit_stream(stream, out);
-}
-
-/// Gives the client back the stream window it is owed, in one update once half of the window
-/// is used (none once the client finished sending).
-fn credit_stream(stream: &mut Stream, out: &mut Out) {
-    if stream.remote_closed {
-        stream.owed = 0;
-        return;
-    }
-    if stream.owed > 0 && stream.recv_window < DEFAULT_WINDOW / 2 {
-        frame::put_window_update(&mut out.buf, stream.id, stream.owed as u32);
-        stream.recv_window += stream.owed;
-        stream.owed = 0;
-    }
-}
-
-/// Polls one stream: the router's answer, then its body (or the hub's frames) within the
-/// windows.
-fn poll_stream(stream: &mut Stream, out: &mut Out, cx: &mut Context<'_>) -> Polled {
-    let id = stream.id;
-    match &mut stream.kind {
-        Kind::Subscribe {
-            stream: hub,
-            pending,
-        } => loop {
-            if !pending.is_empty() && !out.data(id, &mut stream.send_window, pending, false) {
-                return Polled::Open;
-            }
-            if out.queued() >= WRITE_HIGH || out.room(stream.send_window) == 0 {
-                return Polled::Open;
-            }
-            match hub.poll_next_unpin(cx) {
-                Poll::Ready(Some(frame)) => *pending = frame,
-                Poll::Ready(None) => {
-                    frame::put_header(&mut out.buf, 0, kind::DATA, flag::END_STREAM, id);
-                    return Polled::Finished;
-                }
-                Poll::Pending => return Polled::Open,
-            }
-        },
-        Kind::Routed(routed) => {
-            if let Phase::Waiting(call) = &mut routed.phase {
-                let Poll::Ready(mut response) = call.as_mut().poll(cx) else {
-                    return Polled::Open;
-                };
-                stream.answered = true;
-                let empty = routed.head || response.body().is_end_stream();
-                out.response_head(id, &mut response, empty);
-                if empty {
-                    return Polled::Finished;
-                }
-                routed.phase = Phase::Sending {
-                    body: response.into_body(),
-                    pending: Bytes::new(),
-                };
-            }
-            let Phase::Sending { body, pending } = &mut routed.phase else {
-                return Polled::Open;
-            };
-            loop {
-                if !pending.is_empty() && !out.data(id, &mut stream.send_window, pending, false) {
-                    return Polled::Open;
-                }
-                if out.queued() >= WRITE_HIGH || out.room(stream.send_window) == 0 {
-                    return Polled::Open;
-                }
-                match Pin::new(&mut *body).poll_frame(cx) {
-                    Poll::Pending => return Polled::Open,
-                    Poll::Ready(None) => {
-                        frame::put_header(&mut out.buf, 0, kind::DATA, flag::END_STREAM, id);
-                        return Polled::Finished;
-                    }
-                    Poll::Ready(Some(Err(e))) => {
-                        tracing::debug!("HTTP/2 stream {id}: response body failed: {e}");
-                        return Polled::Reset(Reason::INTERNAL_ERROR);
-                    }
-                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                        Ok(data) => *pending = data,
-                        Err(frame) => {
-                            if let Ok(trailers) = frame.into_trailers() {
-                                let mut block = Vec::new();
-                                fields::encode_fields(&trailers, &mut block);
-                                out.headers(id, &block, true);
-                                return Polled::Finished;
-                            }
-                        }
-                    },
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    /// Each stream is an entry of the connection's list: the hub's stream inline (as the
-    /// HTTP/1.1 pump holds it) and a few counters, a router's request boxed.
-    #[test]
-    fn a_stream_entry_stays_small() {
-        let stream = std::mem::size_of::<super::Stream>();
-        let subscribed = std::mem::size_of::<crate::mercure::Subscribed>();
-        eprintln!("stream entry: {stream} bytes, of which the hub's stream {subscribed}");
-        assert!(stream <= subscribed + 80, "{stream} bytes");
-    }
-}

@@ -2,6 +2,7 @@
 //! `GET` subscribes, `POST` publishes; the active subscriptions API below
 //! `/.well-known/mercure/subscriptions` when enabled.
 
+mod body;
 mod metadata;
 mod publish;
 pub(crate) mod resource;

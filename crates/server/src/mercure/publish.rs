@@ -4,13 +4,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ssehub_auth::{Role, TokenSource};
 use ssehub_hub::{PublishError, Update};
 
+use super::body::read_whole;
 use super::{AuthRequest, Authenticated, MercureState, rules};
 use crate::form::decode_pairs;
 use crate::limits::retry_after_secs;
@@ -91,7 +91,9 @@ async fn handle(
     if declared_length(&parts.headers).is_some_and(|n| n > config.max_body as u64) {
         return Err(too_large(config.max_body));
     }
-    let body = read_body(body, config.max_body).await?;
+    let body = read_whole(body, config.max_body, config.body_timeout)
+        .await
+        .map_err(|e| e.into_api(|| too_large(config.max_body)))?;
     let update = parse_update(&body, config.max_topics_per_update)?;
     *topics = Some(update.topics().len());
     rules::check_update(&update, auth.resource(), config.legacy_protocol())?;
@@ -185,29 +187,6 @@ fn too_large(max: usize) -> ApiError {
         format!("request body larger than {max} bytes"),
     )
     .with_cause(Cause::Limit(Limit::Body))
-}
-
-async fn read_body(body: Body, max: usize) -> Result<bytes::Bytes, ApiError> {
-    let too_large = || too_large(max);
-    match axum::body::to_bytes(body, max).await {
-        Ok(b) => Ok(b),
-        Err(e) => {
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            while let Some(err) = source {
-                if err.is::<http_body_util_limited::LengthLimitError>() {
-                    return Err(too_large());
-                }
-                source = err.source();
-            }
-            Err(ApiError::bad_request(format!(
-                "could not read the request body: {e}"
-            )))
-        }
-    }
-}
-
-mod http_body_util_limited {
-    pub(crate) use http_body_util::LengthLimitError;
 }
 
 /// The update a form describes; at most `max_topics` topics.

@@ -17,6 +17,7 @@ use ssehub_auth::Role;
 use ssehub_hub::{SubscribeError, SubscriberStream, Subscription};
 use ssehub_selector::{MatcherError, MatcherLease, Owner, Url, describe_char, forbidden_char};
 
+use super::body::read_whole;
 use super::{AuthRequest, Authenticated, MercureState};
 use crate::form::decode_pairs;
 use crate::limits::{SlotGuard, client_ip};
@@ -103,12 +104,16 @@ pub(crate) async fn other_method(
         ));
     }
     let max = state.config.max_query;
-    let body = axum::body::to_bytes(body, max).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("QUERY body larger than {max} bytes"),
-        )
-    })?;
+    let body = read_whole(body, max, state.config.body_timeout)
+        .await
+        .map_err(|e| {
+            e.into_api(|| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("QUERY body larger than {max} bytes"),
+                )
+            })
+        })?;
     let pairs = decode_pairs(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid form body: {e}")))?;
     serve_subscribe(state, parts, pairs).await
