@@ -20,6 +20,7 @@
 //! with a sizable buffer are boxed on the paths that need them, so a waiting subscriber does not
 //! pay for them (a unit test bounds the size).
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -332,7 +333,7 @@ fn open(
     headers: HeaderMap,
     peer: SocketAddr,
 ) -> Option<(Subscribed, Vec<u8>)> {
-    let (stream, fields) = subscribe(shared, uri, &headers, peer)?;
+    let (stream, fields) = subscribe(shared, uri, Cow::Owned(headers), peer)?;
     let mut head = Vec::with_capacity(256);
     head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
     for (name, value) in &fields {
@@ -350,21 +351,23 @@ fn open(
 /// Subscribes as the axum handler would: the stream and the response's fields (the router's,
 /// CORS included, in the router's order), or `None` when the handler refuses the request (the
 /// caller then lets the router answer, so refusals are worded in one place). Shared with the
-/// HTTP/2 connection ([`crate::h2`]).
+/// HTTP/2 connection ([`crate::h2`]), which lends the request's fields (it still needs them
+/// for the router if the subscribe is refused): they are copied only when CORS needs them
+/// owned, where HTTP/1.1 hands them over.
 pub(crate) fn subscribe(
     shared: &Shared,
     uri: &Uri,
-    headers: &HeaderMap,
+    headers: Cow<'_, HeaderMap>,
     peer: SocketAddr,
 ) -> Option<(Subscribed, HeaderMap)> {
-    let stream = mercure::open_subscription(&shared.state, uri, headers, Some(peer)).ok()?;
+    let stream = mercure::open_subscription(&shared.state, uri, &headers, Some(peer)).ok()?;
     let mut fields = HeaderMap::with_capacity(8);
     let legacy = shared.state.config.legacy_protocol();
     mercure::insert_subscribe_headers(&stream, &mut fields, legacy);
     if let Some(cors) = &shared.cors {
         // Ready at once for the origin rules we configure; dropping the stream otherwise is
         // only a defensive path.
-        fields = cors_headers(cors, headers.clone(), fields)?;
+        fields = cors_headers(cors, headers.into_owned(), fields)?;
     }
     Some((stream, fields))
 }

@@ -8,6 +8,7 @@
 //! stream for what it can send within the windows, and writes. Buffers are freed when they
 //! empty, so an idle connection holds the session, this struct and its streams.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -719,8 +720,12 @@ impl<W: Wire> Connection<W> {
             && head.content_length.is_none()
             && !head.headers.contains_key(header::EXPECT);
         if plain_subscribe
-            && let Some((stream, fields)) =
-                conn::subscribe(&self.shared, &head.uri, &head.headers, self.peer)
+            && let Some((stream, fields)) = conn::subscribe(
+                &self.shared,
+                &head.uri,
+                Cow::Borrowed(&head.headers),
+                self.peer,
+            )
         {
             let mut fields = fields;
             self.out.head(id, StatusCode::OK, &mut fields, false);
