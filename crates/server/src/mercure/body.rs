@@ -10,53 +10,33 @@ use bytes::Bytes;
 use crate::ApiError;
 use crate::metrics::{Cause, Limit};
 
-/// Why a body could not be read whole.
-#[derive(Debug)]
-pub(super) enum ReadError {
-    /// Over the size limit.
-    TooLarge,
-    /// Not complete within this time.
-    TimedOut(Duration),
-    /// The connection failed or the body was malformed.
-    Failed(axum::Error),
-}
-
-/// The body, if it is at most `max` bytes and arrives within `timeout`.
+/// The body, if it is at most `max` bytes and arrives within `timeout`. Otherwise the answer:
+/// `too_large()` over the size (its wording is the endpoint's), `408` when late, `400` when the
+/// connection failed or the body was malformed.
 pub(super) async fn read_whole(
     body: Body,
     max: usize,
     timeout: Duration,
-) -> Result<Bytes, ReadError> {
-    match tokio::time::timeout(timeout, axum::body::to_bytes(body, max)).await {
-        Err(_) => Err(ReadError::TimedOut(timeout)),
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) => {
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            while let Some(err) = source {
-                if err.is::<http_body_util::LengthLimitError>() {
-                    return Err(ReadError::TooLarge);
-                }
-                source = err.source();
-            }
-            Err(ReadError::Failed(e))
-        }
-    }
-}
-
-impl ReadError {
-    /// The answer: `too_large` over the limit (its wording is the endpoint's), `408` when late,
-    /// `400` otherwise.
-    pub(super) fn into_api(self, too_large: impl FnOnce() -> ApiError) -> ApiError {
-        match self {
-            ReadError::TooLarge => too_large(),
-            ReadError::TimedOut(t) => ApiError::new(
+    too_large: impl FnOnce() -> ApiError,
+) -> Result<Bytes, ApiError> {
+    let read = match tokio::time::timeout(timeout, axum::body::to_bytes(body, max)).await {
+        Ok(read) => read,
+        Err(_) => {
+            return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
-                format!("request body not complete within {t:?}"),
+                format!("request body not complete within {timeout:?}"),
             )
-            .with_cause(Cause::Limit(Limit::BodyTimeout)),
-            ReadError::Failed(e) => {
-                ApiError::bad_request(format!("could not read the request body: {e}"))
-            }
+            .with_cause(Cause::Limit(Limit::BodyTimeout)));
         }
-    }
+    };
+    read.map_err(|e| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(err) = source {
+            if err.is::<http_body_util::LengthLimitError>() {
+                return too_large();
+            }
+            source = err.source();
+        }
+        ApiError::bad_request(format!("could not read the request body: {e}"))
+    })
 }

@@ -91,9 +91,10 @@ async fn handle(
     if declared_length(&parts.headers).is_some_and(|n| n > config.max_body as u64) {
         return Err(too_large(config.max_body));
     }
-    let body = read_whole(body, config.max_body, config.body_timeout)
-        .await
-        .map_err(|e| e.into_api(|| too_large(config.max_body)))?;
+    let body = read_whole(body, config.max_body, config.body_timeout, || {
+        too_large(config.max_body)
+    })
+    .await?;
     let update = parse_update(&body, config.max_topics_per_update)?;
     *topics = Some(update.topics().len());
     rules::check_update(&update, auth.resource(), config.legacy_protocol())?;

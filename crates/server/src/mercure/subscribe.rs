@@ -104,16 +104,13 @@ pub(crate) async fn other_method(
         ));
     }
     let max = state.config.max_query;
-    let body = read_whole(body, max, state.config.body_timeout)
-        .await
-        .map_err(|e| {
-            e.into_api(|| {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("QUERY body larger than {max} bytes"),
-                )
-            })
-        })?;
+    let body = read_whole(body, max, state.config.body_timeout, || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("QUERY body larger than {max} bytes"),
+        )
+    })
+    .await?;
     let pairs = decode_pairs(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid form body: {e}")))?;
     serve_subscribe(state, parts, pairs).await
