@@ -79,6 +79,17 @@ fn via_hyper(query: &str, extra: &str) -> Vec<u8> {
     fast(query, &format!("Connection: close\r\n{extra}"))
 }
 
+/// A publish (the publisher's token) declaring a body of `declared` bytes and sending only
+/// `sent` of it.
+fn post_declaring(declared: usize, sent: &str) -> Vec<u8> {
+    format!(
+        "POST /.well-known/mercure HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {declared}\r\n\r\n{sent}",
+        publisher()
+    )
+    .into_bytes()
+}
+
 fn xff(addr: &str) -> String {
     format!("X-Forwarded-For: {addr}\r\n")
 }
@@ -208,14 +219,11 @@ async fn too_many_selectors_or_topics_get_400() {
 #[tokio::test]
 async fn a_declared_body_over_the_limit_gets_413_without_waiting_for_it() {
     let server = start().await;
-    let head = format!(
-        "POST /.well-known/mercure HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000000\r\n\r\n",
-        publisher()
-    );
     let started = Instant::now();
     let mut sock = TcpStream::connect(server.addr).await.unwrap();
-    sock.write_all(head.as_bytes()).await.unwrap();
+    sock.write_all(&post_declaring(1_000_000_000, ""))
+        .await
+        .unwrap();
     let answer = tokio::time::timeout(Duration::from_secs(1), read_answer(&mut sock))
         .await
         .expect("no answer within 1 s: the body was waited for");
@@ -231,14 +239,11 @@ async fn a_declared_body_over_the_limit_gets_413_without_waiting_for_it() {
 async fn a_request_body_that_stalls_gets_408_and_others_are_served() {
     let hub = Hub::builder().heartbeat(None).build();
     let server = start_with(hub, |c| c.body_timeout = Duration::from_millis(300)).await;
-    let head = format!(
-        "POST /.well-known/mercure HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ntopic=x&da",
-        publisher()
-    );
     let started = Instant::now();
     let mut sock = TcpStream::connect(server.addr).await.unwrap();
-    sock.write_all(head.as_bytes()).await.unwrap();
+    sock.write_all(&post_declaring(100, "topic=x&da"))
+        .await
+        .unwrap();
     let res = publish(&server, &[("topic", "x"), ("data", "meanwhile")]).await;
     assert_eq!(res.status(), 200);
     let answer = read_answer(&mut sock).await;
